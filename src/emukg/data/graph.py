@@ -1,0 +1,280 @@
+"""The in-memory knowledge graph: vocabularies, triple tensors, counts and the filter index."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import EmukgError
+from .files import read_dict, read_triples
+
+log = logging.getLogger("emukg")
+
+SPLITS = ("train", "valid", "test")
+
+
+def _lookup(keys: torch.Tensor, ptr: torch.Tensor, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For sorted unique ``keys`` with CSR offsets ``ptr``, return (start, count) of every query key (0 if absent)."""
+    if keys.numel() == 0:
+        zero = torch.zeros_like(query)
+        return zero, zero
+    pos = torch.searchsorted(keys, query)
+    pos_c = pos.clamp(max=keys.numel() - 1)
+    found = keys[pos_c] == query
+    start = ptr[pos_c]
+    count = torch.where(found, ptr[pos_c + 1] - start, torch.zeros_like(start))
+    return start, count
+
+
+def _csr(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group ``values`` by ``keys``: sorted unique keys, offsets (len+1) and values sorted within each key."""
+    order = torch.argsort(keys * (values.max() + 1 if values.numel() else 1) + values)
+    k, v = keys[order], values[order]
+    uniq, counts = torch.unique_consecutive(k, return_counts=True)
+    ptr = torch.zeros(uniq.numel() + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(counts, 0)
+    return uniq, ptr, v
+
+
+@dataclass
+class FilterIndex:
+    """All true answers of (h, r, ?) and (?, r, t) as flat CSR arrays, plus a sorted key per triple.
+
+    * ``tail_keys[i] = h*R + r`` (sorted, unique); the true tails of that pair are
+      ``tail_vals[tail_ptr[i]:tail_ptr[i+1]]`` (sorted).
+    * ``head_keys[i] = t*R + r``; the true heads are ``head_vals[head_ptr[i]:head_ptr[i+1]]``.
+    * ``triple_keys``: sorted unique ``(h*R + r)*N + t`` for membership tests.
+
+    Every lookup is a ``torch.searchsorted`` over a whole batch: no Python per query.
+    """
+
+    num_entities: int
+    num_relations: int
+    tail_keys: torch.Tensor
+    tail_ptr: torch.Tensor
+    tail_vals: torch.Tensor
+    head_keys: torch.Tensor
+    head_ptr: torch.Tensor
+    head_vals: torch.Tensor
+    triple_keys: torch.Tensor
+
+    @classmethod
+    def from_triples(cls, triples: torch.Tensor, num_entities: int, num_relations: int) -> "FilterIndex":
+        triples = torch.unique(triples.to(torch.long).reshape(-1, 3), dim=0)
+        h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
+        R, N = num_relations, num_entities
+        tk, tp, tv = _csr(h * R + r, t)
+        hk, hp, hv = _csr(t * R + r, h)
+        keys = torch.sort((h * R + r) * N + t).values
+        return cls(N, R, tk, tp, tv, hk, hp, hv, keys)
+
+    def to(self, device) -> "FilterIndex":
+        return FilterIndex(
+            self.num_entities,
+            self.num_relations,
+            *(getattr(self, n).to(device) for n in ("tail_keys", "tail_ptr", "tail_vals", "head_keys", "head_ptr", "head_vals", "triple_keys")),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.triple_keys.device
+
+    def _side(self, side: str):
+        if side == "tail":
+            return self.tail_keys, self.tail_ptr, self.tail_vals
+        if side == "head":
+            return self.head_keys, self.head_ptr, self.head_vals
+        raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
+
+    def counts(self, anchor: torch.Tensor, relation: torch.Tensor, side: str) -> torch.Tensor:
+        """Number of true answers per query. ``side='tail'``: anchor is the head; ``'head'``: anchor is the tail."""
+        keys, ptr, _ = self._side(side)
+        return _lookup(keys, ptr, anchor.long() * self.num_relations + relation.long())[1]
+
+    def answers(self, anchor: torch.Tensor, relation: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """All true answers of a batch of queries as ``(query_index, entity)`` pairs (flat, CSR-style).
+
+        ``side='tail'``: queries (anchor=h, r, ?); ``side='head'``: queries (?, r, anchor=t).
+        Use as ``scores[query_index, entity]`` to mask known triples in one indexing operation.
+        """
+        keys, ptr, vals = self._side(side)
+        q = anchor.long().reshape(-1) * self.num_relations + relation.long().reshape(-1)
+        start, count = _lookup(keys, ptr, q)
+        qidx = torch.repeat_interleave(torch.arange(q.numel(), device=q.device), count)
+        total = qidx.numel()
+        if total == 0:
+            return qidx, qidx.clone()
+        first = torch.cumsum(count, 0) - count  # position of each query's first answer in the output
+        offset = torch.arange(total, device=q.device) - first[qidx] + start[qidx]
+        return qidx, vals[offset]
+
+    def contains(self, head: torch.Tensor, relation: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+        """Boolean tensor (broadcast shape): is (head, relation, tail) a known triple?"""
+        h, r, t = torch.broadcast_tensors(head.long(), relation.long(), tail.long())
+        key = (h * self.num_relations + r) * self.num_entities + t
+        keys = self.triple_keys
+        if keys.numel() == 0:
+            return torch.zeros_like(key, dtype=torch.bool)
+        pos = torch.searchsorted(keys, key.reshape(-1)).clamp(max=keys.numel() - 1).reshape(key.shape)
+        return keys[pos] == key
+
+
+@dataclass
+class KnowledgeGraph:
+    """A link-prediction dataset with integer ids.
+
+    ``splits[name]`` is an int64 tensor ``(n, 3)`` of ``(head, relation, tail)`` ids.  ``filter`` indexes
+    train ∪ valid ∪ test (for filtered evaluation); ``train_filter`` indexes the training triples only (for
+    filtered negative sampling).
+    """
+
+    entities: list[str]
+    relations: list[str]
+    splits: dict[str, torch.Tensor]
+    name: str = ""
+    path: str = ""
+    unseen: dict[str, int] = field(default_factory=dict)
+    _filter: FilterIndex | None = field(default=None, repr=False)
+    _train_filter: FilterIndex | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.entity_to_id = {n: i for i, n in enumerate(self.entities)}
+        self.relation_to_id = {n: i for i, n in enumerate(self.relations)}
+
+    @property
+    def num_entities(self) -> int:
+        return len(self.entities)
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.relations)
+
+    @property
+    def train(self) -> torch.Tensor:
+        return self.splits["train"]
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return self.splits["valid"]
+
+    @property
+    def test(self) -> torch.Tensor:
+        return self.splits["test"]
+
+    @property
+    def all_triples(self) -> torch.Tensor:
+        return torch.cat([self.splits[s] for s in SPLITS if s in self.splits])
+
+    @property
+    def filter(self) -> FilterIndex:
+        """Filter index over train ∪ valid ∪ test (what filtered evaluation removes)."""
+        if self._filter is None:
+            self._filter = FilterIndex.from_triples(self.all_triples, self.num_entities, self.num_relations)
+        return self._filter
+
+    @property
+    def train_filter(self) -> FilterIndex:
+        """Filter index over the training triples only (what filtered negative sampling removes)."""
+        if self._train_filter is None:
+            self._train_filter = FilterIndex.from_triples(self.train, self.num_entities, self.num_relations)
+        return self._train_filter
+
+    def pair_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per training triple: how many training triples share its (h, r), and how many share its (t, r⁻¹)."""
+        h, r, t = self.train.unbind(1)
+        R = self.num_relations
+
+        def count(key):
+            _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+            return counts[inverse]
+
+        return count(h * R + r), count(t * R + r)
+
+    def subsampling_weights(self, start: int = 4) -> torch.Tensor:
+        """The reference's w = sqrt(1 / (cnt(h,r) + cnt(t,r⁻¹))), each count starting at ``start`` (4)."""
+        hr, tr = self.pair_counts()
+        return torch.sqrt(1.0 / (hr + tr + 2 * start).to(torch.float32))
+
+    def degree(self) -> torch.Tensor:
+        """Undirected degree of every entity over the training triples."""
+        return torch.bincount(self.train[:, [0, 2]].reshape(-1), minlength=self.num_entities)
+
+    def summary(self) -> dict:
+        deg = self.degree().to(torch.float64)
+        out = {
+            "name": self.name,
+            "path": self.path,
+            "entities": self.num_entities,
+            "relations": self.num_relations,
+            "triples": {s: int(self.splits[s].shape[0]) for s in SPLITS},
+            "unseen_entity_triples": dict(self.unseen),
+            "degree": {
+                "min": int(deg.min()) if deg.numel() else 0,
+                "median": float(deg.median()) if deg.numel() else 0.0,
+                "mean": float(deg.mean()) if deg.numel() else 0.0,
+                "max": int(deg.max()) if deg.numel() else 0,
+                "isolated_entities": int((deg == 0).sum()),
+            },
+        }
+        return out
+
+
+def _encode(path: Path, rows, ent: dict, rel: dict) -> torch.Tensor:
+    out = np.empty((len(rows), 3), dtype=np.int64)
+    for i, (number, h, r, t) in enumerate(rows):
+        try:
+            out[i, 0] = ent[h]
+            out[i, 2] = ent[t]
+        except KeyError as exc:
+            raise EmukgError(
+                f"{path}, line {number}: entity {exc.args[0]!r} is not in entities.dict; add it there or fix the name."
+            ) from None
+        try:
+            out[i, 1] = rel[r]
+        except KeyError:
+            raise EmukgError(
+                f"{path}, line {number}: relation {r!r} is not in relations.dict; add it there or fix the name."
+            ) from None
+    return torch.from_numpy(out)
+
+
+def load_folder(path: str | os.PathLike, name: str | None = None) -> KnowledgeGraph:
+    """Read a dataset folder (reference layout, or just the three split files) into a :class:`KnowledgeGraph`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise EmukgError(f"{path}: dataset folder not found; pass an existing folder or a registered dataset name (see 'emukg datasets list').")
+    for s in SPLITS:
+        if not (path / f"{s}.txt").is_file():
+            raise EmukgError(f"{path / (s + '.txt')}: file not found; a dataset folder needs train.txt, valid.txt and test.txt.")
+    rows = {s: read_triples(path / f"{s}.txt") for s in SPLITS}
+    if not rows["train"]:
+        raise EmukgError(f"{path / 'train.txt'}: the training split is empty; it needs at least one 'head<TAB>relation<TAB>tail' line.")
+    has_e, has_r = (path / "entities.dict").is_file(), (path / "relations.dict").is_file()
+    if has_e != has_r:
+        missing = "relations.dict" if has_e else "entities.dict"
+        raise EmukgError(f"{path / missing}: file not found; give both entities.dict and relations.dict, or neither (ids then come from sorted names).")
+    if has_e:
+        entities = read_dict(path / "entities.dict")
+        relations = read_dict(path / "relations.dict")
+    else:
+        entities = sorted({x for s in SPLITS for _, h, _, t in rows[s] for x in (h, t)})
+        relations = sorted({r for s in SPLITS for _, _, r, _ in rows[s]})
+    ent = {n: i for i, n in enumerate(entities)}
+    rel = {n: i for i, n in enumerate(relations)}
+    splits = {s: _encode(path / f"{s}.txt", rows[s], ent, rel) for s in SPLITS}
+    kg = KnowledgeGraph(entities, relations, splits, name=name or path.name, path=str(path))
+    seen = torch.zeros(kg.num_entities, dtype=torch.bool)
+    seen[kg.train[:, 0]] = True
+    seen[kg.train[:, 2]] = True
+    for s in ("valid", "test"):
+        trip = splits[s]
+        n_unseen = int((~(seen[trip[:, 0]] & seen[trip[:, 2]])).sum()) if trip.numel() else 0
+        kg.unseen[s] = n_unseen
+        if n_unseen:
+            log.warning("%s: %d %s triples mention entities never seen in training; they are kept (as LibKGE does).", kg.name, n_unseen, s)
+    return kg

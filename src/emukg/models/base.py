@@ -1,0 +1,108 @@
+"""The model base class and registry.
+
+A model owns two embedding tables and **one** score function, written once on broadcastable tensors::
+
+    score(h, r, t)  # h, t: (..., entity_dim), r: (..., relation_dim)  ->  (...)
+
+Training calls it on ``(batch, 1, dim)`` against ``(batch, candidates, dim)``; evaluation on
+``(queries, 1, dim)`` against ``(1, entities, dim)``; prediction likewise.  Because it works on embedding
+rows, not ids, EMU can score *mutated* candidate embeddings with the same function.
+
+Higher scores mean more plausible triples.  Initialisation follows the RotatE / SANS / EMU code line:
+``embedding_range = (gamma + epsilon) / hidden_dim`` with ``epsilon = 2``, both tables drawn from
+``U(-range, range)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import EmukgError
+
+MODELS: dict[str, type["KGEModel"]] = {}
+EPSILON = 2.0
+
+
+def register(cls):
+    MODELS[cls.__name__] = cls
+    return cls
+
+
+def model_class(name: str) -> type["KGEModel"]:
+    for key, cls in MODELS.items():
+        if key.lower() == name.lower():
+            return cls
+    raise EmukgError(f"--model {name}: unknown model; choose one of {', '.join(MODELS)}.")
+
+
+class KGEModel(nn.Module):
+    """Embedding tables plus the score function of one model family.
+
+    Subclasses set ``entity_factor`` / ``relation_factor`` (table width in units of ``hidden_dim``) through
+    :meth:`widths` and implement :meth:`score`.  ``requires_double_entity`` / ``requires_double_relation``
+    name the reference's ``-de`` / ``-dr`` flags a model cannot run without.
+    """
+
+    distance_based = True  # False for bilinear models (DistMult, ComplEx): 1-vs-all is allowed there
+    requires_double_entity = False
+    requires_double_relation = False
+
+    def __init__(self, num_entities: int, num_relations: int, hidden_dim: int, gamma: float,
+                 double_entity_embedding: bool = False, double_relation_embedding: bool = False):
+        super().__init__()
+        self.check_flags(double_entity_embedding, double_relation_embedding)
+        self.num_entities, self.num_relations, self.hidden_dim = num_entities, num_relations, hidden_dim
+        self.register_buffer("gamma", torch.tensor([float(gamma)]))
+        self.embedding_range_value = (float(gamma) + EPSILON) / hidden_dim
+        self.register_buffer("embedding_range", torch.tensor([self.embedding_range_value]))
+        self.entity_dim, self.relation_dim = self.widths(hidden_dim, double_entity_embedding, double_relation_embedding)
+        rng = self.embedding_range_value
+        self.entity_embedding = nn.Parameter(torch.empty(num_entities, self.entity_dim).uniform_(-rng, rng))
+        self.relation_embedding = nn.Parameter(torch.empty(num_relations, self.relation_dim).uniform_(-rng, rng))
+
+    @classmethod
+    def check_flags(cls, double_entity: bool, double_relation: bool) -> None:
+        name = cls.__name__
+        if cls.requires_double_entity and not double_entity:
+            raise EmukgError(f"--model {name} needs complex entity embeddings; add -de (--double-entity-embedding).")
+        if cls.requires_double_relation and not double_relation:
+            raise EmukgError(f"--model {name} needs complex relation embeddings; add -dr (--double-relation-embedding).")
+
+    @classmethod
+    def widths(cls, hidden_dim: int, double_entity: bool, double_relation: bool) -> tuple[int, int]:
+        return hidden_dim * (2 if double_entity else 1), hidden_dim * (2 if double_relation else 1)
+
+    def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # --- convenience: scores by id -------------------------------------------------------------
+    def score_ids(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Scores of id tensors (broadcast together)."""
+        E, R = self.entity_embedding, self.relation_embedding
+        return self.score(E[h], R[r], E[t])
+
+    def score_all(self, anchor: torch.Tensor, relation: torch.Tensor, side: str,
+                  entities: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores ``(queries, candidates)`` of every query against all entities (or ``entities`` ids).
+
+        ``side='tail'``: queries (anchor, r, ?); ``side='head'``: queries (?, r, anchor).  The default
+        broadcasts the score function; bilinear models override it with a matrix product.
+        """
+        E = self.entity_embedding if entities is None else self.entity_embedding[entities]
+        a = self.entity_embedding[anchor].unsqueeze(1)
+        r = self.relation_embedding[relation].unsqueeze(1)
+        cand = E.unsqueeze(0)
+        return self.score(a, r, cand) if side == "tail" else self.score(cand, r, a)
+
+    def regularizer(self) -> torch.Tensor:
+        """L3 norm cubed of both tables (the reference's ``-r``)."""
+        return self.entity_embedding.abs().pow(3).sum() + self.relation_embedding.abs().pow(3).sum()
+
+    def extra_repr(self) -> str:
+        return f"entities={self.num_entities}, relations={self.num_relations}, entity_dim={self.entity_dim}, relation_dim={self.relation_dim}, gamma={float(self.gamma):g}"
+
+
+def build_model(name: str, num_entities: int, num_relations: int, hidden_dim: int, gamma: float,
+                double_entity_embedding: bool = False, double_relation_embedding: bool = False) -> KGEModel:
+    return model_class(name)(num_entities, num_relations, hidden_dim, gamma, double_entity_embedding, double_relation_embedding)

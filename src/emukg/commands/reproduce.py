@@ -1,0 +1,61 @@
+"""``emukg reproduce``: the paper's runs (``experiments_EMU.sh``, ``experiments_base.sh``) by name."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..errors import EmukgError
+    from ..reproduce import experiment_config, experiments
+
+    def experiments_max_steps():
+        return next(iter(experiments().values()))["max_steps"]
+
+    if args.list or not args.name:
+        for name, s in experiments().items():
+            extra = " ".join(f"{k}={s[k]}" for k in ("ce_mode", "sampler", "adversarial", "emu", "regularization", "learning_rate") if k in s)
+            print(f"{name:36s} {extra}")
+        return 0
+    overrides = dict(max_steps=args.steps, device=args.device, seed=args.seed)
+    if args.steps is not None:
+        # a shortened run is a prefix of the paper's run: the warm-up stays at the paper's step (half of 100k)
+        overrides["warm_up_steps"] = experiments_max_steps() // 2
+        overrides["valid_steps"] = max(1, min(500, args.steps))
+    cfg = experiment_config(args.name, **overrides)
+    if args.show:
+        yaml.safe_dump(cfg.to_dict(), sys.stdout, sort_keys=True)
+        return 0
+    save = args.save_path or f"runs/{args.name}"
+    cfg = cfg.replace(save_path=save, progress=not args.no_progress)
+    if args.resume:
+        cfg = cfg.replace(init_checkpoint=save)
+    from ..training import train
+
+    try:
+        results = train(cfg, overwrite=args.overwrite)
+    except EmukgError:
+        raise
+    for split, m in results.items():
+        print(f"{split}: MRR {m['MRR']:.4f}  HITS@1 {m['HITS@1']:.4f}  HITS@3 {m['HITS@3']:.4f}  HITS@10 {m['HITS@10']:.4f}")
+    print(f"run folder: {save}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reproduce", help="run one of the paper's experiments by name (--list shows them)",
+                       description="The paper's experiments_EMU.sh and experiments_base.sh runs as named configs.")
+    p.add_argument("name", nargs="?", help="experiment name, e.g. emu-TransE-FB15k-237-uniform")
+    p.add_argument("--list", action="store_true", help="list the experiments")
+    p.add_argument("--show", action="store_true", help="print the experiment's resolved config as YAML and exit")
+    p.add_argument("--steps", type=int, help="override max_steps (e.g. a short CPU run)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="training device")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--save-path", help="run folder (default runs/NAME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the run folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in the run folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

@@ -1,0 +1,142 @@
+"""Results report over run folders: Markdown and CSV tables, and PNG plots of validation MRR over steps.
+
+A replacement for the reference's ``analyse_result.py``.  For each run folder it reads ``config.json``,
+``results.json`` (final metrics of the best model) and ``metrics.jsonl`` (the validation curve).  Rows are
+grouped by dataset, model and sampler, with baseline and EMU side by side.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from .config import Config
+from .errors import EmukgError
+from .io_utils import atomic_write_bytes, atomic_write_text
+
+METRICS = ("MRR", "HITS@1", "HITS@3", "HITS@10")
+
+
+def describe(cfg: Config) -> dict:
+    sampler = "uniform" if cfg.ce_mode in (1, 3) or cfg.sampler == "uniform" else "sans"
+    if cfg.adversarial:
+        sampler += "-adv"
+    method = "EMU" if cfg.emu is not None else "baseline"
+    if cfg.emu is not None and cfg.mixup:
+        method = "EMU-Mixup"
+    if cfg.emu is not None and cfg.only_ls:
+        method = "EMU-OnlyLS"
+    loss = {0: "sigmoid", 1: "CE", 2: "CE", 3: "1-vs-all"}[cfg.ce_mode]
+    return {"dataset": Path(cfg.dataset).name, "model": cfg.model, "loss": loss, "sampler": sampler, "method": method}
+
+
+def read_run(run_dir: str | os.PathLike) -> dict:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise EmukgError(f"{run_dir}: not a run folder (no config.json); pass folders written by 'emukg train'.")
+    cfg = Config.load_json(run_dir / "config.json")
+    row = {"run": str(run_dir), **describe(cfg)}
+    curve: list[tuple[int, float]] = []
+    last_step = 0
+    if (run_dir / "metrics.jsonl").is_file():
+        for number, line in enumerate((run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise EmukgError(f"{run_dir / 'metrics.jsonl'}, line {number}: not valid JSON; the file is damaged.") from None
+            last_step = max(last_step, int(rec.get("step", 0)))
+            if rec.get("split") == "valid" and "MRR" in rec:
+                curve.append((int(rec["step"]), float(rec["MRR"])))
+    row["steps"] = last_step
+    split = None
+    if (run_dir / "results.json").is_file():
+        res = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        split = "test" if "test" in res else ("valid" if "valid" in res else None)
+        if split:
+            row.update({k: res[split][k] for k in METRICS if k in res[split]})
+            row["steps"] = res.get("step", last_step)
+            if "valid" in res:
+                row["valid_MRR"] = res["valid"]["MRR"]
+    if split is None and curve:
+        split = "valid (best so far)"
+        row["MRR"] = max(m for _, m in curve)
+    row["split"] = split or "-"
+    row["curve"] = curve
+    return row
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+def build_tables(rows: list[dict]) -> tuple[str, str]:
+    """Markdown and CSV of all runs, sorted by dataset, model, sampler, method."""
+    cols = ["dataset", "model", "loss", "sampler", "method", "steps", "split", *METRICS, "valid_MRR", "run"]
+    rows = sorted(rows, key=lambda r: (r["dataset"], r["model"], r["sampler"], r["method"], r["run"]))
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        md.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    # baseline vs EMU side by side
+    pairs = {}
+    for r in rows:
+        pairs.setdefault((r["dataset"], r["model"], r["loss"], r["sampler"].replace("-adv", "")), {}).setdefault(r["method"], r)
+    side = [r for r in pairs.items() if "baseline" in r[1] and "EMU" in r[1]]
+    if side:
+        md += ["", "Baseline vs EMU (same dataset, model, loss and sampler):", "",
+               "| dataset | model | loss | sampler | baseline MRR | EMU MRR | Δ MRR |", "|---|---|---|---|---|---|---|"]
+        for (d, m, loss, s), byk in side:
+            b, e = byk["baseline"].get("MRR"), byk["EMU"].get("MRR")
+            delta = f"{e - b:+.4f}" if isinstance(b, float) and isinstance(e, float) else "-"
+            md.append(f"| {d} | {m} | {loss} | {s} | {_fmt(b)} | {_fmt(e)} | {delta} |")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([r.get(c, "") for c in cols])
+    return "\n".join(md) + "\n", buf.getvalue()
+
+
+def plot_curves(rows: list[dict], path: Path) -> bool:
+    """PNG of validation MRR over steps, one line per run; False if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        if r["curve"]:
+            steps, mrr = zip(*r["curve"])
+            ax.plot(steps, mrr, marker=".", label=f"{r['model']} {r['method']} {r['sampler']} ({r['dataset']})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation MRR")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return True
+
+
+def write_report(run_dirs: list[str], out_dir: str | os.PathLike, plots: bool = True) -> dict:
+    rows = [read_run(d) for d in run_dirs]
+    md, csv_text = build_tables(rows)
+    out = Path(out_dir)
+    atomic_write_text(out / "results.md", md)
+    atomic_write_text(out / "results.csv", csv_text)
+    written = {"markdown": str(out / "results.md"), "csv": str(out / "results.csv")}
+    if plots:
+        datasets = sorted({r["dataset"] for r in rows})
+        for d in datasets:
+            p = out / f"valid_mrr_{d}.png"
+            if plot_curves([r for r in rows if r["dataset"] == d], p):
+                written[f"plot_{d}"] = str(p)
+    return {"rows": rows, "markdown_text": md, "files": written}

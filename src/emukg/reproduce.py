@@ -1,0 +1,59 @@
+"""The paper's experiments as named runs.
+
+Every run of the authors' ``experiments_EMU.sh`` and ``experiments_base.sh`` (reference §7) is a named Config:
+
+* EMU runs: ``-n 256 -b 1000 -d 100 -g 24.0 -a 1. --max_steps 100000 -khop 3 -nrw 1000 --valid_steps 500
+  --log_steps 250 -if_EMU 0.39 -neg_label 0.53 -CE_coef 0.11`` on FB15k-237 and wn18rr, with ``-if_CE 1``
+  (uniform negatives) and ``-if_CE 2`` (SANS negatives).
+* Baselines: the same without the EMU flags, plus ``-r 1e-5`` (DistMult, ComplEx) or ``-r 1e-3`` (TransE,
+  RotatE), as uniform (``-if_CE 1``), SANS (``-if_CE 2``) and self-adversarial SANS (``-if_CE 2 -adv``).
+* Learning rates: DistMult 0.1, TransE 0.05, ComplEx 0.1 (``-de -dr``), RotatE 0.05 (``-de``).
+
+Names: ``{emu|base}-{model}-{dataset}-{uniform|sans|sans-adv}``, e.g. ``emu-TransE-FB15k-237-uniform``.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from .config import Config
+from .errors import EmukgError
+
+MODELS = {
+    "DistMult": dict(learning_rate=0.1, regularization=1e-5),
+    "TransE": dict(learning_rate=0.05, regularization=1e-3),
+    "ComplEx": dict(learning_rate=0.1, regularization=1e-5, double_entity_embedding=True, double_relation_embedding=True),
+    "RotatE": dict(learning_rate=0.05, regularization=1e-3, double_entity_embedding=True),
+}
+DATASETS = ["FB15k-237", "wn18rr"]
+COMMON = dict(negative_sample_size=256, batch_size=1000, hidden_dim=100, gamma=24.0, adversarial_temperature=1.0,
+              max_steps=100000, khop=3, num_random_walks=1000, valid_steps=500, log_steps=250,
+              do_train=True, do_valid=True, do_test=True)
+EMU = dict(emu=0.39, neg_label=0.53, ce_coef=0.11)
+
+
+def experiments() -> dict[str, dict]:
+    """Name → Config settings (without dataset-independent run paths)."""
+    out: dict[str, dict] = {}
+    for dataset in DATASETS:
+        for model, settings in MODELS.items():
+            base = dict(COMMON, dataset=dataset, model=model, **settings)
+            emu_base = {k: v for k, v in base.items() if k != "regularization"}
+            out[f"emu-{model}-{dataset}-uniform"] = dict(emu_base, ce_mode=1, **EMU)
+            out[f"emu-{model}-{dataset}-sans"] = dict(emu_base, ce_mode=2, sampler="sans", **EMU)
+            out[f"base-{model}-{dataset}-uniform"] = dict(base, ce_mode=1)
+            out[f"base-{model}-{dataset}-sans"] = dict(base, ce_mode=2, sampler="sans")
+            out[f"base-{model}-{dataset}-sans-adv"] = dict(base, ce_mode=2, sampler="sans", adversarial=True)
+    return out
+
+
+def experiment_config(name: str, **overrides) -> Config:
+    table = experiments()
+    key = {k.lower(): k for k in table}.get(name.lower())
+    if key is None:
+        close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise EmukgError(f"reproduce {name}: no such experiment.{hint} 'emukg reproduce --list' shows all of them.")
+    settings = dict(table[key])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return Config.from_dict(settings, source=f"experiment {key}")

@@ -31,14 +31,13 @@ def _lookup(keys: torch.Tensor, ptr: torch.Tensor, query: torch.Tensor) -> tuple
     return start, count
 
 
-def _csr(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Group ``values`` by ``keys``: sorted unique keys, offsets (len+1) and values sorted within each key."""
-    order = torch.argsort(keys * (values.max() + 1 if values.numel() else 1) + values)
-    k, v = keys[order], values[order]
-    uniq, counts = torch.unique_consecutive(k, return_counts=True)
+def _csr(sorted_keys: torch.Tensor, base: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split sorted unique ``group*base + value`` keys into CSR form: unique groups, offsets (len+1), values."""
+    group, values = sorted_keys // base, sorted_keys % base
+    uniq, counts = torch.unique_consecutive(group, return_counts=True)
     ptr = torch.zeros(uniq.numel() + 1, dtype=torch.long)
     ptr[1:] = torch.cumsum(counts, 0)
-    return uniq, ptr, v
+    return uniq, ptr, values
 
 
 @dataclass
@@ -65,13 +64,16 @@ class FilterIndex:
 
     @classmethod
     def from_triples(cls, triples: torch.Tensor, num_entities: int, num_relations: int) -> "FilterIndex":
-        triples = torch.unique(triples.to(torch.long).reshape(-1, 3), dim=0)
-        h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
-        R, N = num_relations, num_entities
-        tk, tp, tv = _csr(h * R + r, t)
-        hk, hp, hv = _csr(t * R + r, h)
-        keys = torch.sort((h * R + r) * N + t).values
-        return cls(N, R, tk, tp, tv, hk, hp, hv, keys)
+        triples = triples.to(torch.long).reshape(-1, 3)
+        R, N = max(num_relations, 1), max(num_entities, 1)
+        # One int64 key per triple, (h*R + r)*N + t: deduplicating and sorting keys is much faster than
+        # torch.unique(dim=0) on rows, and the sorted keys double as the membership index.
+        keys = torch.unique((triples[:, 0] * R + triples[:, 1]) * N + triples[:, 2])
+        tk, tp, tv = _csr(keys, N)
+        hr, t = keys // N, keys % N
+        h, r = hr // R, hr % R
+        hk, hp, hv = _csr(torch.sort((t * R + r) * N + h).values, N)
+        return cls(num_entities, num_relations, tk, tp, tv, hk, hp, hv, keys)
 
     def to(self, device) -> "FilterIndex":
         return FilterIndex(
@@ -204,15 +206,34 @@ class KnowledgeGraph:
         """Undirected degree of every entity over the training triples."""
         return torch.bincount(self.train[:, [0, 2]].reshape(-1), minlength=self.num_entities)
 
+    def unseen_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """For valid and test: (triples that mention an entity absent from train, distinct such entities)."""
+        seen = torch.zeros(self.num_entities, dtype=torch.bool)
+        seen[self.train[:, 0]] = True
+        seen[self.train[:, 2]] = True
+        triples, entities = {}, {}
+        for s in SPLITS[1:]:
+            trip = self.splits.get(s)
+            if trip is None or trip.numel() == 0:
+                triples[s] = entities[s] = 0
+                continue
+            ends = trip[:, [0, 2]]
+            triples[s] = int((~seen[ends]).any(1).sum())
+            entities[s] = int(torch.unique(ends[~seen[ends]]).numel())
+        return triples, entities
+
     def summary(self) -> dict:
+        """Counts for reports: entities, relations, triples per split, unseen entities, degree statistics."""
         deg = self.degree().to(torch.float64)
+        unseen_triples, unseen_entities = self.unseen_counts()
         out = {
             "name": self.name,
             "path": self.path,
             "entities": self.num_entities,
             "relations": self.num_relations,
             "triples": {s: int(self.splits[s].shape[0]) for s in SPLITS},
-            "unseen_entity_triples": dict(self.unseen),
+            "unseen_entity_triples": unseen_triples,
+            "unseen_entities": unseen_entities,
             "degree": {
                 "min": int(deg.min()) if deg.numel() else 0,
                 "median": float(deg.median()) if deg.numel() else 0.0,
@@ -225,27 +246,29 @@ class KnowledgeGraph:
 
 
 def _encode(path: Path, rows, ent: dict, rel: dict) -> torch.Tensor:
-    out = np.empty((len(rows), 3), dtype=np.int64)
-    for i, (number, h, r, t) in enumerate(rows):
-        try:
-            out[i, 0] = ent[h]
-            out[i, 2] = ent[t]
-        except KeyError as exc:
-            raise EmukgError(
-                f"{path}, line {number}: entity {exc.args[0]!r} is not in entities.dict; add it there or fix the name."
-            ) from None
-        try:
-            out[i, 1] = rel[r]
-        except KeyError:
-            raise EmukgError(
-                f"{path}, line {number}: relation {r!r} is not in relations.dict; add it there or fix the name."
-            ) from None
-    return torch.from_numpy(out)
+    try:
+        ids = [(ent[h], rel[r], ent[t]) for _, h, r, t in rows]
+    except KeyError:
+        ids = None
+    if ids is None:  # find the first bad line for the message
+        for number, h, r, t in rows:
+            for name in (h, t):
+                if name not in ent:
+                    raise EmukgError(
+                        f"{path}, line {number}: entity {name!r} is not in entities.dict; add it there or fix the name."
+                    )
+            if r not in rel:
+                raise EmukgError(
+                    f"{path}, line {number}: relation {r!r} is not in relations.dict; add it there or fix the name."
+                )
+    return torch.from_numpy(np.array(ids, dtype=np.int64).reshape(-1, 3))
 
 
 def load_folder(path: str | os.PathLike, name: str | None = None) -> KnowledgeGraph:
     """Read a dataset folder (reference layout, or just the three split files) into a :class:`KnowledgeGraph`."""
     path = Path(path)
+    if path.is_file():
+        raise EmukgError(f"{path}: is a file, not a dataset folder; pass the folder that holds train.txt, valid.txt and test.txt.")
     if not path.is_dir():
         raise EmukgError(f"{path}: dataset folder not found; pass an existing folder or a registered dataset name (see 'emukg datasets list').")
     for s in SPLITS:
@@ -268,13 +291,12 @@ def load_folder(path: str | os.PathLike, name: str | None = None) -> KnowledgeGr
     rel = {n: i for i, n in enumerate(relations)}
     splits = {s: _encode(path / f"{s}.txt", rows[s], ent, rel) for s in SPLITS}
     kg = KnowledgeGraph(entities, relations, splits, name=name or path.name, path=str(path))
-    seen = torch.zeros(kg.num_entities, dtype=torch.bool)
-    seen[kg.train[:, 0]] = True
-    seen[kg.train[:, 2]] = True
-    for s in ("valid", "test"):
-        trip = splits[s]
-        n_unseen = int((~(seen[trip[:, 0]] & seen[trip[:, 2]])).sum()) if trip.numel() else 0
-        kg.unseen[s] = n_unseen
-        if n_unseen:
-            log.warning("%s: %d %s triples mention entities never seen in training; they are kept (as LibKGE does).", kg.name, n_unseen, s)
+    unseen_triples, unseen_entities = kg.unseen_counts()
+    kg.unseen.update(unseen_triples)
+    for s in SPLITS[1:]:
+        if unseen_triples[s]:
+            log.warning(
+                "%s: %d %s triples mention %d entities never seen in training; they are kept (as LibKGE does).",
+                kg.name, unseen_triples[s], s, unseen_entities[s],
+            )
     return kg

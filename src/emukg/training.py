@@ -248,7 +248,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss, logs = self.objective(self.model, positives, side, self.generator, self.weights[idx])
         if not torch.isfinite(loss):
-            raise EmukgError(f"step {self.step + 1}: the loss became {float(loss)}; training stopped and the last good checkpoint "
+            raise EmukgError(f"step {self.step + 1}: the loss became {float(loss.detach())}; training stopped and the last good checkpoint "
                              f"in {self.run_dir} is intact. Lower the learning rate (-lr) or gamma, or add regularisation (-r).")
         loss.backward()
         self.optimizer.step()

@@ -95,6 +95,16 @@ class KGEModel(nn.Module):
         cand = E.unsqueeze(0)
         return self.score(a, r, cand) if side == "tail" else self.score(cand, r, a)
 
+    def kernel_query(self, anchor: torch.Tensor, relation: torch.Tensor, side: str):
+        """Fast-path hook for the fused native candidate-scoring kernel (:mod:`emukg.emu`); ``None`` = no fast path.
+
+        A model whose score against a candidate row ``x`` reduces to ``bias - ‖q - x‖₁`` (kind ``"l1"``) or
+        ``bias + q·x`` (kind ``"dot"``) for one query vector ``q`` per (anchor, relation) returns
+        ``(kind, q, bias)``; ``side`` says which side the candidates fill, as in :meth:`score_all`.  The kernel
+        must agree with :meth:`score` (tests check it); :meth:`score` stays the definition of the maths.
+        """
+        return None
+
     def regularizer(self) -> torch.Tensor:
         """L3 norm cubed of both tables (the reference's ``-r``)."""
         return self.entity_embedding.abs().pow(3).sum() + self.relation_embedding.abs().pow(3).sum()

@@ -25,6 +25,9 @@ class DistMult(KGEModel):
         q = self.query_vector(self.entity_embedding[anchor], self.relation_embedding[relation], side)
         return q @ E.T
 
+    def kernel_query(self, anchor, relation, side):
+        return "dot", self.query_vector(anchor, relation, side), 0.0
+
 
 @register
 class ComplEx(KGEModel):
@@ -52,3 +55,6 @@ class ComplEx(KGEModel):
         E = self.entity_embedding if entities is None else self.entity_embedding[entities]
         q = self.query_vector(self.entity_embedding[anchor], self.relation_embedding[relation], side)
         return q @ E.T
+
+    def kernel_query(self, anchor, relation, side):
+        return "dot", self.query_vector(anchor, relation, side), 0.0

@@ -18,6 +18,10 @@ class TransE(KGEModel):
     def score(self, h, r, t):
         return self.gamma - (h + r - t).abs().sum(-1)
 
+    def kernel_query(self, anchor, relation, side):
+        # tail-batch: γ − ‖(h + r) − t‖₁;  head-batch: ‖h + r − t‖₁ = ‖(t − r) − h‖₁
+        return "l1", (anchor + relation if side == "tail" else anchor - relation), float(self.gamma)
+
 
 @register
 class TransD(KGEModel):
@@ -57,6 +61,28 @@ class RotatE(KGEModel):
         re = re_h * re_r - im_h * im_r - re_t
         im = re_h * im_r + im_h * re_r - im_t
         return self.gamma - torch.sqrt(re * re + im * im).sum(-1)
+
+    def kernel_query(self, anchor, relation, side):
+        # tail-batch: |h·e^{iθ} − t|; head-batch: |h·e^{iθ} − t| = |h − t·e^{−iθ}| (a rotation keeps the modulus)
+        re_a, im_a = anchor.chunk(2, dim=-1)
+        phase = relation / (self.embedding_range / math.pi)
+        re_r, im_r = torch.cos(phase), torch.sin(phase)
+        if side == "tail":
+            q = torch.cat([re_a * re_r - im_a * im_r, re_a * im_r + im_a * re_r], dim=-1)
+        else:
+            q = torch.cat([re_a * re_r + im_a * im_r, im_a * re_r - re_a * im_r], dim=-1)
+        return "c2", q, float(self.gamma)
+
+    def eval_kernel_query(self, anchor, relation, side):
+        """Evaluation fast path (emukg.evaluation): ``("complex_l1", q, γ)`` with score = γ − Σᵢ |qᵢ − eᵢ| for
+        every candidate e (complex modulus per coordinate).  Tail queries: q = h∘r; head queries use
+        |e∘r − t| = |e − t∘conj(r)| (|r| = 1), so q = t∘conj(r)."""
+        re_a, im_a = anchor.chunk(2, dim=-1)
+        phase = relation / (self.embedding_range / math.pi)
+        re_r, im_r = torch.cos(phase), torch.sin(phase)
+        if side == "tail":
+            return "complex_l1", torch.cat([re_a * re_r - im_a * im_r, re_a * im_r + im_a * re_r], dim=-1), float(self.gamma)
+        return "complex_l1", torch.cat([re_a * re_r + im_a * im_r, im_a * re_r - re_a * im_r], dim=-1), float(self.gamma)
 
 
 @register

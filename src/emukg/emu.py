@@ -1,0 +1,324 @@
+"""EMU (Embedding MUtation): mutated candidates, their masks, and candidate scoring for training steps.
+
+For a positive (h, r, t⁺) corrupted on one side, the candidates are X = [x⁺, x₁, …, xₙ] (the positive's entity
+first, then n negatives).  EMU scores the mutated candidates
+
+    X' = M ⊙ X + (1 − M) ⊙ x⁺,      M ~ Bernoulli(p) per component, the positive's row all ones,
+
+so every component of a negative is kept with probability p and otherwise replaced by the positive's component
+(real and imaginary parts are separate components).  Gradients reach the negatives' rows through M and the
+positive's row through 1 − M.  The Mixup ablation uses one ratio a ~ Beta(2, 1) per candidate instead:
+X' = a·X + (1 − a)·x⁺ — the ratio weights the *negative*, like p does (E[a] = 2/3), drawn as a = √U.
+
+**Mask RNG.**  The mask is a counter-based hash, not a stream: keep(b, j, i) depends only on a 64-bit step seed
+(two 32-bit words s0, s1 drawn each step from the run's seeded ``torch.Generator`` on the training device, see
+:func:`draw_seed`) and the position (b, j, i)::
+
+    key(b, j) = h32(h32((b·C + j) ^ s0) + s1)        tab(i) = h32(h32(i ^ s1) + s0)
+    keep      = (h32(key ^ tab(i)) >> 8) < round(p · 2²⁴)          (all arithmetic mod 2³²)
+
+with h32 a 32-bit xorshift-multiply avalanche hash.  P(keep) = round(p·2²⁴)/2²⁴ (|error| < 3·10⁻⁸).  The native
+kernel (``kernels/transe_step.c``) evaluates it inside its loops, so the forward and backward passes regenerate the
+identical mask without storing it; :func:`hash_mask` evaluates the same formula with torch integer ops on any
+device, so the PyTorch path (GPU, other models, no compiler) draws the *same* mask for the same seed, and the
+whole run stays determined by ``--seed``.  Nothing is drawn with NumPy or on the host.
+
+**Memory per step** (B positives, C = n + 1 candidates, D floats per entity row, N entities, T CPU threads):
+
+* fused kernel (CPU; TransE, DistMult, ComplEx, RotatE): no B·C·D tensor at all — scores 4·B·C bytes per pass, candidate
+  ids 8·B·C, and in the backward a dense entity gradient 4·N·D plus (T − 1) per-thread accumulators of 4·N·D
+  (capped at :data:`SCRATCH_BUDGET` bytes).  FB15k-237, B=1000, n=256, d=100: ≈1 MB scores + 2 MB ids per pass,
+  5.8 MB gradient + 5.8 MB scratch (2 threads).
+* PyTorch path: the gathered candidates 4·B·C·D bytes, the mask B·C·D bytes (bool) plus bounded int64 hash
+  temporaries (:data:`HASH_CHUNK` elements at a time), the mutated copy 4·B·C·D, and autograd keeps about as much
+  again for the backward — for the configuration above ≈103 MB per B·C·D float tensor, ≈0.4–0.6 GB in all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import torch
+
+from . import kernels
+
+MASK_BITS = 24
+HASH_CHUNK = 1 << 20  # elements of int64 hash temporaries at a time in hash_mask
+SCRATCH_BUDGET = 512 << 20  # bytes of per-thread gradient accumulators the kernel may use
+_M32 = 0xFFFFFFFF
+_KIND = {"l1": 0, "dot": 1, "c2": 2}
+
+
+# --- the counter-based mask RNG ------------------------------------------------------------------
+def keep_threshold(p: float) -> int:
+    """Integer threshold T with P(keep) = T / 2²⁴ nearest to ``p``."""
+    return int(min(max(round(float(p) * (1 << MASK_BITS)), 0), 1 << MASK_BITS))
+
+
+def draw_seed(generator: torch.Generator) -> torch.Tensor:
+    """Two 32-bit words (int64 tensor of shape (2,), on the generator's device) seeding one step's mask."""
+    return torch.randint(0, 1 << 32, (2,), generator=generator, device=generator.device, dtype=torch.int64)
+
+
+def _mul32_(x: torch.Tensor, c: int, tmp: torch.Tensor) -> torch.Tensor:
+    """x ← x·c mod 2³² in place, for int64 tensors holding values in [0, 2³²), without int64 overflow."""
+    torch.mul(x, c >> 16, out=tmp)
+    tmp.bitwise_and_(0xFFFF).bitwise_left_shift_(16)
+    return x.mul_(c & 0xFFFF).add_(tmp).bitwise_and_(_M32)
+
+
+def _h32_(x: torch.Tensor) -> torch.Tensor:
+    tmp = torch.empty_like(x)
+    x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=tmp))
+    _mul32_(x, 0x7FEB352D, tmp)
+    x.bitwise_xor_(torch.bitwise_right_shift(x, 15, out=tmp))
+    _mul32_(x, 0x846CA68B, tmp)
+    return x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=tmp))
+
+
+def h32(x: torch.Tensor) -> torch.Tensor:
+    """The kernel's 32-bit avalanche hash on int64 tensors holding values in [0, 2³²)."""
+    return _h32_(x.to(torch.int64, copy=True))
+
+
+def hash_mask(seed: torch.Tensor, B: int, C: int, D: int, p: float, use_kernel: bool | None = None) -> torch.Tensor:
+    """The EMU keep mask (B, C, D) bool on ``seed``'s device; column 0 (the positive) is all True.
+
+    Bit-identical to the mask the fused kernel generates for the same seed (see the module docstring).  On the
+    CPU the native library evaluates it when available (``use_kernel`` None/True); otherwise torch integer ops do,
+    in cache-sized chunks.
+    """
+    device = seed.device
+    if use_kernel is not False and device.type == "cpu" and _lib() is not None:
+        return kernel_mask(seed, B, C, D, p)
+    s0, s1 = seed[0].to(torch.int64) & _M32, seed[1].to(torch.int64) & _M32
+    T = keep_threshold(p)
+    i = torch.arange(D, device=device, dtype=torch.int64)
+    tab = h32(((h32(i ^ s1) + s0) & _M32))
+    out = torch.empty(B, C, D, dtype=torch.bool, device=device)
+    rows_per_chunk = max(1, HASH_CHUNK // max(1, C * D))
+    j = torch.arange(C, device=device, dtype=torch.int64)
+    for b0 in range(0, B, rows_per_chunk):
+        b1 = min(B, b0 + rows_per_chunk)
+        r = (torch.arange(b0, b1, device=device, dtype=torch.int64)[:, None] * C + j) & _M32
+        key = h32((h32(r ^ s0) + s1) & _M32)
+        u = _h32_(key[:, :, None] ^ tab)
+        torch.lt(u.bitwise_right_shift_(8), T, out=out[b0:b1])
+    out[:, 0] = True
+    return out
+
+
+def mutate(X: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """X' = M ⊙ X + (1 − M) ⊙ x⁺ for candidates X (B, C, D) whose column 0 is x⁺; differentiable in X."""
+    return torch.where(mask, X, X[:, :1])
+
+
+def mixup_ratios(B: int, C: int, generator: torch.Generator) -> torch.Tensor:
+    """One ratio a ~ Beta(2, 1) per candidate (a = √U), shape (B, C); column 0 (the positive) is 1."""
+    a = torch.rand(B, C, generator=generator, device=generator.device).sqrt_()
+    a[:, 0] = 1.0
+    return a
+
+
+def mixup(X: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """X' = a·X + (1 − a)·x⁺ with one ratio per candidate (``ratio`` (B, C)); column 0 of X is x⁺."""
+    a = ratio.unsqueeze(-1).to(X.dtype)
+    return a * X + (1 - a) * X[:, :1]
+
+
+@dataclass
+class Mutation:
+    """How the candidates of one pass are changed before scoring: ``kind`` 'emu' (``seed``, ``p``) or 'mixup' (``ratio``)."""
+
+    kind: str
+    seed: torch.Tensor | None = None
+    p: float = 1.0
+    ratio: torch.Tensor | None = None
+
+    @classmethod
+    def emu(cls, p: float, generator: torch.Generator) -> "Mutation":
+        return cls("emu", seed=draw_seed(generator), p=float(p))
+
+    @classmethod
+    def mix(cls, B: int, C: int, generator: torch.Generator) -> "Mutation":
+        return cls("mixup", ratio=mixup_ratios(B, C, generator))
+
+    def apply(self, X: torch.Tensor) -> torch.Tensor:
+        if self.kind == "emu":
+            B, C, D = X.shape
+            return mutate(X, hash_mask(self.seed, B, C, D, self.p))
+        if self.kind == "mixup":
+            return mixup(X, self.ratio)
+        raise ValueError(f"unknown mutation kind {self.kind!r}")
+
+
+# --- candidate scoring ---------------------------------------------------------------------------
+_I64, _INT, _U32, _F32, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_uint32, ctypes.c_float, ctypes.c_void_p
+_ARGTYPES = {
+    "emukg_cand_fwd": [_I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _F32, _INT, _U32, _U32, _U32, _PTR, _PTR, _INT],
+    "emukg_cand_bwd": [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _INT, _U32, _U32, _U32, _PTR, _PTR, _PTR,
+                       _PTR, _PTR, _INT],
+    "emukg_emu_mask": [_I64, _I64, _I64, _U32, _U32, _U32, _PTR, _INT],
+}
+
+
+def _lib():
+    lib = kernels.load("transe_step")
+    if lib is not None and not getattr(lib, "_emukg_typed", False):
+        for name, types in _ARGTYPES.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = types, None
+        lib._emukg_typed = True
+    return lib
+
+
+def _p(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+def kernel_available() -> bool:
+    """Whether the native candidate-scoring kernel compiled and loaded (CPU only)."""
+    return _lib() is not None
+
+
+def _uses_kernel(model, device: torch.device, use_kernel: bool | None) -> bool:
+    if use_kernel is False or device.type != "cpu":
+        return False
+    if model.entity_embedding.dtype != torch.float32 or type(model).kernel_query is _base_kernel_query():
+        return False
+    ok = _lib() is not None
+    if use_kernel and not ok:
+        raise RuntimeError("the native kernel is not available (no C compiler, or EMUKG_NO_NATIVE=1)")
+    return ok
+
+
+def _base_kernel_query():
+    from .models.base import KGEModel
+
+    return KGEModel.kernel_query
+
+
+class CandidateScorer:
+    """Scores candidates of one batch of positives; the anchor/relation rows (and the kernel's query vector) are
+    gathered once and shared by every pass of a step (the CE pass and the EMU pass), so autograd backs them up once.
+
+    ``side='tail'``: the candidates replace the tail (anchor = head); ``'head'``: they replace the head.
+    ``use_kernel``: None = the fused native kernel where possible (CPU, float32, a model with a ``kernel_query``),
+    False = the plain PyTorch path (gather, mutate, ``model.score``), True = require the kernel.
+    """
+
+    def __init__(self, model, positives: torch.Tensor, side: str, use_kernel: bool | None = None):
+        if side == "tail":
+            anchor = positives[:, 0]
+        elif side == "head":
+            anchor = positives[:, 2]
+        else:
+            raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
+        self.model, self.side = model, side
+        E, R = model.entity_embedding, model.relation_embedding
+        self.a_emb, self.r_emb = E.index_select(0, anchor), R.index_select(0, positives[:, 1])
+        self.hook = None
+        if _uses_kernel(model, positives.device, use_kernel):
+            hook = model.kernel_query(self.a_emb, self.r_emb, side)
+            if hook is not None and (hook[0] != "c2" or E.shape[1] >= 32):
+                self.hook = hook
+
+    def __call__(self, candidates: torch.Tensor, mutation: Mutation | None = None) -> torch.Tensor:
+        """Scores (B, C); column 0 of ``candidates`` must be the positive's own entity (x⁺ of the mutation)."""
+        E = self.model.entity_embedding
+        if self.hook is not None:
+            kind, q, bias = self.hook
+            return fused_scores(q, E, candidates, kind, bias, mutation)
+        B, C = candidates.shape
+        X = E.index_select(0, candidates.reshape(-1)).view(B, C, E.shape[1])  # index_add_ backward: fastest on CPU
+        if mutation is not None:
+            X = mutation.apply(X)
+        if self.side == "tail":
+            return self.model.score(self.a_emb.unsqueeze(1), self.r_emb.unsqueeze(1), X)
+        return self.model.score(X, self.r_emb.unsqueeze(1), self.a_emb.unsqueeze(1))
+
+
+def score_candidates(model, positives: torch.Tensor, side: str, candidates: torch.Tensor,
+                     mutation: Mutation | None = None, use_kernel: bool | None = None) -> torch.Tensor:
+    """Scores (B, C) of each positive's (anchor, relation) against its candidate entities (B, C).
+
+    ``side='tail'``: the candidates replace the tail (anchor = head); ``'head'``: they replace the head.  Column 0
+    of ``candidates`` must be the positive's own entity (x⁺ of the mutation).  ``mutation`` applies EMU or Mixup.
+    ``use_kernel``: None = the fused native kernel where possible (CPU, a model with a kernel_query), False = the
+    plain PyTorch path (gather, mutate, ``model.score``), True = require the kernel.  Both compute the same maths.
+    """
+    return CandidateScorer(model, positives, side, use_kernel)(candidates, mutation)
+
+
+def fused_scores(q: torch.Tensor, E: torch.Tensor, candidates: torch.Tensor, kind: str, bias: float,
+                 mutation: Mutation | None = None) -> torch.Tensor:
+    """The native kernel: s[b, j] = bias − ‖q_b − x'_bj‖₁ (kind 'l1'), bias + q_b·x'_bj (kind 'dot'), or
+    bias − Σₖ |q_bk − x'_bjk| over complex coordinates k (kind 'c2'; rows [real half, imaginary half], D ≥ 32)."""
+    D = E.shape[1]
+    if kind == "c2" and D < 32:
+        raise ValueError("the 'c2' kernel needs at least 16 complex coordinates")
+    if D < 16:  # the kernel works on 16-float chunks; zero columns add nothing to either score
+        q = torch.nn.functional.pad(q, (0, 16 - D))
+        E = torch.nn.functional.pad(E, (0, 16 - D))
+    mut, s0, s1, T, ratio = 0, 0, 0, 0, None
+    if mutation is not None and mutation.kind == "emu":
+        mut, T = 1, keep_threshold(mutation.p)
+        s0, s1 = (int(v) & _M32 for v in mutation.seed.tolist())
+    elif mutation is not None and mutation.kind == "mixup":
+        mut, ratio = 2, mutation.ratio.to(torch.float32).contiguous()
+    return _FusedScores.apply(q.contiguous(), E.contiguous(), candidates.to(torch.int64).contiguous(), ratio, _KIND[kind],
+                              float(bias), mut, s0, s1, T)
+
+
+class _FusedScores(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, E, cand, ratio, kind, bias, mut, s0, s1, T):
+        lib = _lib()
+        B, C = cand.shape
+        D = E.shape[1]
+        out = torch.empty(B, C, dtype=torch.float32)
+        lib.emukg_cand_fwd(B, C, D, _p(q), _p(E), _p(cand), kind, bias, mut, s0, s1, T, _p(ratio), _p(out),
+                           torch.get_num_threads())
+        ctx.save_for_backward(q, E, cand, ratio)
+        ctx.args = (kind, mut, s0, s1, T)
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        lib = _lib()
+        q, E, cand, ratio = ctx.saved_tensors
+        kind, mut, s0, s1, T = ctx.args
+        B, C = cand.shape
+        N, D = E.shape
+        need_q, need_E = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        gout = gout.to(torch.float32).contiguous()
+        gq = torch.empty(B, D, dtype=torch.float32) if need_q else None
+        gE = torch.empty(N, D, dtype=torch.float32) if need_E else None
+        nt = max(1, min(torch.get_num_threads(), B))
+        if need_E:
+            nt = max(1, min(nt, 1 + SCRATCH_BUDGET // max(1, 4 * N * D)))
+        scratch = torch.empty((nt - 1) * N * D if need_E and nt > 1 else 0, dtype=torch.float32)
+        lib.emukg_cand_bwd(B, C, D, N, _p(q), _p(E), _p(cand), kind, mut, s0, s1, T, _p(ratio), _p(gout), _p(gq),
+                           _p(gE), _p(scratch) if scratch.numel() else None, nt)
+        return gq, gE, None, None, None, None, None, None, None, None
+
+
+def kernel_mask(seed: torch.Tensor, B: int, C: int, D: int, p: float) -> torch.Tensor:
+    """The mask the native kernel uses, as (B, C, D) bool (for tests); requires the kernel."""
+    lib = _lib()
+    if lib is None:
+        raise RuntimeError("the native kernel is not available")
+    s0, s1 = (int(v) & _M32 for v in seed.tolist())
+    out = torch.empty(B, C, D, dtype=torch.uint8)
+    lib.emukg_emu_mask(B, C, D, s0, s1, keep_threshold(p), _p(out), torch.get_num_threads())
+    return out.view(torch.bool)
+
+
+def expected_keep_fraction(p: float) -> float:
+    """P(keep) actually realised by the 24-bit threshold (differs from p by < 3·10⁻⁸)."""
+    return keep_threshold(p) / float(1 << MASK_BITS)
+
+
+__all__ = ["CandidateScorer", "Mutation", "draw_seed", "hash_mask", "mutate", "mixup", "mixup_ratios", "keep_threshold",
+           "score_candidates", "fused_scores", "kernel_available", "kernel_mask", "expected_keep_fraction", "h32"]

@@ -1,0 +1,138 @@
+"""Negative samplers: filtering, refill, counts, determinism, and the config -> sampler mapping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from emukg.config import Config
+from emukg.data import load_folder
+from emukg.errors import EmukgError
+from emukg.sampling import SAMPLERS, NegativeSampler, build_sampler, filter_and_refill, register_sampler, uniform_draw
+
+
+@pytest.fixture
+def kg(tiny_dataset):
+    return load_folder(tiny_dataset)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_registry():
+    assert SAMPLERS["uniform"].__name__ == "UniformSampler"
+    assert SAMPLERS["uniform-filtered"].__name__ == "FilteredUniformSampler"
+
+
+def test_uniform_shape_range_determinism(kg):
+    pos = kg.train
+    a = SAMPLERS["uniform"](kg, 7, "cpu", gen(3)).sample(pos, "tail")
+    b = SAMPLERS["uniform"](kg, 7, "cpu", gen(3)).sample(pos, "tail")
+    c = SAMPLERS["uniform"](kg, 7, "cpu", gen(4)).sample(pos, "tail")
+    assert a.shape == (pos.shape[0], 7) and a.dtype == torch.long
+    assert int(a.min()) >= 0 and int(a.max()) < kg.num_entities
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("side", ["tail", "head"])
+def test_filtered_never_returns_a_training_triple(kg, side):
+    pos = kg.train.repeat(4, 1)
+    s = SAMPLERS["uniform-filtered"](kg, 6, "cpu", gen(1))
+    neg = s.sample(pos, side)
+    assert neg.shape == (pos.shape[0], 6)
+    h, r, t = (pos[:, i : i + 1] for i in range(3))
+    hit = kg.train_filter.contains(h, r, neg) if side == "tail" else kg.train_filter.contains(neg, r, t)
+    assert not bool(hit.any())
+    assert int(neg.min()) >= 0 and int(neg.max()) < kg.num_entities
+    # a negative may still be a valid/test triple: only training triples are filtered
+    again = SAMPLERS["uniform-filtered"](kg, 6, "cpu", gen(1)).sample(pos, side)
+    assert torch.equal(neg, again)
+
+
+def test_filtered_on_a_dense_graph(shared_datasets):
+    kg = load_folder(shared_datasets / "nations")  # 14 entities: many rows need several refill rounds
+    pos = kg.train
+    neg = SAMPLERS["uniform-filtered"](kg, 64, "cpu", gen(2)).sample(pos, "tail")
+    assert neg.shape == (pos.shape[0], 64)
+    assert not bool(kg.train_filter.contains(pos[:, :1], pos[:, 1:2], neg).any())
+
+
+def test_keeps_first_valid_in_draw_order_and_refills():
+    """draw_fn returns a known sequence; the kept negatives are the first valid ones in draw order."""
+    from emukg.data.graph import FilterIndex
+
+    # training triples (0, 0, t) for t in {1, 2, 3}: for the pair (0, 0) only 0 and 4..9 are valid tails
+    filt = FilterIndex.from_triples(torch.tensor([[0, 0, 1], [0, 0, 2], [0, 0, 3]]), 10, 1)
+    pos = torch.tensor([[0, 0, 1], [5, 0, 6]])
+    calls = []
+
+    def draw(rows, k):
+        calls.append((rows.tolist(), k))
+        if len(calls) == 1:  # row 0: [1,2,3,4,1,2] -> only 4 valid; row 1: all valid
+            return torch.tensor([[1, 2, 3, 4, 1, 2], [9, 8, 7, 6, 5, 4]])
+        return torch.tensor([[3, 0, 5, 6, 7, 8]])  # second round, row 0 only: 0, 5 valid
+
+    out = filter_and_refill(filt, pos, "tail", 3, draw)
+    assert calls == [([0, 1], 6), ([0], 6)]
+    assert out.tolist() == [[4, 0, 5], [9, 8, 7]]
+
+
+def test_fallback_when_a_draw_leaves_nothing():
+    from emukg.data.graph import FilterIndex
+
+    filt = FilterIndex.from_triples(torch.tensor([[0, 0, 1], [0, 0, 2]]), 6, 1)
+    pos = torch.tensor([[0, 0, 1]])
+    out = filter_and_refill(filt, pos, "tail", 4, lambda rows, k: torch.tensor([[1, 2] * (k // 2)]),
+                            fallback_fn=lambda rows, k: torch.tensor([[3, 4, 5, 0, 1, 2, 3, 4][:k]]))
+    assert out.tolist() == [[3, 4, 5, 0]]
+
+
+def test_unfillable_row_raises():
+    from emukg.data.graph import FilterIndex
+
+    filt = FilterIndex.from_triples(torch.tensor([[0, 0, 0], [0, 0, 1], [0, 0, 2]]), 3, 1)
+    with pytest.raises(EmukgError):
+        filter_and_refill(filt, torch.tensor([[0, 0, 1]]), "tail", 2, uniform_draw(3, gen(), "cpu"))
+
+
+def test_build_sampler_modes(kg):
+    g = gen()
+    assert build_sampler(Config(ce_mode=0), kg, "cpu", g).name == "uniform-filtered"
+    assert build_sampler(Config(ce_mode=2), kg, "cpu", g).name == "uniform-filtered"
+    assert build_sampler(Config(ce_mode=1), kg, "cpu", g).name == "uniform"
+    assert build_sampler(Config(ce_mode=3, model="DistMult"), kg, "cpu", g) is None
+    s = build_sampler(Config(ce_mode=2, negative_sample_size=9), kg, "cpu", g)
+    assert s.num_negatives == 9
+
+
+def test_register_sampler_and_from_config(kg):
+    @register_sampler("test-constant")
+    class Constant(NegativeSampler):
+        def sample(self, positives, side):
+            return torch.zeros(positives.shape[0], self.num_negatives, dtype=torch.long)
+
+    try:
+        s = build_sampler(Config(ce_mode=2, sampler="uniform"), kg, "cpu", gen())
+        assert isinstance(s, NegativeSampler)
+        c = SAMPLERS["test-constant"].from_config(Config(negative_sample_size=3), kg, "cpu", gen())
+        assert c.sample(kg.train, "tail").shape == (kg.train.shape[0], 3)
+    finally:
+        SAMPLERS.pop("test-constant")
+
+
+@pytest.mark.parametrize("side", ["tail", "head"])
+def test_native_filter_equals_contains(kg, side):
+    from emukg import kernels
+    from emukg.sampling import _Validity
+
+    pos = kg.train.repeat(3, 1)
+    cand = torch.randint(kg.num_entities, (pos.shape[0], 40), generator=gen(5))
+    native = _Validity(kg.train_filter, pos[:, 0], pos[:, 1], pos[:, 2], side)
+    if native.lib is None:
+        pytest.skip("native kernels unavailable")
+    rows = torch.arange(pos.shape[0])
+    got = native(rows, cand)
+    native.lib = None  # the torch path: FilterIndex.contains
+    assert torch.equal(got, native(rows, cand))
+    assert bool((~got).any()) and bool(got.any())

@@ -1,0 +1,111 @@
+"""``emukg evaluate RUN_DIR``: filtered link-prediction metrics of a saved run (table on stdout, JSON file)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import EmukgError
+
+HELP = "filtered MRR / MR / HITS@k of a trained run"
+DESCRIPTION = (
+    "Rank every (h, r, ?) and (?, r, t) query of a split against all entities, leaving out the other known "
+    "answers (train ∪ valid ∪ test), and print MRR, MR and HITS@1/3/10 under the three tie policies "
+    "(optimistic: ties count in the answer's favour, pessimistic: against it, realistic: their mean — the "
+    "default), overall and per direction."
+)
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EmukgError(f"--device {name}: no CUDA device is available here; use --device cpu.")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise EmukgError(f"--device {name}: choose cpu, cuda or auto.")
+    return torch.device(name)
+
+
+def checkpoint_name(run_dir: Path, checkpoint: str) -> str:
+    from ..run import BEST, CHECKPOINT
+
+    return BEST if checkpoint == "best" and (Path(run_dir) / BEST).is_file() else CHECKPOINT
+
+
+def _row(label: str, m: dict, width: int) -> str:
+    return (f"{label:<{width}} {m['MRR']:>8.4f} {m['MR']:>10.1f} {m['HITS@1']:>8.4f} {m['HITS@3']:>8.4f} "
+            f"{m['HITS@10']:>8.4f}")
+
+
+def format_table(res: dict, per_relation: bool = False) -> str:
+    """The human-readable report of an :func:`emukg.evaluation.evaluate` result."""
+    width = 22
+    head = f"{'':<{width}} {'MRR':>8} {'MR':>10} {'HITS@1':>8} {'HITS@3':>8} {'HITS@10':>8}"
+    pol = res["tie_policy"]
+    lines = [head]
+    for p in ("optimistic", "pessimistic", "realistic"):
+        lines.append(_row(p + (" *" if p == pol else ""), res[p], width))
+    lines.append("")
+    lines.append(f"{'direction (' + pol + ')':<{width}}")
+    lines.append(_row("head  (?, r, t)", res["head"], width))
+    lines.append(_row("tail  (h, r, ?)", res["tail"], width))
+    if per_relation:
+        lines.append("")
+        lines.append(f"per relation ({pol}); queries, then metrics")
+        rel_w = max([len(k) for k in res["per_relation"]] + [8])
+        for name, m in sorted(res["per_relation"].items(), key=lambda kv: -kv[1]["num_queries"]):
+            lines.append(f"{name:<{rel_w}} {m['num_queries']:>7} {m['MRR']:>8.4f} {m['MR']:>10.1f} {m['HITS@1']:>8.4f} "
+                         f"{m['HITS@3']:>8.4f} {m['HITS@10']:>8.4f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate
+    from ..io_utils import atomic_write_json
+    from ..run import load_run
+
+    device = resolve_device(args.device)
+    cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device)
+    memory_mb = args.memory_mb if args.memory_mb is not None else cfg.eval_memory_mb
+    if memory_mb <= 0:
+        raise EmukgError(f"--memory-mb {memory_mb}: must be positive.")
+    res = evaluate(model, kg, args.split, tie_policy=args.tie_policy, memory_mb=memory_mb,
+                   filtered=not args.unfiltered, progress=sys.stderr.isatty())
+    ckpt = checkpoint_name(args.run_dir, args.checkpoint)
+    res["run"] = {"dir": str(args.run_dir), "checkpoint": ckpt, "model": cfg.model, "dataset": cfg.dataset,
+                  "hidden_dim": cfg.hidden_dim, "device": str(device)}
+    mode = "raw" if args.unfiltered else "filtered"
+    print(f"{cfg.model} on {kg.name} ({args.run_dir}, {ckpt}): {args.split} split, {mode}, "
+          f"{res['num_queries']:,} queries in {res['seconds']:.2f} s ({res['queries_per_s']:,.0f} queries/s)")
+    print(f"tie policy: {args.tie_policy} (*)")
+    if res["nan_scores"]:
+        print(f"warning: {res['nan_scores']:,} NaN scores were ranked as worst")
+    print()
+    print(format_table(res, per_relation=args.per_relation))
+    if args.json:
+        atomic_write_json(args.json, res)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from ..evaluation import TIE_POLICIES
+
+    p = subparsers.add_parser("evaluate", help=HELP, description=DESCRIPTION)
+    p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="run folder written by 'emukg train'")
+    p.add_argument("--split", choices=["valid", "test", "train"], default="test", help="split to rank (default: test)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                   help="best_model (best validation MRR; falls back to the last checkpoint) or the last checkpoint")
+    p.add_argument("--json", metavar="FILE", help="also write every metric (per policy, direction, relation) as JSON")
+    p.add_argument("--tie-policy", choices=TIE_POLICIES, default="realistic",
+                   help="which policy the headline metrics use (default: realistic; all three are reported)")
+    p.add_argument("--memory-mb", type=float, default=None, metavar="N",
+                   help="working-memory budget of one evaluation step in MiB (default: the run's eval_memory_mb, 512)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--unfiltered", action="store_true", help="raw ranking: do not remove the other known answers")
+    p.add_argument("--per-relation", action="store_true", help="also print metrics per relation")
+    p.set_defaults(func=run)
+    return p

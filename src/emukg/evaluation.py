@@ -1,0 +1,592 @@
+"""Filtered link-prediction evaluation: ranks under three tie policies, MRR / MR / HITS@k.
+
+Every triple (h, r, t) of a split gives two queries: (h, r, ?) ("tail", answer t) and (?, r, t) ("head",
+answer h).  A query's candidates are all entities except the excluded ones: with ``filtered=True`` every entity
+that forms a known triple (train ∪ valid ∪ test) with the query, and always the answer itself.  With s the
+answer's score::
+
+    optimistic  rank = 1 + #(candidates with score >  s)
+    pessimistic rank = 1 + #(candidates with score >= s)
+    realistic   rank = (optimistic + pessimistic) / 2      (the expected rank under random tie breaking)
+
+NaN scores rank as −inf (worst); a NaN answer score therefore ranks behind every finite candidate.  A warning
+reports how many NaN scores were seen.
+
+**How.**  Queries are processed in chunks; no step holds queries × entities for the whole split.
+
+* Native path (CPU, a C compiler, a model with a fast-path query vector: TransE and RotatE distances,
+  DistMult and ComplEx dot products): ``kernels/score_all.c`` scores a chunk against every entity in
+  register blocks and counts the candidates above the answer while it scans, skipping the excluded entities
+  through a bit mask built from the filter index's CSR arrays.  The score matrix is never written; a chunk
+  needs O(chunk × dim) memory.
+* PyTorch path (GPU, other models, no compiler, or a non-finite query): ``model.score_all`` on a block of
+  (chunk × entity slice), counts by comparison, and the excluded entities' contributions removed with one
+  gather over the flat ``FilterIndex.answers`` pairs.  On a CPU with the compiled library the block is
+  ranked by ``emukg_rank_dense`` instead (one pass, exclusions from the filter's CSR arrays).
+
+The chunk (and, for very large graphs, the entity slice) is sized from ``memory_mb``: see :func:`plan_memory`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass
+
+import torch
+
+from . import kernels
+from .data.graph import FilterIndex, KnowledgeGraph
+from .errors import EmukgError
+
+TIE_POLICIES = ("optimistic", "pessimistic", "realistic")
+METRICS = ("MRR", "MR", "HITS@1", "HITS@3", "HITS@10")
+SIDES = ("tail", "head")
+BACKENDS = ("auto", "native", "torch")
+
+_KINDS = {"l1": 0, "complex_l1": 1, "dot": 2}  # metric codes of emukg_rank_fused
+NATIVE_MAX_CHUNK = 4096  # queries per native call: large enough that Python overhead vanishes
+NATIVE_RANGE_BYTES = 256 * 1024  # RANGE_BYTES of score_all.c: entity rows per task
+TORCH_MAX_CHUNK = 1024  # queries per block on the PyTorch path
+SLICE_QUERIES = 16  # queries per chunk when even one query's full score row does not fit the budget
+
+# Live float tensors of shape (chunk, entities, entity_dim) while ``score_all`` broadcasts, per model; measured
+# from the score functions' temporaries (e.g. TransE: (a + r − e) and its abs).  Unknown models: 3.
+BROADCAST_FACTOR = {"TransE": 2.0, "TransD": 2.5, "RotatE": 2.5, "pRotatE": 2.0}
+# Bytes per (query, candidate) pair besides the intermediates: the float score, a NaN-masked copy, and
+# the bool masks of the comparisons.
+TORCH_PAIR_BYTES = 4 + 4 + 1 + 1
+# Bytes per candidate entity of a slice when the graph is sliced: the gathered rows and the model's
+# per-candidate temporaries (projections, phases), in floats of entity_dim.
+SLICE_ENTITY_FLOATS = 4
+# Bytes per excluded (query, entity) pair on the PyTorch path: int64 index pairs, gathered scores, masks.
+EXCLUSION_PAIR_BYTES = 48
+# The PyTorch path plans its live tensors for this fraction of the budget: the allocator keeps freed blocks
+# of a step for the next one (glibc raises its mmap threshold after large frees), and the resident size
+# measured around an evaluation runs up to about twice the live tensors.
+TORCH_LIVE_FRACTION = 0.5
+
+log = logging.getLogger("emukg")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# native library
+_LIB = None
+_LIB_LOADED = False
+
+
+def native_library():
+    """The compiled ``score_all`` kernels (ctypes.CDLL with argtypes set), or None (no compiler, EMUKG_NO_NATIVE)."""
+    global _LIB, _LIB_LOADED
+    if not _LIB_LOADED:
+        lib = kernels.load("score_all")
+        if lib is not None:
+            i64, vp = ctypes.c_int64, ctypes.c_void_p
+            lib.emukg_rank_fused.argtypes = [ctypes.c_int, vp, i64, i64, vp, i64, i64, vp, vp, vp, vp, vp, vp, vp, ctypes.c_int]
+            lib.emukg_rank_fused.restype = ctypes.c_int
+            lib.emukg_rank_dense.argtypes = [vp, i64, i64, i64, i64, vp, vp, vp, vp, vp, vp, vp, vp, ctypes.c_int]
+            lib.emukg_rank_dense.restype = None
+            lib.emukg_score_all_lanes.restype = ctypes.c_int
+        _LIB, _LIB_LOADED = lib, True
+    return _LIB
+
+
+def _p(t: torch.Tensor | None):
+    return None if t is None else kernels.ptr(t)
+
+
+def fast_query(model, anchor_emb: torch.Tensor, rel_emb: torch.Tensor, side: str):
+    """``(kind, q)`` when the model's score against every entity e is a distance ‖q − e‖ (kinds 'l1',
+    'complex_l1': score = bias − distance) or a dot product q·e (kind 'dot': score = bias + q·e); else None.
+
+    Uses the models' hooks: ``eval_kernel_query`` (evaluation-only kinds, e.g. RotatE's complex modulus) and
+    ``kernel_query`` (shared with the training kernel).
+    """
+    for name in ("eval_kernel_query", "kernel_query"):
+        hook = getattr(model, name, None)
+        if hook is None:
+            continue
+        out = hook(anchor_emb, rel_emb, side)
+        if out is not None and out[0] in _KINDS:
+            return out[0], out[1]
+    return None
+
+
+def all_finite(t: torch.Tensor, rows: int = 1 << 16) -> bool:
+    """No NaN or inf in ``t``, without a full-size temporary: a finite sum proves it; otherwise check in blocks."""
+    if t.numel() == 0 or math.isfinite(float(t.sum())):
+        return True
+    flat = t.reshape(t.shape[0], -1) if t.dim() > 1 else t.reshape(-1, 1)
+    return all(bool(torch.isfinite(flat[i:i + rows]).all()) for i in range(0, flat.shape[0], rows))
+
+
+def _has_fast_query(model) -> bool:
+    dev = model.entity_embedding.device
+    a = torch.zeros(1, model.entity_embedding.shape[1], device=dev, dtype=model.entity_embedding.dtype)
+    r = torch.zeros(1, model.relation_embedding.shape[1], device=dev, dtype=model.relation_embedding.dtype)
+    out = fast_query(model, a, r, "tail")
+    return out is not None and out[1].shape[-1] == model.entity_embedding.shape[1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# memory plan
+@dataclass
+class MemoryPlan:
+    """How one evaluation splits its work to stay inside ``budget_bytes``."""
+
+    backend: str  # 'native' (fused C kernel) or 'torch'
+    budget_bytes: int
+    chunk: int  # queries per step
+    entity_slice: int  # candidates per step (= number of entities unless the graph is too large)
+    bytes_per_step: int  # planned working memory of one step (the largest allocation set alive at once)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["budget_mb"] = self.budget_bytes / 2**20
+        d["mb_per_step"] = self.bytes_per_step / 2**20
+        return d
+
+
+def plan_memory(model, num_entities: int, memory_mb: float, *, backend: str = "torch", num_queries: int | None = None,
+                mean_exclusions: float = 0.0, threads: int | None = None) -> MemoryPlan:
+    """Queries per chunk (and entities per slice) so that one step's working memory fits ``memory_mb`` MiB.
+
+    * ``native``: per query the query vector and its transposed copy (2 · 4 · dim bytes), counters, and one
+      offset into its exclusion list per entity range; per thread an exclusion bit mask of 4 bytes per entity
+      of a range.  Nothing of size queries × entities, so chunks are large.
+    * ``torch``: per (query, candidate) pair the score and masks (:data:`TORCH_PAIR_BYTES`), plus, for models
+      scored by broadcasting, ``BROADCAST_FACTOR × entity_dim`` floats of intermediates; per query the excluded
+      pairs.  If one query against all entities does not fit, the candidates are sliced.  These live tensors
+      are planned for half the budget (:data:`TORCH_LIVE_FRACTION`), the rest being allocator headroom.
+
+    The model's own tables are not counted (they exist anyway).
+    """
+    budget = int(memory_mb * 2**20)
+    if budget <= 0:
+        raise EmukgError(f"--memory-mb {memory_mb}: must be positive.")
+    N = max(int(num_entities), 1)
+    dim = int(model.entity_embedding.shape[1])
+    nq = num_queries if num_queries is not None else NATIVE_MAX_CHUNK
+    threads = threads or torch.get_num_threads()
+    if backend == "native":
+        # mirrors emukg_rank_fused: entity ranges of NATIVE_RANGE_BYTES, an int64 offset per (query, range) into
+        # the exclusion lists, one uint32 mask word per entity of a range per thread
+        rng = min(N, max(48, NATIVE_RANGE_BYTES // (4 * dim)))
+        parts = max(-(-N // rng), 8 * threads)
+        per_query = 2 * 4 * dim + 8 * (parts + 1) + 96  # query + transposed tile copy, offsets, ids/counters
+        fixed = threads * 4 * rng
+        chunk = (budget - fixed) // per_query
+        if chunk < 1:
+            raise EmukgError(f"--memory-mb {memory_mb}: too small for {N:,} entities; give at least {math.ceil((fixed + per_query) / 2**20)} MiB.")
+        chunk = int(max(1, min(chunk, NATIVE_MAX_CHUNK, nq)))
+        return MemoryPlan("native", budget, chunk, N, fixed + chunk * per_query)
+
+    live = budget * TORCH_LIVE_FRACTION
+    broadcast = not hasattr(model, "query_vector")
+    per_pair = TORCH_PAIR_BYTES + (4 * dim * BROADCAST_FACTOR.get(type(model).__name__, 3.0) if broadcast else 0)
+    per_query = 4 * dim * 2 + 64 + EXCLUSION_PAIR_BYTES * mean_exclusions
+    per_slice_entity = 4 * dim * SLICE_ENTITY_FLOATS
+    full_row = N * per_pair + per_query
+    if full_row <= live:
+        chunk = int(max(1, min(live // full_row, TORCH_MAX_CHUNK, nq)))
+        return MemoryPlan("torch", budget, chunk, N, int(chunk * full_row))
+    chunk = int(max(1, min(SLICE_QUERIES, nq)))
+    while chunk > 1 and chunk * (per_query + per_pair) + per_slice_entity > live:
+        chunk //= 2
+    slice_ = int((live - chunk * per_query) // (chunk * per_pair + per_slice_entity))
+    if slice_ < 1:
+        need = (chunk * per_query + chunk * per_pair + per_slice_entity) / TORCH_LIVE_FRACTION
+        raise EmukgError(f"--memory-mb {memory_mb}: too small for this model; give at least {math.ceil(need / 2**20)} MiB.")
+    slice_ = min(slice_, N)
+    return MemoryPlan("torch", budget, chunk, slice_, int(chunk * per_query + slice_ * (chunk * per_pair + per_slice_entity)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# exclusions
+def _csr_lookup(index: FilterIndex, anchor: torch.Tensor, relation: torch.Tensor, side: str):
+    """(start, count, vals): the known answers of query i are ``vals[start[i] : start[i] + count[i]]`` (sorted)."""
+    if side == "tail":
+        keys, ptr, vals = index.tail_keys, index.tail_ptr, index.tail_vals
+    else:
+        keys, ptr, vals = index.head_keys, index.head_ptr, index.head_vals
+    q = anchor.long() * index.num_relations + relation.long()
+    if keys.numel() == 0:
+        zero = torch.zeros_like(q)
+        return zero, zero, vals
+    pos = torch.searchsorted(keys, q).clamp_(max=keys.numel() - 1)
+    found = keys[pos] == q
+    start = ptr[pos]
+    count = torch.where(found, ptr[pos + 1] - start, torch.zeros_like(start))
+    return start.contiguous(), count.contiguous(), vals
+
+
+def _exclusion_pairs(index: FilterIndex | None, anchor, relation, answer, side):
+    """Flat (query_index, entity) pairs to exclude: the known answers (if ``index``) and each query's answer once."""
+    arange = torch.arange(answer.numel(), device=answer.device)
+    if index is None:
+        return arange, answer
+    qi, ent = index.answers(anchor, relation, side)
+    other = ent != answer[qi]
+    return torch.cat([qi[other], arange]), torch.cat([ent[other], answer])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# rank counting
+class _Ranker:
+    """Counts, for one chunk of queries of one side, the candidates scored above / at-or-above the answer."""
+
+    def __init__(self, model, kg: KnowledgeGraph, index: FilterIndex | None, plan: MemoryPlan, lib, threads: int):
+        self.model, self.kg, self.index, self.plan, self.lib, self.threads = model, kg, index, plan, lib, threads
+        self.E = model.entity_embedding.detach()
+        self.R = model.relation_embedding.detach()
+        self.N = self.E.shape[0]
+        self.nan_scores = 0
+        self.native_chunks = 0
+        self.torch_chunks = 0
+        self._torch_plan = None
+
+    # -- native ------------------------------------------------------------------------------------------
+    def native(self, anchor, relation, answer, side):
+        fq = fast_query(self.model, self.E.index_select(0, anchor), self.R.index_select(0, relation), side)
+        if fq is None:
+            return None
+        kind, q = fq
+        q = q.detach().to(torch.float32).contiguous()
+        if not all_finite(q):
+            return None  # NaN/inf queries: the PyTorch path applies the NaN policy
+        nq = q.shape[0]
+        gt = torch.empty(nq, dtype=torch.int64)
+        ge = torch.empty(nq, dtype=torch.int64)
+        thr = torch.empty(nq, dtype=torch.float32)
+        answer = answer.contiguous()
+        if self.index is not None:
+            start, count, vals = _csr_lookup(self.index, anchor, relation, side)
+        else:
+            start = count = vals = None
+        rc = self.lib.emukg_rank_fused(_KINDS[kind], _p(q), nq, q.shape[1], _p(self.E), self.N, self.E.shape[1],
+                                       _p(answer), _p(start), _p(count), _p(vals), _p(gt), _p(ge), _p(thr), self.threads)
+        if rc != 0:
+            raise MemoryError("emukg_rank_fused: out of memory")
+        self.native_chunks += 1
+        return gt, ge
+
+    # -- PyTorch ---------------------------------------------------------------------------------------
+    def _scores(self, anchor, relation, side, e0, e1):
+        entities = None if (e0 == 0 and e1 == self.N) else torch.arange(e0, e1, device=anchor.device)
+        return self.model.score_all(anchor, relation, side, entities=entities)
+
+    def torch(self, anchor, relation, answer, side, entity_slice):
+        """Counts through ``model.score_all`` blocks.  Ranking the blocks uses ``emukg_rank_dense`` on a CPU with
+        the compiled library (exclusions straight from the filter's CSR arrays), else PyTorch with the flat
+        ``FilterIndex.answers`` pairs."""
+        device, nq, N = anchor.device, anchor.numel(), self.N
+        dense_c = self.lib is not None and device.type == "cpu" and self.E.dtype == torch.float32
+        if dense_c:
+            answer = answer.contiguous()
+            csr = _csr_lookup(self.index, anchor, relation, side) if self.index is not None else (None, None, None)
+        else:
+            ex_q, ex_e = _exclusion_pairs(self.index, anchor, relation, answer, side)
+        gt = torch.zeros(nq, dtype=torch.int64, device=device)
+        ge = torch.zeros(nq, dtype=torch.int64, device=device)
+        thr = None
+        if entity_slice < N:  # first pass: the answer's own score, from the slice that holds it
+            thr = torch.empty(nq, device=device, dtype=self.E.dtype)
+            for e0 in range(0, N, entity_slice):
+                e1 = min(e0 + entity_slice, N)
+                sel = ((answer >= e0) & (answer < e1)).nonzero().reshape(-1)
+                if sel.numel():
+                    S = self._scores(anchor[sel], relation[sel], side, e0, e1)
+                    thr[sel] = S[torch.arange(sel.numel(), device=device), answer[sel] - e0].to(thr.dtype)
+                    del S
+        for e0 in range(0, N, entity_slice):
+            e1 = min(e0 + entity_slice, N)
+            S = self._scores(anchor, relation, side, e0, e1)
+            if thr is None:
+                thr = S[torch.arange(nq, device=device), answer]
+            if dense_c:
+                g, e, n_nan = rank_block_native(S, thr, answer, *csr, col0=e0, threads=self.threads)
+            else:
+                if entity_slice < N:
+                    keep = (ex_e >= e0) & (ex_e < e1)
+                    bq, be = ex_q[keep], ex_e[keep] - e0
+                else:
+                    bq, be = ex_q, ex_e
+                g, e, n_nan = rank_block_torch(S, thr, bq, be)
+            gt += g
+            ge += e
+            self.nan_scores += n_nan
+            del S
+        self.torch_chunks += 1
+        return gt, ge
+
+
+def rank_block_torch(S: torch.Tensor, thr: torch.Tensor, ex_q: torch.Tensor, ex_e: torch.Tensor):
+    """Counts over one score block ``S`` (queries × candidates): (#> thr, #>= thr, number of NaN scores),
+    not counting the excluded pairs ``(ex_q, ex_e)`` (column indices into ``S``).  NaN ranks as −inf."""
+    neg_inf = torch.tensor(float("-inf"), device=S.device, dtype=S.dtype)
+    nan = torch.isnan(S)
+    n_nan = int(nan.sum())
+    if n_nan:
+        S = S.masked_fill(nan, float("-inf"))
+    del nan
+    t = torch.where(torch.isnan(thr), neg_inf, thr.to(S.dtype))
+    gt = (S > t[:, None]).sum(1)
+    ge = (S >= t[:, None]).sum(1)
+    if ex_q.numel():
+        s, tq = S[ex_q, ex_e], t[ex_q]
+        gt.index_add_(0, ex_q, -(s > tq).long())
+        ge.index_add_(0, ex_q, -(s >= tq).long())
+    return gt, ge, n_nan
+
+
+def rank_block_native(S: torch.Tensor, thr: torch.Tensor, answer: torch.Tensor, start, count, vals, col0: int = 0,
+                      threads: int | None = None):
+    """C version of :func:`rank_block_torch` for a CPU float32 block holding entities ``col0 ..``; exclusions
+    as CSR (``start``/``count`` into ``vals``, entity ids) plus each query's ``answer``.  Returns (gt, ge, nan)."""
+    lib = native_library()
+    S = S.to(torch.float32).contiguous()
+    nq, n = S.shape
+    gt = torch.zeros(nq, dtype=torch.int64)
+    ge = torch.zeros(nq, dtype=torch.int64)
+    nan = torch.zeros(nq, dtype=torch.int64)
+    thr = thr.to(torch.float32).contiguous()
+    lib.emukg_rank_dense(_p(S), nq, n, S.stride(0), col0, _p(thr), _p(answer.contiguous()), _p(start), _p(count), _p(vals),
+                         _p(gt), _p(ge), _p(nan), threads or torch.get_num_threads())
+    return gt, ge, int(nan.sum())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# metrics
+def metrics_from_ranks(ranks: torch.Tensor) -> dict:
+    """MRR, MR, HITS@1/3/10 of a float rank tensor (empty → NaN)."""
+    if ranks.numel() == 0:
+        return {k: float("nan") for k in METRICS}
+    r = ranks.to(torch.float64)
+    return {
+        "MRR": float((1.0 / r).mean()),
+        "MR": float(r.mean()),
+        "HITS@1": float((r <= 1).to(torch.float64).mean()),
+        "HITS@3": float((r <= 3).to(torch.float64).mean()),
+        "HITS@10": float((r <= 10).to(torch.float64).mean()),
+    }
+
+
+def _per_group(ranks: torch.Tensor, groups: torch.Tensor, size: int) -> list[dict | None]:
+    """Metrics per group id in one vectorised pass (bincount with weights)."""
+    r = ranks.to(torch.float64)
+    n = torch.bincount(groups, minlength=size).to(torch.float64)
+    sums = {
+        "MRR": torch.bincount(groups, weights=1.0 / r, minlength=size),
+        "MR": torch.bincount(groups, weights=r, minlength=size),
+        "HITS@1": torch.bincount(groups, weights=(r <= 1).to(torch.float64), minlength=size),
+        "HITS@3": torch.bincount(groups, weights=(r <= 3).to(torch.float64), minlength=size),
+        "HITS@10": torch.bincount(groups, weights=(r <= 10).to(torch.float64), minlength=size),
+    }
+    out: list[dict | None] = []
+    n_list = n.tolist()
+    cols = {k: (v / n.clamp(min=1)).tolist() for k, v in sums.items()}
+    for g in range(size):
+        if n_list[g] == 0:
+            out.append(None)
+        else:
+            out.append({k: cols[k][g] for k in METRICS} | {"num_queries": int(n_list[g])})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+def _split_triples(kg: KnowledgeGraph, split) -> tuple[str, torch.Tensor]:
+    if isinstance(split, torch.Tensor):
+        return "custom", split.reshape(-1, 3).long()
+    if split not in kg.splits:
+        raise EmukgError(f"--split {split}: no such split; choose one of {', '.join(kg.splits)}.")
+    return split, kg.splits[split]
+
+
+@dataclass
+class Ranks:
+    """Per-query ranks of one split: tail queries (h, r, ?) first, then head queries (?, r, t), in split order."""
+
+    split: str
+    optimistic: torch.Tensor  # float64, 1 + #(score > answer's)
+    pessimistic: torch.Tensor  # float64, 1 + #(score >= answer's), the answer itself not counted
+    relations: torch.Tensor  # relation id of every query
+    seconds: float
+    nan_scores: int
+    backend: str
+    memory: MemoryPlan
+
+    @property
+    def realistic(self) -> torch.Tensor:
+        return (self.optimistic + self.pessimistic) / 2
+
+    def by_policy(self, policy: str) -> torch.Tensor:
+        return getattr(self, policy)
+
+
+def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float = 512, filtered: bool = True,
+                  progress: bool = False, log_every: int = 0, logger: logging.Logger | None = None,
+                  backend: str = "auto") -> Ranks:
+    """The ranks behind :func:`evaluate` (same arguments)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    logger = logger or log
+    name, triples = _split_triples(kg, split)
+    if triples.shape[0] == 0:
+        raise EmukgError(f"split {name!r} of {kg.name or 'the dataset'} has no triples to evaluate.")
+    device = model.entity_embedding.device
+    triples = triples.to(device)
+    n_trip = triples.shape[0]
+    total = 2 * n_trip
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            index = kg.filter.to(device) if filtered else None
+            lib = native_library() if device.type == "cpu" and backend != "torch" else None
+            use_native = (lib is not None and model.entity_embedding.dtype == torch.float32 and _has_fast_query(model)
+                          and all_finite(model.entity_embedding.detach()))
+            if backend == "native" and not use_native:
+                raise RuntimeError("backend='native' needs a CPU float32 model with a fast-path query (TransE, RotatE, "
+                                   "DistMult, ComplEx), finite embeddings and the compiled kernel")
+            threads = torch.get_num_threads()
+            mean_ex = 0.0
+            if index is not None:
+                counts = [index.counts(triples[:, 0], triples[:, 1], "tail"), index.counts(triples[:, 2], triples[:, 1], "head")]
+                mean_ex = float(torch.cat(counts).to(torch.float64).mean())
+            plan_t = plan_memory(model, kg.num_entities, memory_mb, backend="torch", num_queries=n_trip,
+                                 mean_exclusions=mean_ex, threads=threads)
+            plan = plan_memory(model, kg.num_entities, memory_mb, backend="native", num_queries=n_trip,
+                               mean_exclusions=mean_ex, threads=threads) if use_native else plan_t
+            ranker = _Ranker(model, kg, index, plan, lib, threads)
+            gt_all = torch.empty(total, dtype=torch.int64, device=device)
+            ge_all = torch.empty(total, dtype=torch.int64, device=device)
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total, desc=f"evaluate {name}", unit="q", leave=False)
+            done, next_log = 0, log_every if log_every and log_every > 0 else None
+            for s, side in enumerate(SIDES):
+                anchor_all = triples[:, 0] if side == "tail" else triples[:, 2]
+                answer_all = triples[:, 2] if side == "tail" else triples[:, 0]
+                rel_all = triples[:, 1]
+                for c0 in range(0, n_trip, plan.chunk):
+                    c1 = min(c0 + plan.chunk, n_trip)
+                    a, r, ans = anchor_all[c0:c1], rel_all[c0:c1], answer_all[c0:c1]
+                    out = ranker.native(a, r, ans, side) if use_native else None
+                    if out is None:  # PyTorch path, in chunks of its own plan
+                        gts, ges = [], []
+                        for d0 in range(0, c1 - c0, plan_t.chunk):
+                            d1 = min(d0 + plan_t.chunk, c1 - c0)
+                            g, e = ranker.torch(a[d0:d1], r[d0:d1], ans[d0:d1], side, plan_t.entity_slice)
+                            gts.append(g)
+                            ges.append(e)
+                        out = torch.cat(gts), torch.cat(ges)
+                    off = s * n_trip
+                    gt_all[off + c0:off + c1] = out[0]
+                    ge_all[off + c0:off + c1] = out[1]
+                    done += c1 - c0
+                    if bar is not None:
+                        bar.update(c1 - c0)
+                    if next_log is not None and done >= next_log:
+                        el = time.perf_counter() - t0
+                        logger.info("Evaluating %s: %d/%d queries (%.0f queries/s)", name, done, total, done / max(el, 1e-9))
+                        while next_log <= done:
+                            next_log += log_every
+            if bar is not None:
+                bar.close()
+            optimistic = (1 + gt_all).to("cpu", torch.float64)
+            pessimistic = (1 + ge_all).to("cpu", torch.float64)
+            seconds = time.perf_counter() - t0
+    finally:
+        model.train(was_training)
+
+    if ranker.nan_scores:
+        msg = (f"evaluate: {ranker.nan_scores:,} candidate scores were NaN; they rank as the worst candidates "
+               "(a NaN answer ranks last). The model has probably diverged.")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        logger.warning(msg)
+    used = "native" if ranker.native_chunks and not ranker.torch_chunks else ("mixed" if ranker.native_chunks else "torch")
+    return Ranks(name, optimistic, pessimistic, triples[:, 1].to("cpu").repeat(2), seconds, ranker.nan_scores, used,
+                 plan if ranker.native_chunks else plan_t)
+
+
+def evaluate(model, kg: KnowledgeGraph, split="test", *, tie_policy: str = "realistic", memory_mb: float = 512,
+             filtered: bool = True, progress: bool = False, log_every: int = 0, logger: logging.Logger | None = None,
+             backend: str = "auto") -> dict:
+    """Filtered (or raw) ranking of every head and tail query of ``split`` (a split name or an (n, 3) id tensor).
+
+    Returns the metrics under ``tie_policy`` at the top level (``MRR, MR, HITS@1, HITS@3, HITS@10``), the same
+    for every policy under ``'optimistic' / 'pessimistic' / 'realistic'``, per direction under ``'head'`` (queries
+    (?, r, t)) and ``'tail'`` ((h, r, ?)) — the chosen policy's metrics, ``num_queries`` and every policy —, per
+    relation name under ``'per_relation'`` (chosen policy), and ``num_queries``, ``seconds``, ``queries_per_s``,
+    ``nan_scores``, ``backend`` and the ``memory`` plan.
+
+    ``backend``: 'auto' (native kernel where possible), 'native' (require it; TransE, RotatE, DistMult, ComplEx
+    on CPU) or 'torch' (plain PyTorch through ``model.score_all``).  The model is put in eval mode; no gradients.
+    ``log_every`` > 0 logs progress to ``logger`` about every that many queries.
+    """
+    if tie_policy not in TIE_POLICIES:
+        raise EmukgError(f"--tie-policy {tie_policy}: choose optimistic, pessimistic or realistic.")
+    rk = compute_ranks(model, kg, split, memory_mb=memory_mb, filtered=filtered, progress=progress,
+                       log_every=log_every, logger=logger, backend=backend)
+    return metrics_report(rk, kg, tie_policy, model_name=type(model).__name__, filtered=filtered)
+
+
+def metrics_report(rk: Ranks, kg: KnowledgeGraph, tie_policy: str = "realistic", model_name: str = "",
+                   filtered: bool = True) -> dict:
+    """The result dictionary of :func:`evaluate` from computed ranks."""
+    ranks = {pol: rk.by_policy(pol) for pol in TIE_POLICIES}
+    chosen = ranks[tie_policy]
+    n_trip = chosen.numel() // 2
+    result: dict = {
+        "split": rk.split,
+        "dataset": kg.name,
+        "model": model_name,
+        "filtered": bool(filtered),
+        "tie_policy": tie_policy,
+        **metrics_from_ranks(chosen),
+    }
+    for pol in TIE_POLICIES:
+        result[pol] = metrics_from_ranks(ranks[pol])
+    for s, side in enumerate(SIDES):
+        part = {pol: metrics_from_ranks(ranks[pol][s * n_trip:(s + 1) * n_trip]) for pol in TIE_POLICIES}
+        result[side] = {**part[tie_policy], "num_queries": n_trip, **part}
+    per_rel = _per_group(chosen, rk.relations, kg.num_relations)
+    result["per_relation"] = {kg.relations[i]: m for i, m in enumerate(per_rel) if m is not None}
+    result.update({
+        "num_queries": 2 * n_trip,
+        "seconds": rk.seconds,
+        "queries_per_s": 2 * n_trip / rk.seconds if rk.seconds > 0 else float("inf"),
+        "nan_scores": rk.nan_scores,
+        "backend": rk.backend,
+        "memory": rk.memory.to_dict(),
+    })
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+def synthetic_problem(num_entities: int = 1_000_000, num_relations: int = 10, num_train: int = 1000,
+                      num_test: int = 16, hidden_dim: int = 100, model: str = "TransE", seed: int = 0, **model_kwargs):
+    """A random graph and a randomly initialised model of the given size, for memory and speed checks of
+    :func:`evaluate` on graphs larger than any dataset here (e.g. 1,000,000 entities, d = 100)."""
+    from .models import build_model
+
+    g = torch.Generator().manual_seed(seed)
+
+    def triples(n):
+        return torch.stack([torch.randint(0, num_entities, (n,), generator=g),
+                            torch.randint(0, num_relations, (n,), generator=g),
+                            torch.randint(0, num_entities, (n,), generator=g)], 1)
+
+    splits = {"train": triples(num_train), "valid": triples(max(1, num_test // 2)), "test": triples(num_test)}
+    kg = KnowledgeGraph([f"e{i}" for i in range(num_entities)], [f"r{i}" for i in range(num_relations)], splits,
+                        name=f"synthetic-{num_entities}")
+    torch.manual_seed(seed)
+    m = build_model(model, num_entities, num_relations, hidden_dim, model_kwargs.pop("gamma", 12.0), **model_kwargs)
+    return kg, m

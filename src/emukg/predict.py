@@ -1,0 +1,70 @@
+"""Top-k link prediction by name: (head, relation, ?) → tails, or (?, relation, tail) → heads."""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+
+from .data.graph import KnowledgeGraph
+from .errors import EmukgError
+
+
+def resolve_name(name, table: dict[str, int], what: str, flag: str, dataset: str = "") -> int:
+    """Id of ``name`` in ``table`` (an int is taken as an id); unknown names raise an :class:`EmukgError` that
+    suggests the closest names."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        if 0 <= name < len(table):
+            return name
+        raise EmukgError(f"{flag} {name}: {what} id out of range; ids run from 0 to {len(table) - 1}.")
+    if name in table:
+        return table[name]
+    where = f" of {dataset}" if dataset else ""
+    folded = {k.casefold(): k for k in table}
+    close = [folded[name.casefold()]] if name.casefold() in folded else []
+    close += [c for c in difflib.get_close_matches(name, list(table), n=3, cutoff=0.6) if c not in close]
+    if close:
+        hint = "did you mean " + ", ".join(repr(c) for c in close[:3]) + "?"
+    else:
+        hint = f"no similar name; the {what} names are listed in the dataset's {what}s.dict."
+    raise EmukgError(f"{flag} {name!r}: not a known {what}{where}; {hint}")
+
+
+def predict(model, kg: KnowledgeGraph, head=None, relation=None, tail=None, top_k: int = 10,
+            filter_known: bool = False) -> list[tuple[str, float]]:
+    """The ``top_k`` best-scoring entities for one query, best first, as ``(name, score)``.
+
+    Give ``head`` and ``relation`` for tails of (head, relation, ?), or ``tail`` and ``relation`` for heads of
+    (?, relation, tail) — names (or integer ids).  ``filter_known`` leaves out entities that form a known
+    triple (train ∪ valid ∪ test) with the query.  NaN scores rank last.  Ties keep entity-id order.
+    """
+    if relation is None:
+        raise EmukgError("--relation is required: give the relation name of the query.")
+    if (head is None) == (tail is None):
+        raise EmukgError("give exactly one of --head NAME (predict tails) or --tail NAME (predict heads).")
+    if top_k < 1:
+        raise EmukgError(f"--top-k {top_k}: must be at least 1.")
+    rel = resolve_name(relation, kg.relation_to_id, "relation", "--relation", kg.name)
+    if head is not None:
+        side, anchor = "tail", resolve_name(head, kg.entity_to_id, "entity", "--head", kg.name)
+    else:
+        side, anchor = "head", resolve_name(tail, kg.entity_to_id, "entity", "--tail", kg.name)
+    device = model.entity_embedding.device
+    a = torch.tensor([anchor], device=device)
+    r = torch.tensor([rel], device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            scores = model.score_all(a, r, side)[0].float()
+    finally:
+        model.train(was_training)
+    scores = torch.where(torch.isnan(scores), torch.full_like(scores, float("-inf")), scores).cpu()
+    keep = torch.ones(scores.numel(), dtype=torch.bool)
+    if filter_known:
+        _, known = kg.filter.answers(a.cpu(), r.cpu(), side)
+        keep[known] = False
+    ids = keep.nonzero().reshape(-1)
+    order = torch.sort(scores[ids], descending=True, stable=True).indices[:top_k]
+    best = ids[order]
+    return [(kg.entities[i], s) for i, s in zip(best.tolist(), scores[best].tolist())]

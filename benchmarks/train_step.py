@@ -6,6 +6,9 @@ The paper's configuration: d=100, B=1000, n=256, γ=24, α=1; losses
 * ``emu``         the same + EMU p=0.39, λ=0.53, CE_coef=0.11;
 * ``sigmoid-adv`` mode 0 with self-adversarial weighting, filtered negatives from the sampler.
 
+Samplers: ``uniform`` (CE losses in mode 1, unfiltered), ``uniform-filtered`` (CE losses in mode 2 with the
+reference's filtered uniform negatives: the like-for-like baseline of ``sans``), ``sans`` (mode 2, k=3, w=1000).
+
 Models: TransE, DistMult, ComplEx (-de -dr), RotatE (-de), pRotatE, TransD.  Warm-up steps are excluded; steps
 alternate tail-/head-batch as in training.  Columns: median full step, median forward+backward (no optimiser),
 median forward (objective incl. negative sampling), fastest full step.  ``--no-kernel`` forces the plain PyTorch
@@ -41,7 +44,7 @@ def make_config(model: str, loss: str, sampler: str = "uniform", dataset: str = 
 
     base = dict(dataset=dataset, model=model, hidden_dim=hidden_dim, gamma=24.0, batch_size=batch_size,
                 negative_sample_size=negatives, adversarial_temperature=1.0, learning_rate=LEARNING_RATE.get(model, 0.05),
-                sampler=sampler, **FLAGS.get(model, {}))
+                sampler="uniform" if sampler == "uniform-filtered" else sampler, **FLAGS.get(model, {}))
     if sampler == "sans":  # the paper's SANS setting: -khop 3 -nrw 1000
         base.update(khop=3, num_random_walks=1000)
     ce_mode = 1 if sampler == "uniform" else 2

@@ -136,3 +136,34 @@ def test_native_filter_equals_contains(kg, side):
     native.lib = None  # the torch path: FilterIndex.contains
     assert torch.equal(got, native(rows, cand))
     assert bool((~got).any()) and bool(got.any())
+
+
+@pytest.mark.parametrize("side", ["tail", "head"])
+def test_native_fill_equals_tensor_path(side):
+    """The fused filter+compact kernel gives exactly the tensor path's negatives, for short answer lists (linear
+    scan) and long ones (bitmap), including rows refilled by the fallback draw."""
+    from emukg.data.graph import FilterIndex
+    from emukg.sampling import _Validity
+
+    N = 50
+    hub = torch.tensor([[0, 0, t] for t in range(1, 41)] + [[h, 1, 0] for h in range(5, 45)])  # 40 answers each
+    rest = torch.randint(N, (200, 3), generator=gen(1))
+    rest[:, 1] = torch.randint(3, (200,), generator=gen(2))
+    filt = FilterIndex.from_triples(torch.cat([hub, rest]), N, 3)
+    probe = _Validity(filt, hub[:1, 0], hub[:1, 1], hub[:1, 2], side)
+    if probe.lib is None:
+        pytest.skip("native kernels unavailable")
+    pos = torch.cat([hub, rest])[torch.randperm(280, generator=gen(3))]
+
+    def run(native):
+        g = gen(11)
+        # an adversarial draw: entities 1..40 are all known for the hub rows, so their rows often need the fallback
+        draw = lambda rows, k: torch.randint(1, 41, (rows.numel(), k), generator=g)
+        fallback = lambda rows, k: torch.randint(N, (rows.numel(), k), generator=g)
+        return filter_and_refill(filt, pos, side, 7, draw, fallback_fn=fallback, native=native)
+
+    got = run(None)
+    assert torch.equal(got, run(False))
+    h = pos[:, 0].unsqueeze(1).expand_as(got) if side == "tail" else got
+    t = got if side == "tail" else pos[:, 2].unsqueeze(1).expand_as(got)
+    assert not bool(filt.contains(h, pos[:, 1].unsqueeze(1).expand_as(got), t).any())

@@ -55,7 +55,7 @@ def uniform_draw(num_entities: int, generator: torch.Generator, device) -> DrawF
 
 def filter_and_refill(kg_filter, positives: torch.Tensor, side: str, n: int, draw_fn: DrawFn,
                       generator: torch.Generator | None = None, *, fallback_fn: DrawFn | None = None,
-                      max_rounds: int = 10_000) -> torch.Tensor:
+                      max_rounds: int = 10_000, native: bool | None = None) -> torch.Tensor:
     """Filtered negatives (B, n): candidates from ``draw_fn`` that form no triple of ``kg_filter`` with the kept pair.
 
     Each round draws ``2n`` candidates for every row that is still short (``draw_fn(rows, 2n)`` → (len(rows), 2n),
@@ -63,7 +63,8 @@ def filter_and_refill(kg_filter, positives: torch.Tensor, side: str, n: int, dra
     the survivors in draw order until the row holds ``n``.  ``fallback_fn`` (e.g. a uniform draw, for SANS) redraws,
     in the same round, the rows whose ``draw_fn`` candidates were all filtered out.  Rows whose kept pair is true
     for every entity can never be filled: they raise :class:`EmukgError`.  ``generator`` is unused here (the draw
-    functions carry their own) and kept for symmetry with the samplers.
+    functions carry their own) and kept for symmetry with the samplers.  ``native``: None = the CPU kernel when
+    available, False = tensor ops only; both give identical results for the same draws.
     """
     B = positives.shape[0]
     device = positives.device
@@ -75,43 +76,38 @@ def filter_and_refill(kg_filter, positives: torch.Tensor, side: str, n: int, dra
         raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
     filled = torch.zeros(B, dtype=torch.long, device=device)
     rows = torch.arange(B, device=device)
-    valid = _Validity(kg_filter, h, r, t, side)
+    valid = _Validity(kg_filter, h, r, t, side, native=native)
     k = 2 * n
-    for _ in range(max_rounds):
+    for round_ in range(max_rounds):
         cand = draw_fn(rows, k)
-        ok = valid(rows, cand)
+        found = valid.fill(rows, cand, out, filled, n)
         if fallback_fn is not None:
-            empty = ~ok.any(1)
+            empty = found == 0  # nothing survived, so nothing was appended: redraw these rows in this round
             if bool(empty.any()):
-                redo = empty.nonzero().squeeze(1)
-                cand = cand.clone()
-                cand[redo] = fallback_fn(rows[redo], k)
-                ok[redo] = valid(rows[redo], cand[redo])
-        slot = filled[rows].unsqueeze(1) + torch.cumsum(ok, 1) - 1  # output column of each survivor
-        keep = ok & (slot < n)
-        sub = keep.nonzero()
-        out[rows[sub[:, 0]], slot[sub[:, 0], sub[:, 1]]] = cand[sub[:, 0], sub[:, 1]]
-        filled[rows] += keep.sum(1)
+                redo = rows[empty]
+                valid.fill(redo, fallback_fn(redo, k), out, filled, n)
         rows = rows[filled[rows] < n]
         if rows.numel() == 0:
             return out
-        if _ == 0:
+        if round_ == 0:
             _check_fillable(kg_filter, h[rows], r[rows], t[rows], side)
     raise EmukgError(f"negative sampling could not find {n} filtered negatives for {rows.numel()} positives after "
                      f"{max_rounds} rounds; lower -n or use unfiltered negatives (-if_CE 1).")
 
 
 class _Validity:
-    """valid(rows, cand) -> bool (len(rows), k): cand forms no triple of the filter with row's kept pair.
+    """valid(rows, cand) -> bool (len(rows), k): cand forms no triple of the filter with row's kept pair;
+    ``fill(rows, cand, out, filled, n)`` appends each row's valid candidates, in draw order, to ``out``.
 
-    On the CPU with the native library: a binary search in each row's own CSR answer list
-    (``kernels/sample_step.c``); otherwise ``FilterIndex.contains`` (a search over all triple keys).
+    On the CPU with the native library (``kernels/sample_step.c``): each row is checked against its own CSR
+    answer list (a bitmap over the entities for long lists), and ``fill`` filters and compacts in one pass.
+    Otherwise tensor ops: ``FilterIndex.contains`` (a search over all triple keys) and a cumsum scatter.
     """
 
-    def __init__(self, kg_filter, h, r, t, side):
+    def __init__(self, kg_filter, h, r, t, side, native: bool | None = None):
         self.filter, self.h, self.r, self.t, self.side = kg_filter, h, r, t, side
         self.lib = None
-        if h.device.type == "cpu" and all(hasattr(kg_filter, a) for a in ("tail_keys", "tail_ptr", "tail_vals")):
+        if native is not False and h.device.type == "cpu" and all(hasattr(kg_filter, a) for a in ("tail_keys", "tail_ptr", "tail_vals")):
             from . import kernels
 
             self.lib = kernels.load("sample_step")
@@ -145,6 +141,31 @@ class _Validity:
                                     p(count.data_ptr()), p(self.vals.data_ptr()), p(cand.data_ptr()), p(out.data_ptr()),
                                     ctypes.c_int(torch.get_num_threads()))
         return out.view(torch.bool)
+
+    def fill(self, rows: torch.Tensor, cand: torch.Tensor, out: torch.Tensor, filled: torch.Tensor, n: int) -> torch.Tensor:
+        """Append row ``rows[i]``'s valid candidates ``cand[i]`` (in order) to ``out`` while it holds fewer than ``n``
+        (``filled`` counts, updated in place); returns the number of valid candidates per row, (len(rows),)."""
+        if self.lib is not None:
+            import ctypes
+
+            cand = cand.to(torch.int64).contiguous()
+            rows = rows.contiguous()
+            found = torch.empty(rows.shape[0], dtype=torch.int64)
+            p, i64 = ctypes.c_void_p, ctypes.c_int64
+            rc = self.lib.emukg_filter_fill(i64(cand.shape[0]), i64(cand.shape[1]), i64(n), i64(self.filter.num_entities),
+                                            p(rows.data_ptr()), p(self.start.data_ptr()), p(self.count.data_ptr()),
+                                            p(self.vals.data_ptr()), p(cand.data_ptr()), p(out.data_ptr()),
+                                            p(filled.data_ptr()), p(found.data_ptr()), ctypes.c_int(torch.get_num_threads()))
+            if rc != 0:
+                raise MemoryError("emukg_filter_fill: out of memory for the per-thread entity bitmaps")
+            return found
+        ok = self(rows, cand)
+        slot = filled[rows].unsqueeze(1) + torch.cumsum(ok, 1) - 1  # output column of each survivor
+        keep = ok & (slot < n)
+        sub = keep.nonzero()
+        out[rows[sub[:, 0]], slot[sub[:, 0], sub[:, 1]]] = cand[sub[:, 0], sub[:, 1]]
+        filled[rows] += keep.sum(1)
+        return ok.sum(1)
 
 
 def _check_fillable(kg_filter, h, r, t, side):

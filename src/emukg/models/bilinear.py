@@ -7,18 +7,13 @@ import torch
 from .base import KGEModel, register
 
 
-@register
-class DistMult(KGEModel):
-    """score = Σᵢ hᵢ rᵢ tᵢ"""
+class BilinearModel(KGEModel):
+    """A model whose score is linear in the candidate: score = q · x with q = ``query_vector(anchor, relation, side)``."""
 
     distance_based = False
 
-    def score(self, h, r, t):
-        return (h * r * t).sum(-1)
-
     def query_vector(self, anchor_emb, rel_emb, side):
-        # h·r·t is symmetric in h and t: both sides contract the anchor with the relation
-        return anchor_emb * rel_emb
+        raise NotImplementedError
 
     def score_all(self, anchor, relation, side, entities=None):
         E = self.entity_embedding if entities is None else self.entity_embedding[entities]
@@ -30,7 +25,21 @@ class DistMult(KGEModel):
 
 
 @register
-class ComplEx(KGEModel):
+class DistMult(BilinearModel):
+    """score = Σᵢ hᵢ rᵢ tᵢ"""
+
+    distance_based = False
+
+    def score(self, h, r, t):
+        return (h * r * t).sum(-1)
+
+    def query_vector(self, anchor_emb, rel_emb, side):
+        # h·r·t is symmetric in h and t: both sides contract the anchor with the relation
+        return anchor_emb * rel_emb
+
+
+@register
+class ComplEx(BilinearModel):
     """score = Re(⟨h, r, conj(t)⟩); the first half of a row is the real part (needs ``-de -dr``)."""
 
     distance_based = False
@@ -50,11 +59,3 @@ class ComplEx(KGEModel):
             return torch.cat([re_a * re_r - im_a * im_r, re_a * im_r + im_a * re_r], dim=-1)
         # side == "head": score = Re h · (Re r Re t + Im r Im t) + Im h · (Re r Im t − Im r Re t)
         return torch.cat([re_r * re_a + im_r * im_a, re_r * im_a - im_r * re_a], dim=-1)
-
-    def score_all(self, anchor, relation, side, entities=None):
-        E = self.entity_embedding if entities is None else self.entity_embedding[entities]
-        q = self.query_vector(self.entity_embedding[anchor], self.relation_embedding[relation], side)
-        return q @ E.T
-
-    def kernel_query(self, anchor, relation, side):
-        return "dot", self.query_vector(anchor, relation, side), 0.0

@@ -75,14 +75,9 @@ class RotatE(KGEModel):
 
     def eval_kernel_query(self, anchor, relation, side):
         """Evaluation fast path (emukg.evaluation): ``("complex_l1", q, γ)`` with score = γ − Σᵢ |qᵢ − eᵢ| for
-        every candidate e (complex modulus per coordinate).  Tail queries: q = h∘r; head queries use
-        |e∘r − t| = |e − t∘conj(r)| (|r| = 1), so q = t∘conj(r)."""
-        re_a, im_a = anchor.chunk(2, dim=-1)
-        phase = relation / (self.embedding_range / math.pi)
-        re_r, im_r = torch.cos(phase), torch.sin(phase)
-        if side == "tail":
-            return "complex_l1", torch.cat([re_a * re_r - im_a * im_r, re_a * im_r + im_a * re_r], dim=-1), float(self.gamma)
-        return "complex_l1", torch.cat([re_a * re_r + im_a * im_r, im_a * re_r - re_a * im_r], dim=-1), float(self.gamma)
+        every candidate e (complex modulus per coordinate): the query vector of :meth:`kernel_query`."""
+        _, q, gamma = self.kernel_query(anchor, relation, side)
+        return "complex_l1", q, gamma
 
 
 @register

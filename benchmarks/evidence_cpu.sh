@@ -7,7 +7,7 @@
 # Every run is an ordinary run folder; an interrupted run is continued by running the script again.
 set -euo pipefail
 OUT=${1:-runs/evidence}
-FB_STEPS=${FB_STEPS:-8000}
+FB_STEPS=${FB_STEPS:-10000}
 SMALL_STEPS=${SMALL_STEPS:-2000}
 mkdir -p "$OUT"
 

@@ -207,3 +207,31 @@ def test_learns_on_kinships(tmp_path):
     untrained = trainer.evaluate("valid")["MRR"]
     results = trainer.fit()
     assert results["valid"]["MRR"] > untrained + 0.15, (untrained, results["valid"]["MRR"])
+
+
+@pytest.mark.parametrize("kw", [
+    dict(ce_mode=2, emu=0.4, neg_label=0.5, ce_coef=0.1),          # the paper's SANS + EMU runs
+    dict(ce_mode=2, adversarial=True, regularization=1e-3),        # self-adversarial SANS baseline
+    dict(ce_mode=0, adversarial=True),                             # SANS with the sigmoid loss
+], ids=["ce2-emu", "ce2-adv", "mode0-adv"])
+def test_sans_trains_in_every_mode(graph, tmp_path, kw):
+    cfg = small_config(graph, tmp_path / "run", sampler="sans", khop=2, num_random_walks=20, max_steps=6, **kw)
+    trainer = Trainer(cfg)
+    assert trainer.sampler.name == "sans" and trainer.sampler.khop == 2 and trainer.sampler.num_random_walks == 20
+    before = trainer.model.entity_embedding.detach().clone()
+    logs = trainer.train_step()
+    assert np.isfinite(logs["loss"])
+    assert not torch.equal(before, trainer.model.entity_embedding.detach())
+    results = trainer.fit()
+    assert np.isfinite(results["test"]["MRR"])
+
+
+def test_legacy_khop_nrw_select_sans():
+    from emukg.legacy import build_legacy_parser, legacy_to_config
+
+    parse = lambda *a: legacy_to_config(build_legacy_parser().parse_args(["--do_train", "--data_path", "x", "-save", "y", *a]))
+    cfg = parse("-if_CE", "2", "-khop", "3", "-nrw", "1000")
+    assert (cfg.sampler, cfg.khop, cfg.num_random_walks, cfg.ce_mode) == ("sans", 3, 1000, 2)
+    cfg = parse("-khop", "2")  # exact k-hop neighbourhoods, mode 0
+    assert (cfg.sampler, cfg.khop, cfg.num_random_walks, cfg.ce_mode) == ("sans", 2, 0, 0)
+    assert parse().sampler == "uniform"

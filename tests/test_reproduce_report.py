@@ -81,6 +81,10 @@ def test_report_tables_and_plot(tmp_path):
     for r in rows:
         res_json = json.loads((Path(r["run"]) / "results.json").read_text())
         assert abs(float(r["MRR"]) - res_json["test"]["MRR"]) < 1e-9
+    by = {r["method"]: json.loads((Path(r["run"]) / "results.json").read_text()) for r in rows}
+    delta = by["EMU"]["test"]["MRR"] - by["baseline"]["test"]["MRR"]
+    pair = [ln for ln in md.splitlines() if ln.startswith(f"| {graph.name} | TransE | CE | uniform | 6 |")]
+    assert len(pair) == 1 and pair[0].rstrip(" |").endswith(f"{delta:+.4f}")
     png = tmp_path / "rep" / f"valid_mrr_{graph.name}.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = cli("report", str(tmp_path / "nothing"))

@@ -82,17 +82,24 @@ def build_tables(rows: list[dict]) -> tuple[str, str]:
     for r in rows:
         md.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
     # baseline vs EMU side by side
-    pairs = {}
-    for r in rows:
-        pairs.setdefault((r["dataset"], r["model"], r["loss"], r["sampler"].replace("-adv", "")), {}).setdefault(r["method"], r)
-    side = [r for r in pairs.items() if "baseline" in r[1] and "EMU" in r[1]]
+    emu = {(r["dataset"], r["model"], r["loss"], r["sampler"]): r for r in rows if r["method"] == "EMU"}
+    side = []  # every baseline next to the EMU run of the same dataset, model, loss and sampler (-adv baselines too)
+    for b in rows:
+        e = emu.get((b["dataset"], b["model"], b["loss"], b["sampler"].replace("-adv", "")))
+        if b["method"] == "baseline" and e is not None:
+            side.append((b, e))
     if side:
-        md += ["", "Baseline vs EMU (same dataset, model, loss and sampler):", "",
-               "| dataset | model | loss | sampler | baseline MRR | EMU MRR | Δ MRR |", "|---|---|---|---|---|---|---|"]
-        for (d, m, loss, s), byk in side:
-            b, e = byk["baseline"].get("MRR"), byk["EMU"].get("MRR")
-            delta = f"{e - b:+.4f}" if isinstance(b, float) and isinstance(e, float) else "-"
-            md.append(f"| {d} | {m} | {loss} | {s} | {_fmt(b)} | {_fmt(e)} | {delta} |")
+        md += ["", "Baseline vs EMU (same dataset, model, loss and sampler; MRR on valid and on test):", "",
+               "| dataset | model | loss | baseline sampler | steps | baseline valid | EMU valid | Δ valid "
+               "| baseline test | EMU test | Δ test |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for b, e in side:
+            cells = []
+            for key in ("valid_MRR", "MRR"):
+                x, y = b.get(key), e.get(key)
+                delta = f"{y - x:+.4f}" if isinstance(x, float) and isinstance(y, float) else "-"
+                cells += [_fmt(x), _fmt(y), delta]
+            steps = b.get("steps") if b.get("steps") == e.get("steps") else f"{b.get('steps')} / {e.get('steps')}"
+            md.append(f"| {b['dataset']} | {b['model']} | {b['loss']} | {b['sampler']} | {steps} | " + " | ".join(cells) + " |")
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(cols)

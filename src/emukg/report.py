@@ -109,7 +109,8 @@ def build_tables(rows: list[dict]) -> tuple[str, str]:
 
 
 def plot_curves(rows: list[dict], path: Path) -> bool:
-    """PNG of validation MRR over steps, one line per run; False if matplotlib is missing."""
+    """PNG of validation MRR over steps, one line per run (a colour per model and sampler; EMU solid, baselines
+    dashed, self-adversarial baselines dotted); False if matplotlib is missing."""
     try:
         import matplotlib
 
@@ -118,10 +119,15 @@ def plot_curves(rows: list[dict], path: Path) -> bool:
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(8, 5))
+    colours = {}  # one colour per model and sampler; EMU solid, baselines dashed
     for r in rows:
         if r["curve"]:
             steps, mrr = zip(*r["curve"])
-            ax.plot(steps, mrr, marker=".", label=f"{r['model']} {r['method']} {r['sampler']} ({r['dataset']})")
+            key = (r["model"], r["sampler"].replace("-adv", ""))
+            colour = colours.setdefault(key, f"C{len(colours) % 10}")
+            style = "-" if r["method"] == "EMU" else (":" if r["sampler"].endswith("-adv") else "--")
+            ax.plot(steps, mrr, style, color=colour, marker=".", markersize=3,
+                    label=f"{r['model']} {r['method']} {r['sampler']} ({r['dataset']})")
     ax.set_xlabel("step")
     ax.set_ylabel("validation MRR")
     ax.grid(alpha=0.3)

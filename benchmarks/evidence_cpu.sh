@@ -35,9 +35,12 @@ for model in TransE DistMult ComplEx RotatE; do
 done
 for data in kinships umls; do
   for model in TransE DistMult ComplEx RotatE; do
+    steps=$SMALL_STEPS
+    # TransE on kinships still climbs at 2,000 steps (both with and without EMU): give it three times as many
+    if [ "$model/$data" = "TransE/kinships" ]; then steps=$((3 * SMALL_STEPS)); fi
     for kind in base emu; do
       run "$kind-$model-FB15k-237-uniform" "$OUT/$kind-$model-$data-uniform" --dataset "$data" \
-        --max-steps "$SMALL_STEPS" --valid-steps 100 --save-checkpoint-steps 500
+        --max-steps "$steps" --valid-steps 100 --save-checkpoint-steps 500
     done
   done
 done

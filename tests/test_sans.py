@@ -380,3 +380,30 @@ def test_sampler_registered_and_built_from_config(tiny_dataset):
     assert np.array_equal(sampler.indices.numpy(), want[1])
     neg = sampler.sample(kg.train[:5], "head")
     assert neg.shape == (5, 4)
+
+
+def test_memory_budget_setting_reaches_the_sampler(tiny_dataset, monkeypatch):
+    """--sans-memory-mb is the budget of an exact build; over it, the error names the flags that fix it."""
+    from emukg.config import Config
+    from emukg.data import load_dataset
+    from emukg.errors import EmukgError
+    from emukg.sampling import build_sampler
+
+    kg = load_dataset(str(tiny_dataset))
+    cfg = Config(dataset=str(tiny_dataset), ce_mode=2, sampler="sans", khop=2, num_random_walks=0, negative_sample_size=2,
+                 sans_memory_mb=1)
+    seen = []
+    real = sans.load_or_build_neighbourhood
+
+    def spy(*args, **kwargs):
+        seen.append(args[6] if len(args) > 6 else kwargs["memory_budget_bytes"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sans, "load_or_build_neighbourhood", spy)
+    assert build_sampler(cfg, kg, "cpu", torch.Generator().manual_seed(0)).name == "sans"  # a tiny table fits in 1 MiB
+    assert seen == [1 << 20]
+    with pytest.raises(EmukgError) as err:
+        sans.SANSSampler.from_config(cfg, kg, "cpu", torch.Generator(), memory_budget_bytes=16, use_cache=False)
+    assert "--num-random-walks" in str(err.value) and "--sans-memory-mb" in str(err.value)
+    with pytest.raises(EmukgError, match="--sans-memory-mb"):
+        Config(sans_memory_mb=0).validate()

@@ -38,6 +38,7 @@ class Config:
     khop: int = _opt(3, "SANS neighbourhood radius k (-khop)")
     num_random_walks: int = _opt(0, "SANS random walks per entity w; 0 = exact k-hop neighbourhood (-nrw)")
     walk_mode: str = _opt("restart", "SANS walks: 'restart' at the source (SANS's description) or 'chained' (the reference's code)")
+    sans_memory_mb: int = _opt(2048, "memory budget of the SANS neighbourhood table in MiB; a larger exact build is refused")
     adversarial: bool = _opt(False, "self-adversarial negative weighting (-adv); in CE modes added as an extra term")
     adversarial_temperature: float = _opt(1.0, "self-adversarial temperature α (-a)")
     uni_weight: bool = _opt(False, "plain means instead of subsampling weights in mode 0 (--uni_weight)")
@@ -162,6 +163,8 @@ class Config:
             raise EmukgError("-if_Mixup and -if_OnlyLS exclude each other; choose one.")
         if self.sampler not in ("uniform", "sans"):
             raise EmukgError(f"--sampler {self.sampler}: choose 'uniform' or 'sans'.")
+        if self.sans_memory_mb <= 0:
+            raise EmukgError(f"--sans-memory-mb {self.sans_memory_mb}: must be a positive number of MiB.")
         if self.walk_mode not in ("restart", "chained"):
             raise EmukgError(f"--walk-mode {self.walk_mode}: choose 'restart' or 'chained'.")
         if self.optimizer not in ("adagrad", "adam"):

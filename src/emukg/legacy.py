@@ -81,6 +81,7 @@ def add_legacy_arguments(p: argparse.ArgumentParser) -> None:
     # emukg additions
     a("--seed", default=0, type=int, help="random seed (emukg addition; the reference sets none)")
     a("--walk_mode", default="restart", choices=["restart", "chained"], help="SANS walk mode (emukg addition)")
+    a("--sans_memory_mb", default=2048, type=int, help="memory budget of the SANS table in MiB (emukg addition)")
     a("--no_progress", action="store_true", help="no progress bar (emukg addition)")
 
 
@@ -125,6 +126,7 @@ def legacy_to_config(args: argparse.Namespace) -> Config:
         khop=args.k_hop if args.k_hop > 0 else 3,
         num_random_walks=args.n_rw,
         walk_mode=args.walk_mode,
+        sans_memory_mb=args.sans_memory_mb,
         adversarial=args.negative_adversarial_sampling,
         adversarial_temperature=args.adversarial_temperature,
         uni_weight=args.uni_weight,

@@ -213,7 +213,8 @@ def _exact_rows_bitset(indptr, indices, N: int, k: int, sources: np.ndarray, idx
 def _refuse_exact(k: int, N: int, nbytes: float, budget: int, how: str) -> EmukgError:
     return EmukgError(
         f"the exact {k}-hop SANS neighbourhood of {N} entities would need {how} {_gib(nbytes)}, over the memory budget "
-        f"of {_gib(budget)}; use random-walk neighbourhoods instead (-nrw 1000 / --num-random-walks 1000) or a smaller -khop."
+        f"of {_gib(budget)}; use random-walk neighbourhoods instead (-nrw 1000 / --num-random-walks 1000), a smaller -khop, "
+        f"or raise the budget (--sans-memory-mb)."
     )
 
 
@@ -653,7 +654,7 @@ class SANSSampler(NegativeSampler):
             num_random_walks=config.num_random_walks,
             walk_mode=config.walk_mode,
             seed=config.seed,
-            **kwargs,
+            **{"memory_budget_bytes": int(getattr(config, "sans_memory_mb", DEFAULT_MEMORY_BUDGET >> 20)) << 20, **kwargs},
         )
 
     def neighbourhood_sizes(self) -> torch.Tensor:

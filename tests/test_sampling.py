@@ -123,7 +123,6 @@ def test_register_sampler_and_from_config(kg):
 
 @pytest.mark.parametrize("side", ["tail", "head"])
 def test_native_filter_equals_contains(kg, side):
-    from emukg import kernels
     from emukg.sampling import _Validity
 
     pos = kg.train.repeat(3, 1)
@@ -132,10 +131,14 @@ def test_native_filter_equals_contains(kg, side):
     if native.lib is None:
         pytest.skip("native kernels unavailable")
     rows = torch.arange(pos.shape[0])
-    got = native(rows, cand)
-    native.lib = None  # the torch path: FilterIndex.contains
-    assert torch.equal(got, native(rows, cand))
-    assert bool((~got).any()) and bool(got.any())
+    n = cand.shape[1]  # room for every valid candidate: the output is exactly the valid ones, in order
+    out, filled = torch.full((pos.shape[0], n), -1), torch.zeros(pos.shape[0], dtype=torch.long)
+    found = native.fill(rows, cand, out, filled, n)
+    valid = native(rows, cand)  # the tensor path: FilterIndex.contains
+    assert torch.equal(found, valid.sum(1)) and torch.equal(filled, found)
+    for i in range(0, pos.shape[0], 7):
+        assert torch.equal(out[i, :int(found[i])], cand[i][valid[i]])
+    assert bool((~valid).any()) and bool(valid.any())
 
 
 @pytest.mark.parametrize("side", ["tail", "head"])

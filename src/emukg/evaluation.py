@@ -206,23 +206,6 @@ def plan_memory(model, num_entities: int, memory_mb: float, *, backend: str = "t
 
 # ---------------------------------------------------------------------------------------------------------
 # exclusions
-def _csr_lookup(index: FilterIndex, anchor: torch.Tensor, relation: torch.Tensor, side: str):
-    """(start, count, vals): the known answers of query i are ``vals[start[i] : start[i] + count[i]]`` (sorted)."""
-    if side == "tail":
-        keys, ptr, vals = index.tail_keys, index.tail_ptr, index.tail_vals
-    else:
-        keys, ptr, vals = index.head_keys, index.head_ptr, index.head_vals
-    q = anchor.long() * index.num_relations + relation.long()
-    if keys.numel() == 0:
-        zero = torch.zeros_like(q)
-        return zero, zero, vals
-    pos = torch.searchsorted(keys, q).clamp_(max=keys.numel() - 1)
-    found = keys[pos] == q
-    start = ptr[pos]
-    count = torch.where(found, ptr[pos + 1] - start, torch.zeros_like(start))
-    return start.contiguous(), count.contiguous(), vals
-
-
 def _exclusion_pairs(index: FilterIndex | None, anchor, relation, answer, side):
     """Flat (query_index, entity) pairs to exclude: the known answers (if ``index``) and each query's answer once."""
     arange = torch.arange(answer.numel(), device=answer.device)
@@ -238,15 +221,14 @@ def _exclusion_pairs(index: FilterIndex | None, anchor, relation, answer, side):
 class _Ranker:
     """Counts, for one chunk of queries of one side, the candidates scored above / at-or-above the answer."""
 
-    def __init__(self, model, kg: KnowledgeGraph, index: FilterIndex | None, plan: MemoryPlan, lib, threads: int):
-        self.model, self.kg, self.index, self.plan, self.lib, self.threads = model, kg, index, plan, lib, threads
+    def __init__(self, model, index: FilterIndex | None, lib, threads: int):
+        self.model, self.index, self.lib, self.threads = model, index, lib, threads
         self.E = model.entity_embedding.detach()
         self.R = model.relation_embedding.detach()
         self.N = self.E.shape[0]
         self.nan_scores = 0
         self.native_chunks = 0
         self.torch_chunks = 0
-        self._torch_plan = None
 
     # -- native ------------------------------------------------------------------------------------------
     def native(self, anchor, relation, answer, side):
@@ -263,7 +245,7 @@ class _Ranker:
         thr = torch.empty(nq, dtype=torch.float32)
         answer = answer.contiguous()
         if self.index is not None:
-            start, count, vals = _csr_lookup(self.index, anchor, relation, side)
+            start, count, vals = self.index.segments(anchor, relation, side)
         else:
             start = count = vals = None
         rc = self.lib.emukg_rank_fused(_KINDS[kind], _p(q), nq, q.shape[1], _p(self.E), self.N, self.E.shape[1],
@@ -286,7 +268,7 @@ class _Ranker:
         dense_c = self.lib is not None and device.type == "cpu" and self.E.dtype == torch.float32
         if dense_c:
             answer = answer.contiguous()
-            csr = _csr_lookup(self.index, anchor, relation, side) if self.index is not None else (None, None, None)
+            csr = self.index.segments(anchor, relation, side) if self.index is not None else (None, None, None)
         else:
             ex_q, ex_e = _exclusion_pairs(self.index, anchor, relation, answer, side)
         gt = torch.zeros(nq, dtype=torch.int64, device=device)
@@ -462,7 +444,7 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
                                  mean_exclusions=mean_ex, threads=threads)
             plan = plan_memory(model, kg.num_entities, memory_mb, backend="native", num_queries=n_trip,
                                mean_exclusions=mean_ex, threads=threads) if use_native else plan_t
-            ranker = _Ranker(model, kg, index, plan, lib, threads)
+            ranker = _Ranker(model, index, lib, threads)
             gt_all = torch.empty(total, dtype=torch.int64, device=device)
             ge_all = torch.empty(total, dtype=torch.int64, device=device)
             bar = None

@@ -99,48 +99,28 @@ class _Validity:
     """valid(rows, cand) -> bool (len(rows), k): cand forms no triple of the filter with row's kept pair;
     ``fill(rows, cand, out, filled, n)`` appends each row's valid candidates, in draw order, to ``out``.
 
-    On the CPU with the native library (``kernels/sample_step.c``): each row is checked against its own CSR
-    answer list (a bitmap over the entities for long lists), and ``fill`` filters and compacts in one pass.
-    Otherwise tensor ops: ``FilterIndex.contains`` (a search over all triple keys) and a cumsum scatter.
+    On the CPU with the native library (``kernels/sample_step.c``), ``fill`` filters and compacts in one pass,
+    checking each row against its own CSR answer list (``FilterIndex.segments``; a bitmap over the entities
+    for long lists).  Otherwise tensor ops: ``FilterIndex.contains`` (a search over all triple keys) and a
+    cumsum scatter.
     """
 
     def __init__(self, kg_filter, h, r, t, side, native: bool | None = None):
         self.filter, self.h, self.r, self.t, self.side = kg_filter, h, r, t, side
         self.lib = None
-        if native is not False and h.device.type == "cpu" and all(hasattr(kg_filter, a) for a in ("tail_keys", "tail_ptr", "tail_vals")):
+        if native is not False and h.device.type == "cpu" and hasattr(kg_filter, "segments"):
             from . import kernels
 
             self.lib = kernels.load("sample_step")
         if self.lib is not None:
-            keys, ptr, self.vals = ((kg_filter.tail_keys, kg_filter.tail_ptr, kg_filter.tail_vals) if side == "tail"
-                                    else (kg_filter.head_keys, kg_filter.head_ptr, kg_filter.head_vals))
-            anchor = h if side == "tail" else t
-            query = anchor.long() * kg_filter.num_relations + r.long()
-            if keys.numel() == 0:
-                self.start = self.count = torch.zeros_like(query)
-            else:
-                pos = torch.searchsorted(keys, query).clamp(max=keys.numel() - 1)
-                found = keys[pos] == query
-                self.start = ptr[pos]
-                self.count = torch.where(found, ptr[pos + 1] - self.start, torch.zeros_like(self.start))
-            self.vals = self.vals.contiguous()
+            start, count, vals = kg_filter.segments(h if side == "tail" else t, r, side)
+            self.start, self.count, self.vals = start.contiguous(), count.contiguous(), vals.contiguous()
 
     def __call__(self, rows: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        if self.lib is None:
-            h, r, t = self.h[rows], self.r[rows], self.t[rows]
-            if self.side == "tail":
-                return ~self.filter.contains(h.unsqueeze(1), r.unsqueeze(1), cand)
-            return ~self.filter.contains(cand, r.unsqueeze(1), t.unsqueeze(1))
-        import ctypes
-
-        cand = cand.to(torch.int64).contiguous()
-        start, count = self.start[rows].contiguous(), self.count[rows].contiguous()
-        out = torch.empty(cand.shape, dtype=torch.uint8)
-        p = ctypes.c_void_p
-        self.lib.emukg_filter_valid(ctypes.c_int64(cand.shape[0]), ctypes.c_int64(cand.shape[1]), p(start.data_ptr()),
-                                    p(count.data_ptr()), p(self.vals.data_ptr()), p(cand.data_ptr()), p(out.data_ptr()),
-                                    ctypes.c_int(torch.get_num_threads()))
-        return out.view(torch.bool)
+        h, r, t = self.h[rows], self.r[rows], self.t[rows]
+        if self.side == "tail":
+            return ~self.filter.contains(h.unsqueeze(1), r.unsqueeze(1), cand)
+        return ~self.filter.contains(cand, r.unsqueeze(1), t.unsqueeze(1))
 
     def fill(self, rows: torch.Tensor, cand: torch.Tensor, out: torch.Tensor, filled: torch.Tensor, n: int) -> torch.Tensor:
         """Append row ``rows[i]``'s valid candidates ``cand[i]`` (in order) to ``out`` while it holds fewer than ``n``

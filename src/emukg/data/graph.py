@@ -93,10 +93,16 @@ class FilterIndex:
             return self.head_keys, self.head_ptr, self.head_vals
         raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
 
+    def segments(self, anchor: torch.Tensor, relation: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(start, count, vals)``: the true answers of query i are ``vals[start[i] : start[i] + count[i]]``
+        (sorted); the CSR form the native kernels read.  ``side`` as in :meth:`answers`."""
+        keys, ptr, vals = self._side(side)
+        start, count = _lookup(keys, ptr, anchor.long().reshape(-1) * self.num_relations + relation.long().reshape(-1))
+        return start, count, vals
+
     def counts(self, anchor: torch.Tensor, relation: torch.Tensor, side: str) -> torch.Tensor:
         """Number of true answers per query. ``side='tail'``: anchor is the head; ``'head'``: anchor is the tail."""
-        keys, ptr, _ = self._side(side)
-        return _lookup(keys, ptr, anchor.long() * self.num_relations + relation.long())[1]
+        return self.segments(anchor, relation, side)[1]
 
     def answers(self, anchor: torch.Tensor, relation: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor]:
         """All true answers of a batch of queries as ``(query_index, entity)`` pairs (flat, CSR-style).
@@ -104,15 +110,13 @@ class FilterIndex:
         ``side='tail'``: queries (anchor=h, r, ?); ``side='head'``: queries (?, r, anchor=t).
         Use as ``scores[query_index, entity]`` to mask known triples in one indexing operation.
         """
-        keys, ptr, vals = self._side(side)
-        q = anchor.long().reshape(-1) * self.num_relations + relation.long().reshape(-1)
-        start, count = _lookup(keys, ptr, q)
-        qidx = torch.repeat_interleave(torch.arange(q.numel(), device=q.device), count)
+        start, count, vals = self.segments(anchor, relation, side)
+        qidx = torch.repeat_interleave(torch.arange(count.numel(), device=count.device), count)
         total = qidx.numel()
         if total == 0:
             return qidx, qidx.clone()
         first = torch.cumsum(count, 0) - count  # position of each query's first answer in the output
-        offset = torch.arange(total, device=q.device) - first[qidx] + start[qidx]
+        offset = torch.arange(total, device=count.device) - first[qidx] + start[qidx]
         return qidx, vals[offset]
 
     def contains(self, head: torch.Tensor, relation: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:

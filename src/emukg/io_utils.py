@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def user_cache_dir(*parts: str) -> Path:
+    """emukg's cache folder — ``$EMUKG_CACHE_DIR``, else ``$XDG_CACHE_HOME/emukg``, else ``~/.cache/emukg`` —
+    joined with ``parts`` (``datasets``, ``sans``, ``kernels``)."""
+    base = os.environ.get("EMUKG_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "emukg")
+    return Path(base).expanduser().joinpath(*parts)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it."""

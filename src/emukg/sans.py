@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from .errors import EmukgError
-from .io_utils import atomic_path
+from .io_utils import atomic_path, user_cache_dir
 from .sampling import NegativeSampler, filter_and_refill, register_sampler, uniform_draw
 
 log = logging.getLogger("emukg")
@@ -297,6 +297,13 @@ def exact_neighbourhood(
 # random-walk neighbourhoods
 
 
+def _check_walks(k: int, walk_mode: str) -> None:
+    if walk_mode not in WALK_MODES:
+        raise EmukgError(f"--walk-mode {walk_mode}: choose 'restart' or 'chained'.")
+    if k < 1:
+        raise EmukgError(f"-khop {k}: the SANS neighbourhood radius must be at least 1.")
+
+
 def walk_rng(seed: int) -> np.random.Generator:
     """The NumPy generator of the neighbourhood walks for a run seed."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed) % 2**64, _SEED_TAG])))
@@ -382,10 +389,7 @@ def random_walk_end_nodes(
     Duplicates and visit counts are kept (the neighbourhood builder removes them).  Sources without edges get
     uniformly random entities.  ``rng`` is a NumPy generator or a seed for :func:`walk_rng`.
     """
-    if walk_mode not in WALK_MODES:
-        raise EmukgError(f"--walk-mode {walk_mode}: choose 'restart' or 'chained'.")
-    if k < 1:
-        raise EmukgError(f"-khop {k}: the SANS neighbourhood radius must be at least 1.")
+    _check_walks(k, walk_mode)
     if num_walks < 1:
         raise ValueError("num_walks must be positive")
     if not isinstance(rng, np.random.Generator):
@@ -426,10 +430,7 @@ def walk_neighbourhood(
 ) -> tuple[np.ndarray, np.ndarray]:
     """CSR of the distinct end nodes of ``num_walks`` ``k``-step random walks from every entity."""
     N = int(num_entities)
-    if walk_mode not in WALK_MODES:
-        raise EmukgError(f"--walk-mode {walk_mode}: choose 'restart' or 'chained'.")
-    if k < 1:
-        raise EmukgError(f"-khop {k}: the SANS neighbourhood radius must be at least 1.")
+    _check_walks(k, walk_mode)
     rng = walk_rng(seed)
     walker = _Walker(np.asarray(indptr, dtype=np.int64), np.asarray(indices))
     chunk = _RESTART_CHUNK if walk_mode == "restart" else _CHAINED_CHUNK
@@ -486,8 +487,7 @@ def build_neighbourhood(
 
 def cache_dir() -> Path:
     """``$EMUKG_CACHE_DIR`` or ``$XDG_CACHE_HOME/emukg`` or ``~/.cache/emukg``, then ``sans/``."""
-    base = os.environ.get("EMUKG_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "emukg")
-    return Path(base) / "sans"
+    return user_cache_dir("sans")
 
 
 def neighbourhood_key(train_triples, num_entities: int, k: int, num_walks: int, walk_mode: str = "restart", seed: int = 0) -> dict:

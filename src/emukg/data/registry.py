@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import EmukgError
+from ..io_utils import user_cache_dir
 from .graph import KnowledgeGraph, load_folder
 
 log = logging.getLogger("emukg")
@@ -216,10 +217,7 @@ def data_dirs() -> list[Path]:
 
 def cache_dir() -> Path:
     """Where downloaded datasets live: ``<$EMUKG_CACHE_DIR | $XDG_CACHE_HOME/emukg | ~/.cache/emukg>/datasets``."""
-    base = os.environ.get("EMUKG_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "emukg"
-    )
-    return Path(base).expanduser() / "datasets"
+    return user_cache_dir("datasets")
 
 
 def _find_in(directory: Path, keys: set[str], preferred: tuple[str, ...]) -> Path | None:

@@ -19,6 +19,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from ..io_utils import user_cache_dir
+
 log = logging.getLogger("emukg")
 
 HERE = Path(__file__).resolve().parent
@@ -26,8 +28,7 @@ FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-f
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("EMUKG_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "emukg")
-    return Path(base) / "kernels"
+    return user_cache_dir("kernels")
 
 
 def _cpu_tag() -> str:

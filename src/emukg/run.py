@@ -43,6 +43,12 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise EmukgError(f"{path}: cannot read the checkpoint ({type(exc).__name__}); it is damaged or not an emukg checkpoint.") from None
 
 
+def checkpoint_file(run_dir: str | os.PathLike, checkpoint: str = "best") -> str:
+    """The file ``checkpoint`` ('best' or 'last') names in ``run_dir``: ``best_model`` when asked for and present,
+    else the last ``checkpoint``."""
+    return BEST if checkpoint == "best" and (Path(run_dir) / BEST).is_file() else CHECKPOINT
+
+
 def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu"):
     """Load ``(config, kg, model)`` from a run folder.
 
@@ -59,7 +65,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu")
         raise EmukgError(f"--checkpoint {checkpoint}: choose 'best' or 'last'.")
     cfg = Config.load_json(run_dir / CONFIG)
     kg = load_dataset(cfg.dataset)
-    name = BEST if checkpoint == "best" and (run_dir / BEST).is_file() else CHECKPOINT
+    name = checkpoint_file(run_dir, checkpoint)
     state = read_checkpoint(run_dir / name)
     model = build_model(cfg.model, kg.num_entities, kg.num_relations, cfg.hidden_dim, cfg.gamma,
                         cfg.double_entity_embedding, cfg.double_relation_embedding)

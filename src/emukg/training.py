@@ -35,10 +35,14 @@ log = logging.getLogger("emukg.train")
 
 
 def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda[:i]`` or ``auto`` (a GPU when there is one) as a torch.device; anything else, or CUDA on a
+    machine without it, is an :class:`EmukgError` naming ``--device``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise EmukgError(f"--device {name}: no CUDA GPU is available on this machine; use --device cpu (or drop --cuda).")
+        raise EmukgError(f"--device {name}: no CUDA GPU is available on this machine; use --device cpu.")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise EmukgError(f"--device {name}: choose cpu, cuda or auto.")
     return torch.device(name)
 
 

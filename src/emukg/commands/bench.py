@@ -21,12 +21,10 @@ def find_suite() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..io_utils import atomic_write_json
+    from ..training import resolve_device
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise EmukgError("--device cuda: no CUDA GPU is available on this machine; use --device cpu.")
+    resolve_device(args.device)  # a clear error for --device cuda on a machine without a GPU
     path = find_suite()
     spec = importlib.util.spec_from_file_location("emukg_bench_suite", path)
     module = importlib.util.module_from_spec(spec)

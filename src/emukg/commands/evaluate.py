@@ -17,24 +17,6 @@ DESCRIPTION = (
 )
 
 
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise EmukgError(f"--device {name}: no CUDA device is available here; use --device cpu.")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise EmukgError(f"--device {name}: choose cpu, cuda or auto.")
-    return torch.device(name)
-
-
-def checkpoint_name(run_dir: Path, checkpoint: str) -> str:
-    from ..run import BEST, CHECKPOINT
-
-    return BEST if checkpoint == "best" and (Path(run_dir) / BEST).is_file() else CHECKPOINT
-
-
 def _row(label: str, m: dict, width: int) -> str:
     return (f"{label:<{width}} {m['MRR']:>8.4f} {m['MR']:>10.1f} {m['HITS@1']:>8.4f} {m['HITS@3']:>8.4f} "
             f"{m['HITS@10']:>8.4f}")
@@ -65,7 +47,8 @@ def format_table(res: dict, per_relation: bool = False) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
     from ..io_utils import atomic_write_json
-    from ..run import load_run
+    from ..run import checkpoint_file, load_run
+    from ..training import resolve_device
 
     device = resolve_device(args.device)
     cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device)
@@ -74,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise EmukgError(f"--memory-mb {memory_mb}: must be positive.")
     res = evaluate(model, kg, args.split, tie_policy=args.tie_policy, memory_mb=memory_mb,
                    filtered=not args.unfiltered, progress=sys.stderr.isatty())
-    ckpt = checkpoint_name(args.run_dir, args.checkpoint)
+    ckpt = checkpoint_file(args.run_dir, args.checkpoint)
     res["run"] = {"dir": str(args.run_dir), "checkpoint": ckpt, "model": cfg.model, "dataset": cfg.dataset,
                   "hidden_dim": cfg.hidden_dim, "device": str(device)}
     mode = "raw" if args.unfiltered else "filtered"

@@ -19,8 +19,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..predict import predict
-    from ..run import load_run
-    from .evaluate import checkpoint_name, resolve_device
+    from ..run import checkpoint_file, load_run
+    from ..training import resolve_device
 
     if (args.head is None) == (args.tail is None):
         raise EmukgError("give exactly one of --head NAME (predict tails) or --tail NAME (predict heads).")
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         known = kg.filter.contains(ids, r, torch.full_like(ids, kg.entity_to_id[args.tail]))
     what = "tails" if args.head is not None else "heads"
     extra = ", known triples left out" if args.filter_known else ", * = known triple"
-    print(f"{query}: top {len(rows)} {what} ({cfg.model}, {checkpoint_name(args.run_dir, args.checkpoint)}{extra})")
+    print(f"{query}: top {len(rows)} {what} ({cfg.model}, {checkpoint_file(args.run_dir, args.checkpoint)}{extra})")
     width = max([len(n) for n, _ in rows] + [6])
     print(f"{'rank':>4}  {'entity':<{width}}  {'score':>12}")
     for i, ((name, score), k) in enumerate(zip(rows, known.tolist()), 1):

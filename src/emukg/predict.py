@@ -30,6 +30,16 @@ def resolve_name(name, table: dict[str, int], what: str, flag: str, dataset: str
     raise EmukgError(f"{flag} {name!r}: not a known {what}{where}; {hint}")
 
 
+def check_query(head, relation, tail, top_k: int) -> None:
+    """The query's shape: a relation, exactly one of head/tail, a positive top_k (an :class:`EmukgError` otherwise)."""
+    if relation is None:
+        raise EmukgError("--relation is required: give the relation name of the query.")
+    if (head is None) == (tail is None):
+        raise EmukgError("give exactly one of --head NAME (predict tails) or --tail NAME (predict heads).")
+    if top_k < 1:
+        raise EmukgError(f"--top-k {top_k}: must be at least 1.")
+
+
 def predict(model, kg: KnowledgeGraph, head=None, relation=None, tail=None, top_k: int = 10,
             filter_known: bool = False) -> list[tuple[str, float]]:
     """The ``top_k`` best-scoring entities for one query, best first, as ``(name, score)``.
@@ -38,12 +48,7 @@ def predict(model, kg: KnowledgeGraph, head=None, relation=None, tail=None, top_
     (?, relation, tail) — names (or integer ids).  ``filter_known`` leaves out entities that form a known
     triple (train ∪ valid ∪ test) with the query.  NaN scores rank last.  Ties keep entity-id order.
     """
-    if relation is None:
-        raise EmukgError("--relation is required: give the relation name of the query.")
-    if (head is None) == (tail is None):
-        raise EmukgError("give exactly one of --head NAME (predict tails) or --tail NAME (predict heads).")
-    if top_k < 1:
-        raise EmukgError(f"--top-k {top_k}: must be at least 1.")
+    check_query(head, relation, tail, top_k)
     rel = resolve_name(relation, kg.relation_to_id, "relation", "--relation", kg.name)
     if head is not None:
         side, anchor = "tail", resolve_name(head, kg.entity_to_id, "entity", "--head", kg.name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import EmukgError
 
 HELP = "top-k tails of (head, relation, ?) or heads of (?, relation, tail)"
 DESCRIPTION = (
@@ -18,14 +17,11 @@ DESCRIPTION = (
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..predict import predict
+    from ..predict import check_query, predict
     from ..run import checkpoint_file, load_run
     from ..training import resolve_device
 
-    if (args.head is None) == (args.tail is None):
-        raise EmukgError("give exactly one of --head NAME (predict tails) or --tail NAME (predict heads).")
-    if args.top_k < 1:
-        raise EmukgError(f"--top-k {args.top_k}: must be at least 1.")
+    check_query(args.head, args.relation, args.tail, args.top_k)  # before the dataset is loaded
     device = resolve_device(args.device)
     cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device)
     rows = predict(model, kg, head=args.head, relation=args.relation, tail=args.tail, top_k=args.top_k,

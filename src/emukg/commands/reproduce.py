@@ -9,11 +9,7 @@ import sys
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from ..errors import EmukgError
-    from ..reproduce import experiment_config, experiments
-
-    def experiments_max_steps():
-        return next(iter(experiments().values()))["max_steps"]
+    from ..reproduce import COMMON, experiment_config, experiments
 
     if args.list or not args.name:
         for name, s in experiments().items():
@@ -23,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = dict(max_steps=args.steps, device=args.device, seed=args.seed)
     if args.steps is not None:
         # a shortened run is a prefix of the paper's run: the warm-up stays at the paper's step (half of 100k)
-        overrides["warm_up_steps"] = experiments_max_steps() // 2
+        overrides["warm_up_steps"] = COMMON["max_steps"] // 2
         overrides["valid_steps"] = max(1, min(500, args.steps))
     cfg = experiment_config(args.name, **overrides)
     if args.show:
@@ -34,13 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         cfg = cfg.replace(init_checkpoint=save)
     from ..training import train
+    from .train import print_results
 
-    try:
-        results = train(cfg, overwrite=args.overwrite)
-    except EmukgError:
-        raise
-    for split, m in results.items():
-        print(f"{split}: MRR {m['MRR']:.4f}  HITS@1 {m['HITS@1']:.4f}  HITS@3 {m['HITS@3']:.4f}  HITS@10 {m['HITS@10']:.4f}")
+    print_results(train(cfg, overwrite=args.overwrite))
     print(f"run folder: {save}")
     return 0
 

@@ -47,23 +47,29 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         from pathlib import Path
 
+        from ..run import CHECKPOINT, CONFIG
+
         run_dir = Path(args.resume)
-        if not (run_dir / "config.json").is_file():
-            raise EmukgError(f"--resume {run_dir}: no config.json there; pass a run folder written by 'emukg train'.")
-        base = Config.load_json(run_dir / "config.json").to_dict()
+        if not (run_dir / CONFIG).is_file():
+            raise EmukgError(f"--resume {run_dir}: no {CONFIG} there; pass a run folder written by 'emukg train'.")
+        base = Config.load_json(run_dir / CONFIG).to_dict()
         base.update(save_path=str(run_dir), init_checkpoint=str(run_dir))
         cfg = config_from_args(args, base)
-        if not (run_dir / "checkpoint").is_file():
+        if not (run_dir / CHECKPOINT).is_file():
             raise EmukgError(f"--resume {run_dir}: no checkpoint there yet; start the run again without --resume.")
     else:
         cfg = config_from_args(args)
         if not cfg.dataset:
             raise EmukgError("--dataset is required: a registered name (see 'emukg datasets list') or a dataset folder.")
-    results = train(cfg, overwrite=args.overwrite)
+    print_results(train(cfg, overwrite=args.overwrite))
+    return 0
+
+
+def print_results(results: dict) -> None:
+    """One line of headline metrics per evaluated split (what ``train`` returns)."""
     for split, metrics in results.items():
         print(f"{split}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("MRR", "HITS@1", "HITS@3", "HITS@10") if k in metrics)
               + (f"  MR {metrics['MR']:.1f}" if "MR" in metrics else ""))
-    return 0
 
 
 def add_parser(sub) -> None:

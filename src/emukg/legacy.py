@@ -157,7 +157,9 @@ def legacy_to_config(args: argparse.Namespace) -> Config:
         progress=not args.no_progress,
     )
     if args.init_checkpoint:
-        prev = Path(args.init_checkpoint) / "config.json"
+        from .run import CONFIG
+
+        prev = Path(args.init_checkpoint) / CONFIG
         if prev.is_file() and not args.data_path:
             cfg["dataset"] = Config.load_json(prev).dataset
         if not args.save_path:

@@ -221,14 +221,9 @@ class Trainer:
 
     # --- evaluation --------------------------------------------------------------------------
     def evaluate(self, split: str) -> dict:
-        from .evaluation import evaluate
+        from .evaluation import evaluate  # puts the model in eval mode without gradients, and restores it
 
-        self.model.eval()
-        with torch.no_grad():
-            metrics = evaluate(self.model, self.kg, split, tie_policy=self.config.tie_policy,
-                               memory_mb=self.config.eval_memory_mb)
-        self.model.train()
-        return metrics
+        return evaluate(self.model, self.kg, split, tie_policy=self.config.tie_policy, memory_mb=self.config.eval_memory_mb)
 
     @staticmethod
     def headline(metrics: dict) -> dict:

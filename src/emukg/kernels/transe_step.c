@@ -46,23 +46,12 @@ typedef uint8_t v16b __attribute__((vector_size(16)));
 
 #define LANES ((vi){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
 
-static inline uint32_t h32(uint32_t x) {
-    x ^= x >> 16;
-    x *= 0x7feb352dU;
-    x ^= x >> 15;
-    x *= 0x846ca68bU;
-    x ^= x >> 16;
-    return x;
-}
+/* The mask hash (emu.py's h32): one definition for the scalar and the 16-lane versions. */
+#define H32_MIX(x) do { (x) ^= (x) >> 16; (x) *= 0x7feb352dU; (x) ^= (x) >> 15; (x) *= 0x846ca68bU; (x) ^= (x) >> 16; } while (0)
 
-static inline vu h32v(vu x) {
-    x ^= x >> 16;
-    x *= 0x7feb352dU;
-    x ^= x >> 15;
-    x *= 0x846ca68bU;
-    x ^= x >> 16;
-    return x;
-}
+static inline uint32_t h32(uint32_t x) { H32_MIX(x); return x; }
+
+static inline vu h32v(vu x) { H32_MIX(x); return x; }
 
 static inline vf ldf(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline vu ldu(const uint32_t *p) { vu v; memcpy(&v, p, sizeof v); return v; }

@@ -1,18 +1,31 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename over the target.
 
 A crash or a full disk therefore never leaves a half-written output behind: readers see either the old file
-or the complete new one.
+or the complete new one.  The temporary file is named ``TEMP_PATTERN`` (``.NAME.<random>.tmp``, beside
+``NAME``); a process killed mid-write leaves one behind, which :func:`temp_files` finds and
+:meth:`emukg.run.RunFolder.clean_temp` removes.  Temporary files are created with mode ``0o666`` filtered by
+the process umask, exactly as ``open(path, "w")`` would, so the renamed file gets the same permissions as any
+other file the user writes (``tempfile.mkstemp`` would force ``0o600``).
+
+:func:`check_writable_file` and :func:`check_writable_dir` refuse an output path up front, before any long
+computation, with one sentence naming the flag.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
+
+from .errors import EmukgError
+
+TEMP_PATTERN = ".{name}.*.tmp"
+"""Glob (``str.format`` it with ``name``) of the temporary files :func:`atomic_path` creates beside ``name``."""
 
 
 def user_cache_dir(*parts: str) -> Path:
@@ -22,19 +35,38 @@ def user_cache_dir(*parts: str) -> Path:
     return Path(base).expanduser().joinpath(*parts)
 
 
+def temp_files(folder: str | os.PathLike, name: str) -> list[Path]:
+    """Leftover temporary files of interrupted atomic writes of ``folder/name`` (see ``TEMP_PATTERN``)."""
+    return sorted(Path(folder).glob(TEMP_PATTERN.format(name=name)))
+
+
+def _create_temp(path: Path) -> Path:
+    """Create (exclusively) an empty ``.NAME.<random>.tmp`` beside ``path`` with mode 0o666 & ~umask."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it."""
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
+
+    The temporary file already exists (empty, mode ``0o666 & ~umask``) when yielded; write into it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temp(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
 
@@ -69,3 +101,74 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------------ error reporting
+
+_REASONS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "no space left on the device",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder",
+    errno.ENOENT: "a folder on the way does not exist",
+}
+if hasattr(errno, "EDQUOT"):
+    _REASONS[errno.EDQUOT] = "the disk quota is exceeded"
+
+
+def os_reason(exc: OSError) -> str:
+    """A short lower-case reason for ``exc`` ("permission denied", "the file system is read-only", ...)."""
+    return _REASONS.get(exc.errno, (exc.strerror or type(exc).__name__).lower())
+
+
+def write_error(path: str | os.PathLike, exc: OSError, fix: str = "make it writable or free some space") -> EmukgError:
+    """The one-sentence :class:`EmukgError` for a failed write of ``path``."""
+    return EmukgError(f"{path}: cannot write ({os_reason(exc)}); {fix}.")
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (a file or a folder)."""
+    for cand in (path, *path.parents):
+        if os.path.lexists(cand):
+            return cand
+    return Path(path.anchor or ".")
+
+
+def _writable_dir(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_writable_dir(path: str | os.PathLike, flag: str) -> None:
+    """Refuse ``path`` as an output folder, creating nothing: it is a file, lies under a file, or the folder (or
+    its nearest existing ancestor, where it would be created) is not writable.  One sentence naming ``flag``."""
+    path = Path(os.path.abspath(Path(path).expanduser()))
+    existing = _nearest_existing(path)
+    if existing == path:
+        if not path.is_dir():
+            raise EmukgError(f"{flag} {path}: is a file, not a folder; pass a folder path.")
+        if not _writable_dir(path):
+            raise EmukgError(f"{flag} {path}: the folder is not writable; make it writable or pass another folder.")
+        return
+    if not existing.is_dir():
+        raise EmukgError(f"{flag} {path}: lies under the file {existing}, not a folder; pass another folder path.")
+    if not _writable_dir(existing):
+        raise EmukgError(f"{flag} {path}: cannot be created because {existing} is not writable; "
+                         "make it writable or pass another folder.")
+
+
+def check_writable_file(path: str | os.PathLike, flag: str) -> None:
+    """Refuse ``path`` as an output file, creating nothing: it is a folder, its folder is missing (or is a file),
+    or its folder is not writable.  One sentence naming ``flag``."""
+    path = Path(os.path.abspath(Path(path).expanduser()))
+    if path.is_dir():
+        raise EmukgError(f"{flag} {path}: is a folder; pass a file path.")
+    parent = path.parent
+    existing = _nearest_existing(parent)
+    if not existing.is_dir():
+        raise EmukgError(f"{flag} {path}: lies under the file {existing}, not a folder; pass another file path.")
+    if existing != parent:
+        raise EmukgError(f"{flag} {path}: the folder {parent} does not exist; create it or pass another file path.")
+    if not _writable_dir(parent):
+        raise EmukgError(f"{flag} {path}: the folder {parent} is not writable; make it writable or pass another file path.")

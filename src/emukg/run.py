@@ -3,7 +3,8 @@
 Layout (the reference's §6, plus machine-readable extras)::
 
     RUN_DIR/
-      config.json                 the resolved Config
+      config.json                 the resolved Config, plus "dataset_record" (name, path as given, absolute path,
+                                  sha256 of the split files), "negatives" and "resumes" added by the trainer
       checkpoint                  torch.save dict: step, current_learning_rate, warm_up_steps,
                                   model_state_dict, optimizer_state_dict, optimizer, rng states, best
       entity_embedding.npy        last entity table   (float32, N × entity_dim)
@@ -12,33 +13,214 @@ Layout (the reference's §6, plus machine-readable extras)::
       best_entity_embedding.npy   best tables
       best_relation_embedding.npy
       train.log                   human log (the reference's line format)
+      test.log                    log of a test-only run
       metrics.jsonl               one JSON object per logged metric line
+      results.json                final metrics of the best model
 
-Every file is written atomically (temp file + rename).  Checkpoints are read with
+:class:`RunFolder` is the one owner of this layout and of its I/O: every file but the appended logs is written
+atomically (temp file + rename, see :mod:`emukg.io_utils`), a write that fails (permission denied, read-only
+or full disk) raises one-sentence :class:`EmukgError` naming the file, and checkpoints are read with
 ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from .config import Config
 from .errors import EmukgError
+from .io_utils import atomic_write_bytes, check_writable_dir, os_reason, temp_files, write_error
 
 CHECKPOINT = "checkpoint"
 BEST = "best_model"
 CONFIG = "config.json"
+RUN_FILES = (
+    CONFIG, CHECKPOINT, BEST,
+    "entity_embedding.npy", "relation_embedding.npy", "best_entity_embedding.npy", "best_relation_embedding.npy",
+    "train.log", "test.log", "metrics.jsonl", "results.json",
+)
+"""Every file a run writes; ``RunFolder.create(overwrite=True)`` removes exactly these."""
+
+log = logging.getLogger(__name__)
+
+
+def _checkpoint_name(which: str) -> str:
+    if which == "last":
+        return CHECKPOINT
+    if which == "best":
+        return BEST
+    raise EmukgError(f"--checkpoint {which}: choose 'best' or 'last'.")
+
+
+class RunFolder:
+    """One run folder: its layout (``RUN_FILES``), creation, atomic writers and readers.
+
+    Writers raise :class:`EmukgError` naming the file when the folder cannot be written (permission denied,
+    read-only file system, full disk); nothing is created until :meth:`create` or a writer is called.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).expanduser()
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def file(self, name: str) -> Path:
+        """The path of ``name`` inside the folder."""
+        return self.path / name
+
+    # --- state --------------------------------------------------------------------------------
+    def check_target(self, flag: str = "--save-path") -> None:
+        """Refuse the folder as a place to write a run, creating nothing: it is a file, lies under a file, or it
+        (or the nearest existing ancestor) is not writable.  One sentence naming ``flag`` and the path."""
+        check_writable_dir(self.path, flag)
+
+    def has_run(self) -> bool:
+        """True when a run was written here (config.json or a checkpoint is present)."""
+        return self.file(CONFIG).is_file() or self.file(CHECKPOINT).is_file()
+
+    def has_checkpoint(self, which: str = "last") -> bool:
+        """True when the ``which`` ('last' or 'best') checkpoint file exists (no fallback)."""
+        return self.file(_checkpoint_name(which)).is_file()
+
+    def checkpoint_file(self, which: str = "best") -> str:
+        """The file ``which`` names: ``best_model`` when asked for and present, else the last ``checkpoint``."""
+        _checkpoint_name(which)
+        return BEST if which == "best" and self.file(BEST).is_file() else CHECKPOINT
+
+    # --- creation and cleaning ------------------------------------------------------------------
+    def create(self, overwrite: bool = False) -> None:
+        """Create the folder (and its parents), remove temp files of interrupted writes and, with ``overwrite``,
+        every file of a previous run (``RUN_FILES``; nothing else the user put there)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise EmukgError(f"{self.path}: cannot create the run folder (a file is in the way); pass another --save-path.") from None
+        except OSError as exc:
+            raise EmukgError(f"{self.path}: cannot create the run folder ({os_reason(exc)}); "
+                             "make its parent writable or pass another --save-path.") from None
+        self.clean_temp()
+        if overwrite:
+            for name in RUN_FILES:
+                self.remove(name)
+
+    def clean_temp(self) -> list[Path]:
+        """Remove the temp files (``.NAME.*.tmp``, see ``io_utils.TEMP_PATTERN``) that interrupted atomic writes
+        of ``RUN_FILES`` left behind; return the paths removed."""
+        removed = []
+        for name in RUN_FILES:
+            for tmp in temp_files(self.path, name):
+                try:
+                    tmp.unlink()
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise write_error(tmp, exc, "make the run folder writable or remove the file") from None
+                removed.append(tmp)
+        if removed:
+            log.info("%s: removed %d temp file(s) of interrupted writes", self.path, len(removed))
+        return removed
+
+    def remove(self, name: str) -> None:
+        """Delete ``name`` if present."""
+        path = self.file(name)
+        try:
+            path.unlink(missing_ok=True)
+        except IsADirectoryError:
+            raise EmukgError(f"{path}: is a folder where the run writes a file; remove it or pass another --save-path.") from None
+        except OSError as exc:
+            raise EmukgError(f"{path}: cannot remove ({os_reason(exc)}); make the run folder writable.") from None
+
+    # --- writers --------------------------------------------------------------------------------
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Atomically write ``data`` to ``name``."""
+        path = self.file(name)
+        try:
+            atomic_write_bytes(path, data)
+        except OSError as exc:
+            raise write_error(path, exc, "make the run folder writable or free some space") from None
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Atomically write ``text`` (UTF-8) to ``name``."""
+        return self.write_bytes(name, text.encode("utf-8"))
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Atomically write ``obj`` as indented, key-sorted JSON to ``name``."""
+        return self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+    def save_npy(self, name: str, array) -> Path:
+        """Atomically write ``array`` in ``.npy`` format to ``name``."""
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(array))
+        return self.write_bytes(name, buf.getvalue())
+
+    def save_torch(self, name: str, obj: Any) -> Path:
+        """Atomically ``torch.save`` ``obj`` to ``name``."""
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return self.write_bytes(name, buf.getvalue())
+
+    def append_line(self, name: str, text: str) -> Path:
+        """Append ``text`` plus a newline to ``name`` (not atomic: for logs such as metrics.jsonl)."""
+        path = self.file(name)
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text if text.endswith("\n") else text + "\n")
+        except OSError as exc:
+            raise write_error(path, exc, "make the run folder writable or free some space") from None
+        return path
+
+    # --- readers --------------------------------------------------------------------------------
+    def read_json(self, name: str) -> Any:
+        """The JSON content of ``name``; missing, unreadable or damaged → :class:`EmukgError`."""
+        path = self.file(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise EmukgError(f"{path}: file not found; is this a run folder written by emukg?") from None
+        except json.JSONDecodeError as exc:
+            raise EmukgError(f"{path}, line {exc.lineno}: not valid JSON; the run folder's {name} is damaged.") from None
+        except UnicodeDecodeError:
+            raise EmukgError(f"{path}: not UTF-8 text; the run folder's {name} is damaged.") from None
+        except OSError as exc:
+            raise EmukgError(f"{path}: cannot read ({os_reason(exc)}); make the file readable.") from None
+
+    def read_config(self) -> Config:
+        """The run's :class:`Config` from config.json via :meth:`Config.load_json` (extra keys such as
+        "dataset_record" are ignored; a missing or damaged file raises :class:`EmukgError`)."""
+        return Config.load_json(self.file(CONFIG))
+
+    def read_checkpoint(self, which: str = "last", map_location="cpu", fallback: bool = True) -> dict:
+        """The ``which`` ('last' or 'best') checkpoint dict; 'best' falls back to the last checkpoint when
+        ``best_model`` is absent (as :meth:`checkpoint_file`), unless ``fallback=False``."""
+        name = self.checkpoint_file(which) if fallback else _checkpoint_name(which)
+        return read_checkpoint(self.file(name), map_location=map_location)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """``torch.load`` a checkpoint file (weights only); missing or damaged → :class:`EmukgError`."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise EmukgError(f"{path}: checkpoint not found; is this a run folder written by emukg train?")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError:
+        raise EmukgError(f"{path}: cannot read the checkpoint (permission denied); make the file readable.") from None
     except Exception as exc:  # damaged or foreign file
         raise EmukgError(f"{path}: cannot read the checkpoint ({type(exc).__name__}); it is damaged or not an emukg checkpoint.") from None
 
@@ -46,7 +228,7 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 def checkpoint_file(run_dir: str | os.PathLike, checkpoint: str = "best") -> str:
     """The file ``checkpoint`` ('best' or 'last') names in ``run_dir``: ``best_model`` when asked for and present,
     else the last ``checkpoint``."""
-    return BEST if checkpoint == "best" and (Path(run_dir) / BEST).is_file() else CHECKPOINT
+    return RunFolder(run_dir).checkpoint_file(checkpoint)
 
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu"):
@@ -58,19 +240,17 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu")
     from .data import load_dataset
     from .models import build_model
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise EmukgError(f"{run_dir}: run folder not found; pass the folder given to 'emukg train --save-path'.")
-    if checkpoint not in ("best", "last"):
-        raise EmukgError(f"--checkpoint {checkpoint}: choose 'best' or 'last'.")
-    cfg = Config.load_json(run_dir / CONFIG)
+    run = RunFolder(run_dir)
+    if not run.path.is_dir():
+        raise EmukgError(f"{run.path}: run folder not found; pass the folder given to 'emukg train --save-path'.")
+    name = run.checkpoint_file(checkpoint)
+    cfg = run.read_config()
     kg = load_dataset(cfg.dataset)
-    name = checkpoint_file(run_dir, checkpoint)
-    state = read_checkpoint(run_dir / name)
+    state = read_checkpoint(run.file(name))
     model = build_model(cfg.model, kg.num_entities, kg.num_relations, cfg.hidden_dim, cfg.gamma,
                         cfg.double_entity_embedding, cfg.double_relation_embedding)
     try:
         model.load_state_dict(state["model_state_dict"])
     except (KeyError, RuntimeError) as exc:
-        raise EmukgError(f"{run_dir / name}: the saved model does not match config.json ({str(exc).splitlines()[0]}).") from None
+        raise EmukgError(f"{run.file(name)}: the saved model does not match config.json ({str(exc).splitlines()[0]}).") from None
     return cfg, kg, model.to(device).eval()

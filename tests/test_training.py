@@ -73,9 +73,15 @@ def test_seed_readme_command_writes_every_output(graph, tmp_path):
     for name in OUTPUTS:
         assert (save / name).is_file(), name
     cfg = json.loads((save / "config.json").read_text())
-    assert cfg["emu"] == 0.3 and cfg["neg_label"] == 0.5 and cfg["ce_coef"] == 0.1 and cfg["ce_mode"] == 1
+    assert cfg["emu"] == 0.3 and cfg["neg_label"] == 0.5 and cfg["ce_coef"] == 0.1
+    assert (cfg["loss"], cfg["sampler"], cfg["walk_mode"], cfg["reference_steps"]) == ("ce", "uniform", "chained", True)
+    # -if_CE 1 draws fresh uniform negatives: the README's -khop/-nrw are not used, and config.json says so
+    assert cfg["negatives"] == {"loss": "uniform, unfiltered, drawn afresh every pass", "adversarial": None}
     log = (save / "train.log").read_text()
-    assert "Valid MRR at step 10:" in log and "Valid MRR at step 20:" in log
+    # the reference's loop: validation after steps 1 and 11 (indices 0 and 10), none of the initial or final model;
+    # the best model's final evaluation is labelled with the last index, 19
+    assert "Valid MRR at step 0:" in log and "Valid MRR at step 10:" in log and "Valid MRR at step 19:" in log
+    assert "Valid MRR at step 20:" not in log and "Training average loss at step 0:" in log
     emb = np.load(save / "entity_embedding.npy")
     assert emb.shape == (30, 16) and np.isfinite(emb).all()
     lines = [json.loads(x) for x in (save / "metrics.jsonl").read_text().splitlines()]
@@ -231,7 +237,14 @@ def test_legacy_khop_nrw_select_sans():
 
     parse = lambda *a: legacy_to_config(build_legacy_parser().parse_args(["--do_train", "--data_path", "x", "-save", "y", *a]))
     cfg = parse("-if_CE", "2", "-khop", "3", "-nrw", "1000")
-    assert (cfg.sampler, cfg.khop, cfg.num_random_walks, cfg.ce_mode) == ("sans", 3, 1000, 2)
+    assert (cfg.sampler, cfg.khop, cfg.num_random_walks, cfg.loss, cfg.walk_mode) == ("sans", 3, 1000, "ce", "chained")
     cfg = parse("-khop", "2")  # exact k-hop neighbourhoods, mode 0
-    assert (cfg.sampler, cfg.khop, cfg.num_random_walks, cfg.ce_mode) == ("sans", 2, 0, 0)
-    assert parse().sampler == "uniform"
+    assert (cfg.sampler, cfg.khop, cfg.num_random_walks, cfg.loss) == ("sans", 2, 0, "sigmoid")
+    assert parse().sampler == "filtered"
+    # mode 1: fresh uniform CE negatives; -khop feeds only the -adv term (the reference's data loader)
+    cfg = parse("-if_CE", "1", "-khop", "3", "-nrw", "1000")
+    assert cfg.samplers_used() == {"loss": "uniform", "adversarial": None}
+    cfg = parse("-if_CE", "1", "-khop", "3", "-nrw", "1000", "-adv")
+    assert cfg.samplers_used() == {"loss": "uniform", "adversarial": "sans"}
+    cfg = parse("-if_CE", "3", "--model", "DistMult", "-adv")
+    assert cfg.samplers_used() == {"loss": None, "adversarial": "filtered"}

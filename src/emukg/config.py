@@ -1,24 +1,114 @@
-"""The single source of truth for a run's settings.
+"""The single source of truth for a run's settings, and their only validator.
 
 Every knob has a default and a one-line description here.  ``emukg train`` builds a :class:`Config` from
-``--config FILE.yaml`` plus flags, ``emukg legacy`` / ``codes/run.py`` map the reference's flags onto it, and
-the resolved config is written as ``config.json`` in the run folder, which is enough to repeat the run.
+``--config FILE.yaml`` plus flags, ``emukg legacy`` / ``codes/run.py`` map the reference's flags onto it
+(:mod:`emukg.legacy`), ``emukg.reproduce`` names the paper's runs, and the resolved config is written as
+``config.json`` in the run folder, which is enough to repeat the run.
+
+**Validation.**  :meth:`Config.validate` checks every value's type and range (NaN, infinities, negatives,
+numbers where text belongs, a list where a number belongs, ``"no"`` where a boolean belongs) and every
+combination, and raises :class:`ConfigError` — an :class:`~emukg.errors.EmukgError` that knows the parameter at
+fault.  Its message names the parameter as the caller spells it: ``learning_rate`` from Python, ``--learning-rate``
+from ``emukg train``, ``-lr`` from the reference's command line, ``FILE.yaml: learning_rate`` from a YAML file
+(:meth:`ConfigError.render`).  Nothing else in emukg re-validates settings.
+
+**Named losses and samplers** (the reference's integer ``-if_CE`` lives only in :mod:`emukg.legacy`):
+
+=================  ==============================  =====================================================
+reference          ``loss``                        ``sampler`` (the loss's negatives)
+=================  ==============================  =====================================================
+``-if_CE 0``       ``sigmoid`` (RotatE's loss)     ``filtered`` or ``sans``
+``-if_CE 1``       ``ce`` (softmax cross-entropy)  ``uniform``: n unfiltered entities drawn afresh per pass
+``-if_CE 2``       ``ce``                          ``filtered`` or ``sans``
+``-if_CE 3``       ``1vsall``                      none (every entity is a candidate)
+=================  ==============================  =====================================================
+
+``filtered``: uniform candidates minus those forming a training triple with the kept pair (the reference's data
+loader); ``sans``: the same filter over SANS neighbourhoods.  With ``adversarial`` the self-adversarial term uses
+the loss's own negatives when they come from the data side (``filtered``/``sans``); with ``ce`` over ``uniform``
+negatives or ``1vsall`` it uses ``adversarial_sampler``'s negatives (``filtered`` by default), as the reference's
+``-adv`` uses its data loader's negatives there.  :meth:`validate` normalises the fields a run does not use
+(``sampler`` for ``1vsall``, ``adversarial_sampler`` when the term uses the loss's negatives or is off,
+``fixed_tail_negatives`` without a data-side sampler), so config.json names exactly the samplers that ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import EmukgError
 
+LOSSES = ("sigmoid", "ce", "1vsall")
+SAMPLERS = ("uniform", "filtered", "sans")
+DATA_SIDE = ("filtered", "sans")
+
 
 def _opt(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
+
+
+class ConfigError(EmukgError):
+    """A setting the :class:`Config` refuses: ``param`` (a field name), the ``value`` given, and a ``reason``.
+
+    ``reason`` may name other settings as ``{name}``; :meth:`render` spells every name the way the caller wrote
+    it (``style`` ``"python"``, ``"cli"``, ``"legacy"`` or ``"yaml"``), so the message is one sentence naming the
+    flag and the allowed range.
+    """
+
+    def __init__(self, param: str, value: Any, reason: str, source: str | None = None):
+        self.param, self.value, self.reason, self.source = param, value, reason, source
+        super().__init__(self.render("python"))
+
+    def render(self, style: str = "python", source: str | None = None) -> str:
+        name = lambda p: flag_name(p, style)  # noqa: E731
+        reason = re.sub(r"\{(\w+)\}", lambda m: name(m.group(1)), self.reason)
+        value = self.value if isinstance(self.value, str) and style in ("cli", "legacy") else repr(self.value)
+        where = source or self.source
+        if style == "yaml" and where:
+            return f"{where}: {self.param}: {value}: {reason}"
+        if self.value == "":
+            return f"{name(self.param)}: {reason}"
+        sep = "=" if style == "python" else " "
+        return f"{name(self.param)}{sep}{value}: {reason}"
+
+    def restyle(self, style: str, source: str | None = None) -> "ConfigError":
+        """The same error, its message spelled for ``style`` (the CLI re-raises this)."""
+        err = ConfigError(self.param, self.value, self.reason, source or self.source)
+        err.args = (self.render(style, source),)
+        return err
+
+
+# the reference's spelling of the settings it has (emukg's own additions keep their emukg names)
+LEGACY_FLAGS = {
+    "dataset": "--data_path", "model": "--model", "hidden_dim": "-d", "gamma": "-g",
+    "double_entity_embedding": "-de", "double_relation_embedding": "-dr", "negative_sample_size": "-n",
+    "batch_size": "-b", "loss": "-if_CE", "sampler": "-if_CE", "khop": "-khop", "num_random_walks": "-nrw",
+    "adversarial": "-adv", "adversarial_temperature": "-a", "uni_weight": "--uni_weight", "regularization": "-r",
+    "emu": "-if_EMU", "neg_label": "-neg_label", "ce_coef": "-CE_coef", "mixup": "-if_Mixup", "only_ls": "-if_OnlyLS",
+    "learning_rate": "-lr", "optimizer": "-if_Adagrad", "max_steps": "--max_steps", "warm_up_steps": "--warm_up_steps",
+    "do_train": "--do_train", "do_valid": "--do_valid", "do_test": "--do_test", "evaluate_train": "--evaluate_train",
+    "valid_steps": "--valid_steps", "log_steps": "--log_steps", "save_checkpoint_steps": "--save_checkpoint_steps",
+    "test_log_steps": "--test_log_steps", "test_batch_size": "--test_batch_size", "save_path": "-save",
+    "init_checkpoint": "-init", "device": "--cuda", "threads": "-cpu", "fixed_tail_negatives": "-if_adv_neg",
+    "seed": "--seed", "walk_mode": "--walk_mode", "sans_memory_mb": "--sans_memory_mb", "progress": "--no_progress",
+}
+
+
+def flag_name(param: str, style: str = "python") -> str:
+    """How a caller of the given ``style`` spells the setting ``param``."""
+    if style == "cli":
+        return "--" + param.replace("_", "-")
+    if style == "legacy":
+        return LEGACY_FLAGS.get(param, "--" + param)
+    return param
 
 
 @dataclass
@@ -27,38 +117,41 @@ class Config:
     dataset: str = _opt("", "dataset name (see 'emukg datasets list') or folder path")
     model: str = _opt("TransE", "model: TransE, DistMult, ComplEx, RotatE, pRotatE, TransD")
     hidden_dim: int = _opt(500, "embedding width d (-d)")
-    gamma: float = _opt(12.0, "margin γ of distance models (-g)")
+    gamma: float = _opt(12.0, "margin γ of distance models, ≥ 0 (-g)")
     double_entity_embedding: bool = _opt(False, "complex entity embeddings, 2d wide (-de; RotatE, ComplEx)")
     double_relation_embedding: bool = _opt(False, "complex relation embeddings, 2d wide (-dr; ComplEx)")
     # negatives and loss
     negative_sample_size: int = _opt(128, "negatives per positive n (-n)")
     batch_size: int = _opt(1024, "positives per step B (-b)")
-    ce_mode: int = _opt(0, "loss: 0 sigmoid (RotatE), 1 CE with uniform negatives, 2 CE with sampler negatives, 3 1-vs-all (-if_CE)")
-    sampler: str = _opt("uniform", "data-side negatives for modes 0 and 2: 'uniform' (filtered) or 'sans'")
+    loss: str = _opt("sigmoid", "sigmoid (RotatE's, -if_CE 0), ce (softmax cross-entropy, -if_CE 1/2) or 1vsall (-if_CE 3)")
+    sampler: str | None = _opt("filtered", "the loss's negatives: uniform (unfiltered, fresh per pass; -if_CE 1), filtered (uniform minus training triples) or sans")
+    adversarial_sampler: str | None = _opt(None, "negatives of the -adv term when the loss's are not data-side (ce over uniform, 1vsall): filtered (default) or sans")
+    fixed_tail_negatives: bool = _opt(False, "the reference's -if_adv_neg: tail-side data negatives are one fixed table of n unfiltered uniform entities per training triple")
     khop: int = _opt(3, "SANS neighbourhood radius k (-khop)")
     num_random_walks: int = _opt(0, "SANS random walks per entity w; 0 = exact k-hop neighbourhood (-nrw)")
     walk_mode: str = _opt("restart", "SANS walks: 'restart' at the source (SANS's description) or 'chained' (the reference's code)")
     sans_memory_mb: int = _opt(2048, "memory budget of the SANS neighbourhood table in MiB; a larger exact build is refused")
-    adversarial: bool = _opt(False, "self-adversarial negative weighting (-adv); in CE modes added as an extra term")
-    adversarial_temperature: float = _opt(1.0, "self-adversarial temperature α (-a)")
-    uni_weight: bool = _opt(False, "plain means instead of subsampling weights in mode 0 (--uni_weight)")
-    regularization: float = _opt(0.0, "L3 regularisation weight (-r)")
-    emu: float | None = _opt(None, "EMU keep probability p per component; None = EMU off (-if_EMU)")
-    neg_label: float | None = _opt(None, "EMU soft label λ of the negatives (-neg_label; required with EMU)")
-    ce_coef: float = _opt(1.0, "weight of the plain CE term next to the EMU term (-CE_coef)")
+    adversarial: bool = _opt(False, "self-adversarial negative weighting (-adv); with ce/1vsall an extra term")
+    adversarial_temperature: float = _opt(1.0, "self-adversarial temperature α ≥ 0 (-a)")
+    uni_weight: bool = _opt(False, "plain means instead of subsampling weights (--uni_weight)")
+    regularization: float = _opt(0.0, "L3 regularisation weight ≥ 0 (-r)")
+    emu: float | None = _opt(None, "EMU keep probability p per component in [0, 1]; None = EMU off (-if_EMU)")
+    neg_label: float | None = _opt(None, "EMU soft label λ of the negatives in [0, 1] (-neg_label; required with EMU)")
+    ce_coef: float = _opt(1.0, "weight ≥ 0 of the plain CE term next to the EMU term (-CE_coef; the reference's default is 0)")
     mixup: bool = _opt(False, "EMU ablation: one Beta(2,1) mixing ratio per candidate instead of a binary mask (-if_Mixup)")
     only_ls: bool = _opt(False, "EMU ablation: soft labels without mutation (-if_OnlyLS)")
     # optimisation
-    learning_rate: float = _opt(1e-4, "learning rate (-lr)")
+    learning_rate: float = _opt(1e-4, "learning rate > 0 (-lr)")
     optimizer: str = _opt("adagrad", "'adagrad' (reference default) or 'adam' (the reference's -if_Adagrad 1)")
     max_steps: int = _opt(100000, "training steps")
-    warm_up_steps: int | None = _opt(None, "step at which lr/10 and a fresh Adam start (default max_steps/2)")
-    seed: int = _opt(0, "random seed: same seed, same device -> same run")
+    warm_up_steps: int | None = _opt(None, "step at which lr/10 and a fresh Adam start, > 0 (default max_steps/2)")
+    reference_steps: bool = _opt(False, "count steps as the reference's loop: log/checkpoint/validate after 0-based step indices 0, v, 2v…, lr change after index warm_up_steps, no validation before training or of the final model")
+    seed: int = _opt(0, "random seed ≥ 0: same seed, same device -> same run")
     # evaluation and logging
     do_train: bool = _opt(True, "train")
     do_valid: bool = _opt(True, "evaluate on valid during/after training")
     do_test: bool = _opt(True, "evaluate the best model on test after training")
-    evaluate_train: bool = _opt(False, "also evaluate on (a sample of) the training triples at the end")
+    evaluate_train: bool = _opt(False, "also evaluate on the training triples at the end")
     valid_steps: int = _opt(10000, "validate every this many steps")
     log_steps: int = _opt(100, "log training metrics every this many steps")
     save_checkpoint_steps: int = _opt(10000, "save a checkpoint every this many steps")
@@ -70,8 +163,8 @@ class Config:
     save_path: str = _opt("", "run folder (-save)")
     init_checkpoint: str = _opt("", "resume from this run folder (-init)")
     device: str = _opt("auto", "cpu, cuda or auto")
-    threads: int | None = _opt(None, "CPU threads (-cpu); None = PyTorch's default")
-    progress: bool = _opt(True, "tqdm progress bar on the console")
+    threads: int | None = _opt(None, "CPU threads ≥ 1 (-cpu); None = PyTorch's default")
+    progress: bool | None = _opt(None, "tqdm progress bar; None = only when stderr is a terminal")
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -83,17 +176,23 @@ class Config:
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}[name]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "Config":
+    def from_dict(cls, data: dict[str, Any], source: str = "config", style: str = "python") -> "Config":
+        """A validated Config from ``data`` (unknown keys refused; values converted and checked)."""
+        data = upgrade_settings(dict(data))
         known = set(cls.field_names())
         unknown = sorted(set(data) - known)
         if unknown:
             raise EmukgError(f"{source}: unknown setting {unknown[0]!r}; valid settings are listed by 'emukg train --help'.")
         cfg = cls(**data)
-        cfg.validate()
+        try:
+            cfg.validate()
+        except ConfigError as exc:
+            raise exc.restyle(style, source if style == "yaml" else None) from None
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> dict[str, Any]:
+        """The settings of a YAML file (a mapping); values are checked when the Config is built."""
         import yaml
 
         path = Path(path)
@@ -101,15 +200,23 @@ class Config:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise EmukgError(f"--config {path}: file not found; give the path of a YAML file.") from None
+        except IsADirectoryError:
+            raise EmukgError(f"--config {path}: is a folder; give the path of a YAML file.") from None
+        except UnicodeDecodeError:
+            raise EmukgError(f"--config {path}: not UTF-8 text; give a YAML file.") from None
+        except OSError as exc:
+            raise EmukgError(f"--config {path}: cannot be read ({exc.strerror or exc}).") from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f", line {mark.line + 1}" if mark is not None else ""
             raise EmukgError(f"{path}{where}: not valid YAML; fix the syntax there.") from None
-        if not isinstance(data, dict):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             raise EmukgError(f"{path}: expected a mapping of setting: value at the top level.")
-        data = {k.replace("-", "_"): v for k, v in data.items()}
+        data = upgrade_settings({k.replace("-", "_"): v for k, v in data.items()}, source=str(path))
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
             raise EmukgError(f"{path}: unknown setting {unknown[0]!r}; valid settings are listed by 'emukg train --help'.")
@@ -117,15 +224,27 @@ class Config:
 
     @classmethod
     def load_json(cls, path: str | os.PathLike) -> "Config":
+        """The Config saved in a run folder's config.json (extra keys such as 'dataset_record' are ignored)."""
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise EmukgError(f"{path}: file not found; is this a run folder written by emukg?") from None
-        except json.JSONDecodeError as exc:
-            raise EmukgError(f"{path}, line {exc.lineno}: not valid JSON; the run folder's config.json is damaged.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            line = f", line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise EmukgError(f"{path}{line}: not valid JSON; the run folder's config.json is damaged.") from None
+        except OSError as exc:
+            raise EmukgError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+        if not isinstance(data, dict):
+            raise EmukgError(f"{path}: not an emukg config (expected a JSON object); the run folder's config.json is damaged.")
+        data = upgrade_settings(data)
         known = set(cls.field_names())
-        return cls(**{k: v for k, v in data.items() if k in known})
+        cfg = cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            cfg.validate()
+        except ConfigError as exc:
+            raise EmukgError(f"{path}: {exc.render('python')} (the run folder's config.json is damaged or edited by hand)") from None
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -139,44 +258,180 @@ class Config:
     def effective_warm_up_steps(self) -> int:
         return self.warm_up_steps if self.warm_up_steps is not None else self.max_steps // 2
 
-    def validate(self) -> None:
-        """Reject invalid combinations with one sentence naming the flag."""
-        from .models import model_class
+    @property
+    def fresh_negatives(self) -> bool:
+        """True when the loss's negatives are unfiltered uniform draws made afresh in every pass (-if_CE 1)."""
+        return self.loss == "ce" and self.sampler == "uniform"
 
-        cls = model_class(self.model)
-        self.model = cls.__name__
-        cls.check_flags(self.double_entity_embedding, self.double_relation_embedding)
-        if self.ce_mode not in (0, 1, 2, 3):
-            raise EmukgError(f"-if_CE/--ce-mode {self.ce_mode}: must be 0 (sigmoid), 1 (CE uniform), 2 (CE sampler) or 3 (1-vs-all).")
-        if self.ce_mode == 3 and cls.distance_based:
-            raise EmukgError(f"-if_CE 3 (1-vs-all) works with DistMult and ComplEx only, not {self.model}; use -if_CE 1 or 2.")
-        if self.emu is not None:
-            if not 0.0 <= self.emu <= 1.0:
-                raise EmukgError(f"-if_EMU/--emu {self.emu}: the keep probability must lie in [0, 1].")
-            if self.ce_mode not in (1, 2):
-                raise EmukgError("-if_EMU/--emu needs a cross-entropy mode; add -if_CE 1 (uniform) or -if_CE 2 (sampler negatives).")
-            if self.neg_label is None:
-                raise EmukgError("-if_EMU/--emu needs the soft label of the negatives; add -neg_label λ (the paper uses 0.53).")
-        if (self.mixup or self.only_ls) and self.emu is None:
-            raise EmukgError("-if_Mixup/-if_OnlyLS are EMU ablations; add -if_EMU p and -neg_label λ.")
-        if self.mixup and self.only_ls:
-            raise EmukgError("-if_Mixup and -if_OnlyLS exclude each other; choose one.")
-        if self.sampler not in ("uniform", "sans"):
-            raise EmukgError(f"--sampler {self.sampler}: choose 'uniform' or 'sans'.")
-        if self.sans_memory_mb <= 0:
-            raise EmukgError(f"--sans-memory-mb {self.sans_memory_mb}: must be a positive number of MiB.")
-        if self.walk_mode not in ("restart", "chained"):
-            raise EmukgError(f"--walk-mode {self.walk_mode}: choose 'restart' or 'chained'.")
-        if self.optimizer not in ("adagrad", "adam"):
-            raise EmukgError(f"--optimizer {self.optimizer}: choose 'adagrad' or 'adam'.")
-        if self.tie_policy not in ("optimistic", "pessimistic", "realistic"):
-            raise EmukgError(f"--tie-policy {self.tie_policy}: choose optimistic, pessimistic or realistic.")
-        if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
-            raise EmukgError(f"--device {self.device}: choose cpu, cuda or auto.")
-        for name in ("hidden_dim", "batch_size", "negative_sample_size", "valid_steps", "log_steps", "save_checkpoint_steps", "eval_memory_mb"):
+    def samplers_used(self) -> dict[str, str | None]:
+        """Which sampler feeds each part of the loss: ``{'loss': ..., 'adversarial': ...}`` (None = not drawn)."""
+        loss = None if self.loss == "1vsall" else self.sampler
+        adv = None
+        if self.adversarial:
+            adv = self.adversarial_sampler if (self.loss == "1vsall" or self.fresh_negatives) else loss
+        return {"loss": loss, "adversarial": adv}
+
+    # --- validation ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check and normalise every setting; raise :class:`ConfigError` naming the first one at fault."""
+        self._check_types()
+        self._check_ranges()
+        self._check_combinations()
+
+    def _check_types(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            hint = hints[f.name]
+            args = typing.get_args(hint)
+            optional = type(None) in args
+            kind = next((a for a in args if a is not type(None)), hint)
+            if value is None:
+                if optional:
+                    continue
+                raise ConfigError(f.name, value, f"needs a value ({_kind_text(kind)}).")
+            setattr(self, f.name, _convert(f.name, value, kind, optional))
+
+    def _check_ranges(self) -> None:
+        positive = ("hidden_dim", "batch_size", "negative_sample_size", "valid_steps", "log_steps", "save_checkpoint_steps",
+                    "test_log_steps", "test_batch_size", "eval_memory_mb", "sans_memory_mb", "khop")
+        for name in positive:
             if getattr(self, name) <= 0:
-                raise EmukgError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be a positive integer.")
-        if self.max_steps < 0:
-            raise EmukgError(f"--max-steps {self.max_steps}: must be zero or positive.")
-        if self.learning_rate <= 0:
-            raise EmukgError(f"-lr/--learning-rate {self.learning_rate}: must be positive.")
+                raise ConfigError(name, getattr(self, name), "must be a positive integer.")
+        for name in ("max_steps", "num_random_walks", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, getattr(self, name), "must be an integer ≥ 0.")
+        if self.seed >= 2**63:
+            raise ConfigError("seed", self.seed, "must be below 2**63.")
+        if self.warm_up_steps is not None and self.warm_up_steps <= 0:
+            raise ConfigError("warm_up_steps", self.warm_up_steps, "must be a positive number of steps; leave it unset for max_steps // 2.")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("threads", self.threads, "must be at least 1 (or unset for PyTorch's default).")
+        if not self.learning_rate > 0:
+            raise ConfigError("learning_rate", self.learning_rate, "must be a finite number > 0.")
+        for name in ("gamma", "regularization", "adversarial_temperature", "ce_coef"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(name, getattr(self, name), "must be a finite number ≥ 0.")
+        for name in ("emu", "neg_label"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ConfigError(name, v, "must lie in [0, 1].")
+
+    def _check_combinations(self) -> None:
+        choices = dict(loss=LOSSES, optimizer=("adagrad", "adam"), walk_mode=("restart", "chained"),
+                       tie_policy=("optimistic", "pessimistic", "realistic"))
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, getattr(self, name), f"choose {_or(allowed)}.")
+        if self.device not in ("cpu", "cuda", "auto") and not re.fullmatch(r"cuda:\d+", self.device):
+            raise ConfigError("device", self.device, "choose cpu, cuda, cuda:N or auto.")
+        from .models import MODELS
+
+        cls = next((c for k, c in MODELS.items() if k.lower() == str(self.model).lower()), None)
+        if cls is None:
+            raise ConfigError("model", self.model, f"unknown model; choose {_or(MODELS)}.")
+        self.model = cls.__name__
+        if cls.requires_double_entity and not self.double_entity_embedding:
+            raise ConfigError("model", self.model, "needs complex entity embeddings; add {double_entity_embedding}.")
+        if cls.requires_double_relation and not self.double_relation_embedding:
+            raise ConfigError("model", self.model, "needs complex relation embeddings; add {double_relation_embedding}.")
+        # negatives: normalise what this loss does not use, so config.json names what really runs
+        if self.loss == "1vsall":
+            if cls.distance_based:
+                raise ConfigError("loss", self.loss, f"1-vs-all works with DistMult and ComplEx only, not {self.model}; use ce.")
+            self.sampler = None
+        elif self.sampler not in SAMPLERS:
+            raise ConfigError("sampler", self.sampler, f"choose {_or(SAMPLERS)}.")
+        if self.adversarial and (self.loss == "1vsall" or self.fresh_negatives):
+            self.adversarial_sampler = self.adversarial_sampler or "filtered"
+            if self.adversarial_sampler not in DATA_SIDE:
+                raise ConfigError("adversarial_sampler", self.adversarial_sampler, f"choose {_or(DATA_SIDE)}.")
+        else:
+            self.adversarial_sampler = None
+        if self.fixed_tail_negatives and not any(s in DATA_SIDE for s in self.samplers_used().values()):
+            self.fixed_tail_negatives = False  # no data-side negatives are drawn: the table would never be read
+        if self.emu is not None:
+            if self.loss != "ce":
+                raise ConfigError("emu", self.emu, "needs the cross-entropy loss; set {loss} ce.")
+            if self.neg_label is None:
+                raise ConfigError("emu", self.emu, "needs the soft label of the negatives; add {neg_label} (the paper uses 0.53).")
+        if (self.mixup or self.only_ls) and self.emu is None:
+            raise ConfigError("mixup" if self.mixup else "only_ls", True, "is an EMU ablation; add {emu} p and {neg_label} λ.")
+        if self.mixup and self.only_ls:
+            raise ConfigError("mixup", True, "excludes {only_ls}; choose one.")
+
+
+def _kind_text(kind) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(kind, str(kind))
+
+
+def _or(choices) -> str:
+    choices = list(choices)
+    return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+
+
+def _convert(name: str, value, kind, optional: bool):
+    """``value`` as ``kind`` (int, float, bool, str), or a ConfigError saying what is expected.
+
+    Strict where a silent conversion would change the meaning (8.7 for an integer, the text "no" for a boolean,
+    a list anywhere); lenient where YAML's number syntax gets in the way (PyYAML reads ``1e-4`` and ``1e5`` as
+    text: numeric text is accepted for numbers, integral values such as 1e5 or 8.0 for integers).
+    """
+    unset = " (or null)" if optional else ""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(name, value, f"must be true or false{unset}, without quotes.")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(name, value, f"must be an integer{unset}, not true/false.")
+        if isinstance(value, int):
+            return value
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise ConfigError(name, value, f"must be an integer{unset}.") from None
+        if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+            return int(number)
+        raise ConfigError(name, value, f"must be an integer{unset}.")
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(name, value, f"must be a number{unset}, not true/false.")
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise ConfigError(name, value, f"must be a number{unset}.") from None
+        else:
+            raise ConfigError(name, value, f"must be a number{unset}.")
+        if not math.isfinite(number):
+            raise ConfigError(name, value, "must be a finite number.")
+        return number
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        raise ConfigError(name, value, f"must be text{unset}.")
+    return value
+
+
+def upgrade_settings(data: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """Translate settings written by emukg 0.1 (``ce_mode`` 0–3 and ``sampler: uniform`` for filtered negatives)
+    into the named ``loss`` / ``sampler``; other mappings pass through unchanged."""
+    if "ce_mode" not in data:
+        return data
+    from .legacy import loss_settings
+
+    mode = data.pop("ce_mode")
+    old = data.pop("sampler", "uniform")
+    if mode not in (0, 1, 2, 3):
+        raise ConfigError("ce_mode", mode, "must be 0, 1, 2 or 3 (better: the named loss and sampler settings).", source)
+    data.update(loss_settings(mode, sans=(old == "sans"), adversarial=bool(data.get("adversarial", False))))
+    return data

@@ -1,31 +1,61 @@
-"""The reference's command line (RotatE → SANS → EMU ``codes/run.py``), accepted verbatim.
+"""The reference's command line (RotatE → SANS → EMU ``codes/run.py``), accepted verbatim: the *reference mode*.
 
-Every flag keeps its name and default; this module only maps them onto :class:`~emukg.config.Config`.
-Differences, all deliberate:
+Every flag of the reference's parser keeps its spellings, type and default (``tests/test_legacy.py`` checks the
+whole list); this module maps them onto :class:`~emukg.config.Config` and defaults every behaviour to the
+reference's, so that ``codes/run.py`` / ``emukg legacy`` runs what the paper ran:
 
-* ``-if_Mutup`` is accepted as the older name of ``-if_EMU`` (the reference's own README uses it and its parser
-  rejects it).  ``-if_EMU 0`` (the default) means EMU off.
-* ``-if_Adagrad 1`` selects Adam, as in the reference (the name is inverted).
-* ``-cpu N`` sets the number of CPU threads (capped at the machine's cores).
-* ``--cuda`` without a GPU is an error that says to drop it; without ``--cuda`` the run uses the CPU.
-* ``--data_path data/wn18rr`` is used when that folder exists, and is otherwise resolved by its last
-  component through the dataset registry.
-* ``-khop k`` (k > 0) selects SANS negatives for modes 0 and 2; ``-nrw w`` random walks (0 = exact k-hop).
-* ``-if_adv_neg`` is accepted and has no effect (in the reference it always falls back to random negatives);
-  ``-if_Optuna`` and ``-best_model_name`` are accepted; Optuna search is not part of this command.
-* A seed is set (``--seed``, default 0); the reference sets none.
+* ``-if_CE`` 0–3 become the named ``loss``/``sampler`` (:func:`loss_settings`); ``-khop k > 0`` selects SANS for the
+  data loader's negatives, which the loss uses in modes 0 and 2 and the ``-adv`` term in modes 1 and 3 (mode 1's
+  CE draws fresh uniform negatives, so ``-khop`` without ``-adv`` has no effect there; a warning says so).
+* ``-CE_coef`` defaults to 0.0; ``-if_EMU``, ``-if_Mixup``, ``-if_OnlyLS`` are floats (any non-zero value turns
+  them on); ``-if_Adagrad`` any non-zero value selects Adam; ``--warm_up_steps 0`` means unset (max_steps // 2).
+* SANS random walks are chained (``--walk_mode chained``): walk j starts where walk j − 1 ended.
+* Steps are counted as the reference's loop counts them (``Config.reference_steps``): logging, checkpoints and
+  validation after 0-based step indices 0, v, 2v…, the learning-rate change after index ``warm_up_steps``, no
+  validation before training nor of the final model.
+* ``-if_adv_neg N`` (any N, as the reference tests ``is not None``): tail-batch data-side negatives are a fixed
+  table of n uniformly random, unfiltered entities per training triple, drawn once — what the reference's ranking
+  code ends up drawing (its rank lookup always yields 0); its ``-best_model_name`` model does not influence them.
+* ``-init DIR`` restores the dataset (unless ``--data_path`` is given), ``--model``, ``-d``, ``-g``, ``-de``, ``-dr``
+  and ``--test_batch_size`` from DIR's config.json, as the reference does (its checkpoint carries gamma).
+* Without ``--do_train`` the command evaluates a saved model and changes nothing: the best model of ``-save``
+  (or of ``-init``), architecture from that run's config.json; log lines go to its ``test.log``.
+
+Differences, each a fix (README, *Differences from the reference*): ``-if_Mutup`` is accepted as the old name of
+``-if_EMU``; ``-neg_label`` missing with EMU is an error; EMU or ``-if_CE`` values the reference would crash on or
+silently ignore are errors; ``--cuda`` without a GPU is an error, and without ``--cuda`` the run uses the CPU;
+``-cpu N`` sets the CPU threads (capped at the machine's cores); ``--data_path data/wn18rr`` is used when that
+folder exists and otherwise resolved by its last component through the dataset registry; a seed is set
+(``--seed``, default 0); ``-init DIR`` without ``-save`` continues in DIR; an existing trained run in ``-save``
+is continued only with ``-init`` and replaced only with ``--overwrite``; ``-if_Optuna`` is accepted and ignored.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from pathlib import Path
 
-from .config import Config
+from .config import Config, ConfigError
 from .errors import EmukgError
 
 log = logging.getLogger("emukg")
+
+
+def loss_settings(if_CE: int, sans: bool = False, adversarial: bool = False) -> dict:
+    """The named Config settings of the reference's ``-if_CE`` mode (``sans``: ``-khop`` > 0)."""
+    data_side = "sans" if sans else "filtered"
+    if if_CE == 0:
+        return dict(loss="sigmoid", sampler=data_side)
+    if if_CE == 1:
+        return dict(loss="ce", sampler="uniform", adversarial_sampler=data_side if adversarial else None)
+    if if_CE == 2:
+        return dict(loss="ce", sampler=data_side)
+    if if_CE == 3:
+        return dict(loss="1vsall", sampler=None, adversarial_sampler=data_side if adversarial else None)
+    raise ConfigError("loss", if_CE, "must be 0 (sigmoid), 1 (CE, uniform), 2 (CE, data-side negatives) or 3 (1-vs-all).")
 
 
 def _parser_error(self, message):
@@ -33,14 +63,13 @@ def _parser_error(self, message):
 
 
 def add_legacy_arguments(p: argparse.ArgumentParser) -> None:
+    """The reference's parser, flag for flag (same spellings, types, defaults), plus emukg's few additions."""
     a = p.add_argument
     a("--cuda", action="store_true", help="use GPU")
     a("--do_train", action="store_true")
     a("--do_valid", action="store_true")
     a("--do_test", action="store_true")
     a("--evaluate_train", action="store_true", help="Evaluate on training data")
-    a("--countries", action="store_true", help="Use Countries S1/S2/S3 datasets (accepted; metrics are the usual ones)")
-    a("--regions", type=int, nargs="+", default=None, help="Region Id for Countries S1/S2/S3 datasets (accepted, unused)")
     a("--data_path", type=str, default=None)
     a("--model", default="TransE", type=str)
     a("-de", "--double_entity_embedding", action="store_true")
@@ -50,6 +79,8 @@ def add_legacy_arguments(p: argparse.ArgumentParser) -> None:
     a("-g", "--gamma", default=12.0, type=float)
     a("-adv", "--negative_adversarial_sampling", action="store_true")
     a("-a", "--adversarial_temperature", default=1.0, type=float)
+    a("-khop", "--negative_k_hop_sampling", "--k_hop", default=0, type=int, help="SANS neighbourhood radius (0 = uniform negatives)")
+    a("-nrw", "--negative_n_random_walks", "--n_rw", default=0, type=int, help="SANS random walks per entity (0 = exact k-hop)")
     a("-b", "--batch_size", default=1024, type=int)
     a("-r", "--regularization", default=0.0, type=float)
     a("--test_batch_size", default=4, type=int, help="valid/test batch size")
@@ -66,23 +97,24 @@ def add_legacy_arguments(p: argparse.ArgumentParser) -> None:
     a("--test_log_steps", default=1000, type=int, help="valid/test log every xx steps")
     a("--nentity", type=int, default=0, help="DO NOT MANUALLY SET")
     a("--nrelation", type=int, default=0, help="DO NOT MANUALLY SET")
-    a("-khop", "--k_hop", default=0, type=int, help="SANS neighbourhood radius (0 = uniform negatives)")
-    a("-nrw", "--n_rw", default=0, type=int, help="SANS random walks per entity (0 = exact k-hop)")
-    a("-if_CE", "--if_CE", default=0, type=int, help="0 sigmoid, 1 CE uniform, 2 CE with data-side negatives, 3 1-vs-all")
-    a("-if_EMU", "--if_EMU", "-if_Mutup", "--if_Mutup", dest="if_EMU", default=0.0, type=float, help="EMU keep probability (0 = off)")
-    a("-neg_label", "--neg_label", default=None, type=float, help="EMU soft label of negatives")
-    a("-CE_coef", "--CE_coef", default=1.0, type=float, help="weight of the CE term next to EMU")
-    a("-if_Mixup", "--if_Mixup", default=0, type=int)
-    a("-if_OnlyLS", "--if_OnlyLS", default=0, type=int)
-    a("-if_Adagrad", "--if_Adagrad", default=0, type=int, help="1 = use Adam (inverted name, as in the reference)")
-    a("-if_adv_neg", "--if_adv_neg", default=0, type=int, help="accepted, no effect (as in the reference)")
-    a("-best_model_name", "--best_model_name", default="best_model", type=str)
-    a("-if_Optuna", "--if_Optuna", default=0, type=int, help="accepted; use 'emukg' configs for searches")
+    a("-if_CE", "--if_CE", type=int, default=0, help="0 sigmoid, 1 CE uniform, 2 CE with data-side negatives, 3 1-vs-all")
+    a("-if_EMU", "--if_EMU", "-if_Mutup", "--if_Mutup", dest="if_EMU", type=float, default=0.0, help="EMU keep probability (0 = off)")
+    a("-if_Mixup", "--if_Mixup", type=float, default=0.0, help="EMU ablation: Beta(2,1) mixing (non-zero = on)")
+    a("-if_OnlyLS", "--if_OnlyLS", type=float, default=0.0, help="EMU ablation: soft labels only (non-zero = on)")
+    a("-CE_coef", "--CE_coef", type=float, default=0.0, help="weight of the CE term next to EMU")
+    a("-neg_label", "--neg_label", type=float, default=None, help="EMU soft label of negatives")
+    a("-if_Adagrad", "--if_Adagrad", type=int, default=0, help="non-zero = use Adam (inverted name, as in the reference)")
+    a("-if_adv_neg", "--if_adv_neg", type=int, default=None, help="given: fixed unfiltered tail negatives per triple, as the reference")
+    a("-best_model_name", "--best_model_name", type=str, default=None, help="accepted (the reference's -if_adv_neg model; it does not change the negatives)")
+    a("-if_Optuna", "--if_Optuna", type=int, default=0, help="accepted and ignored: this command runs one training job")
     # emukg additions
+    a("--countries", action="store_true", help="accepted (RotatE's Countries flag); metrics are the usual ones")
+    a("--regions", type=int, nargs="+", default=None, help="accepted, unused (RotatE's Countries flag)")
     a("--seed", default=0, type=int, help="random seed (emukg addition; the reference sets none)")
-    a("--walk_mode", default="restart", choices=["restart", "chained"], help="SANS walk mode (emukg addition)")
+    a("--walk_mode", default="chained", choices=["restart", "chained"], help="SANS walk mode (emukg addition; chained = the reference's)")
     a("--sans_memory_mb", default=2048, type=int, help="memory budget of the SANS table in MiB (emukg addition)")
-    a("--no_progress", action="store_true", help="no progress bar (emukg addition)")
+    a("--no_progress", action="store_true", help="no progress bar (emukg addition; shown only on a terminal anyway)")
+    a("--overwrite", action="store_true", help="replace a trained run already in -save (emukg addition)")
 
 
 def build_legacy_parser(prog: str = "run.py") -> argparse.ArgumentParser:
@@ -92,27 +124,46 @@ def build_legacy_parser(prog: str = "run.py") -> argparse.ArgumentParser:
     return p
 
 
+RESTORED = ("model", "double_entity_embedding", "double_relation_embedding", "hidden_dim", "gamma", "test_batch_size")
+
+
+def _saved_config(run_dir: str, flag: str) -> Config:
+    from .run import CONFIG
+
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise EmukgError(f"{flag} {run_dir}: no such run folder; pass a folder written by a training run.")
+    if not path.is_file():
+        raise EmukgError(f"{flag} {run_dir}: no {CONFIG} there; pass a folder written by a training run.")
+    return Config.load_json(path)
+
+
 def legacy_to_config(args: argparse.Namespace) -> Config:
-    """Map parsed reference flags onto a Config (raises EmukgError on invalid combinations)."""
+    """Map parsed reference flags onto a validated Config (raises EmukgError, naming the reference's flags)."""
     import torch
 
     if args.cuda and not torch.cuda.is_available():
         raise EmukgError("--cuda: no CUDA GPU is available on this machine; drop --cuda to train on the CPU.")
-    if not (args.do_train or args.do_valid or args.do_test or args.evaluate_train):
-        raise EmukgError("one of --do_train, --do_valid, --do_test or --evaluate_train is required (as in the reference).")
+    if not (args.do_train or args.do_valid or args.do_test):
+        raise EmukgError("one of --do_train, --do_valid or --do_test is required (as in the reference).")
     if args.init_checkpoint is None and args.data_path is None:
         raise EmukgError("--data_path is required (a dataset folder such as data/wn18rr, or a registered name such as wn18rr).")
-    if args.do_train and args.save_path is None:
+    if args.do_train and args.save_path is None and args.init_checkpoint is None:
         raise EmukgError("-save/--save_path is required with --do_train: the folder for checkpoints and embeddings.")
     dataset = args.data_path
     if dataset is not None and not Path(dataset).is_dir():
         dataset = Path(dataset.rstrip("/")).name  # resolve 'data/wn18rr' through the registry
-    if args.if_adv_neg:
-        log.warning("-if_adv_neg has no effect (in the reference it always falls back to random negatives)")
+    sans = args.negative_k_hop_sampling > 0
+    if args.if_CE in (1, 3) and sans and not args.negative_adversarial_sampling:
+        log.warning("-khop/-nrw have no effect with -if_CE %d without -adv (as in the reference, whose loss then draws "
+                    "no data-loader negatives); the run uses no SANS negatives", args.if_CE)
+    if args.if_adv_neg is not None:
+        log.warning("-if_adv_neg: tail-batch data-side negatives are a fixed table of n uniformly random entities per "
+                    "training triple, as the reference draws them (its best model does not influence them)")
     if args.if_Optuna:
         log.warning("-if_Optuna is accepted but ignored: this command runs one training job")
-    emu = args.if_EMU if args.if_EMU and args.if_EMU > 0 else None
-    cfg = dict(
+    threads = max(1, min(args.cpu_num, os.cpu_count() or 1)) if args.cpu_num >= 1 else args.cpu_num
+    settings = dict(
         dataset=dataset or "",
         model=args.model,
         hidden_dim=args.hidden_dim,
@@ -121,25 +172,26 @@ def legacy_to_config(args: argparse.Namespace) -> Config:
         double_relation_embedding=args.double_relation_embedding,
         negative_sample_size=args.negative_sample_size,
         batch_size=args.batch_size,
-        ce_mode=args.if_CE,
-        sampler="sans" if args.k_hop > 0 else "uniform",
-        khop=args.k_hop if args.k_hop > 0 else 3,
-        num_random_walks=args.n_rw,
+        **loss_settings(args.if_CE, sans=sans, adversarial=args.negative_adversarial_sampling),
+        fixed_tail_negatives=args.if_adv_neg is not None,
+        khop=args.negative_k_hop_sampling if sans else 3,
+        num_random_walks=args.negative_n_random_walks,
         walk_mode=args.walk_mode,
         sans_memory_mb=args.sans_memory_mb,
         adversarial=args.negative_adversarial_sampling,
         adversarial_temperature=args.adversarial_temperature,
         uni_weight=args.uni_weight,
         regularization=args.regularization,
-        emu=emu,
+        emu=args.if_EMU if args.if_EMU != 0 else None,
         neg_label=args.neg_label,
         ce_coef=args.CE_coef,
-        mixup=bool(args.if_Mixup),
-        only_ls=bool(args.if_OnlyLS),
+        mixup=args.if_Mixup != 0,
+        only_ls=args.if_OnlyLS != 0,
         learning_rate=args.learning_rate,
-        optimizer="adam" if args.if_Adagrad == 1 else "adagrad",
+        optimizer="adam" if args.if_Adagrad else "adagrad",
         max_steps=args.max_steps,
-        warm_up_steps=args.warm_up_steps,
+        warm_up_steps=args.warm_up_steps or None,  # the reference: 0 (or unset) means max_steps // 2
+        reference_steps=True,
         seed=args.seed,
         do_train=args.do_train,
         do_valid=args.do_valid,
@@ -150,38 +202,106 @@ def legacy_to_config(args: argparse.Namespace) -> Config:
         save_checkpoint_steps=args.save_checkpoint_steps,
         test_log_steps=args.test_log_steps,
         test_batch_size=args.test_batch_size,
-        save_path=args.save_path or "",
+        save_path=args.save_path or args.init_checkpoint or "",
         init_checkpoint=args.init_checkpoint or "",
         device="cuda" if args.cuda else "cpu",
-        threads=args.cpu_num,
-        progress=not args.no_progress,
+        threads=threads,
+        progress=False if args.no_progress else None,
     )
     if args.init_checkpoint:
-        from .run import CONFIG
+        # the reference's override_config: the architecture (and, unless --data_path is given, the data) of -init
+        saved = _saved_config(args.init_checkpoint, "-init")
+        defaults = build_legacy_parser().parse_args([])
+        flag_of = {"model": "model", "hidden_dim": "hidden_dim", "gamma": "gamma", "double_entity_embedding": "double_entity_embedding",
+                   "double_relation_embedding": "double_relation_embedding", "test_batch_size": "test_batch_size"}
+        for name in RESTORED:
+            given = getattr(args, flag_of[name])
+            if given != getattr(defaults, flag_of[name]) and given != getattr(saved, name):
+                log.warning("-init %s: %s %s is replaced by the run's %s (the reference restores the architecture)",
+                            args.init_checkpoint, name, given, getattr(saved, name))
+            settings[name] = getattr(saved, name)
+        if not args.data_path:
+            settings["dataset"] = saved.dataset
+    return Config.from_dict(settings, source="command line", style="legacy")
 
-        prev = Path(args.init_checkpoint) / CONFIG
-        if prev.is_file() and not args.data_path:
-            cfg["dataset"] = Config.load_json(prev).dataset
-        if not args.save_path:
-            cfg["save_path"] = args.init_checkpoint
-    return Config.from_dict(cfg, source="command line")
+
+def evaluate_saved(args: argparse.Namespace) -> int:
+    """Without --do_train: evaluate the best model of -save (or -init) on the requested splits; writes only test.log."""
+    from .evaluation import evaluate
+    from .run import RunFolder, load_run
+    from .training import resolve_device
+
+    run_dir = args.save_path or args.init_checkpoint
+    if run_dir is None:
+        raise EmukgError("--do_valid/--do_test without --do_train evaluate a saved run: pass it with -init RUN or -save RUN.")
+    saved = _saved_config(run_dir, "-save" if args.save_path else "-init")
+    folder = RunFolder(run_dir)
+    if not (folder.has_checkpoint("best") or folder.has_checkpoint("last")):
+        raise EmukgError(f"{run_dir}: no trained model there (no best_model or checkpoint); train it first with --do_train.")
+    device = resolve_device("cuda" if args.cuda else "cpu")
+    dataset = args.data_path if args.data_path and Path(args.data_path).is_dir() else (Path(args.data_path.rstrip("/")).name if args.data_path else None)
+    cfg, kg, model = load_run(run_dir, "best", device=device, dataset=dataset)
+    logger = _file_logger(folder.file("test.log"))
+    try:
+        logger.info(f"Evaluating {folder.file(folder.checkpoint_file('best'))} ({saved.model}, {kg.name}); nothing in {run_dir} is changed")
+        results = {}
+        for split, wanted in (("valid", args.do_valid), ("test", args.do_test), ("train", args.evaluate_train)):
+            if wanted:
+                m = evaluate(model, kg, split, tie_policy=cfg.tie_policy, memory_mb=cfg.eval_memory_mb)
+                results[split] = m
+                for key in ("MRR", "MR", "HITS@1", "HITS@3", "HITS@10"):
+                    logger.info(f"{split.capitalize()} {key} at step {_saved_step(folder)}: {m[key]:f}")
+    finally:
+        for h in list(logger.handlers):
+            h.close()
+            logger.removeHandler(h)
+    from .commands.train import print_results
+
+    print_results(results)
+    return 0
+
+
+def _saved_step(folder) -> int:
+    try:
+        return int(folder.read_checkpoint("best" if folder.has_checkpoint("best") else "last").get("step", 0))
+    except EmukgError:
+        return 0
+
+
+def _file_logger(path: Path) -> logging.Logger:
+    logger = logging.getLogger(f"emukg.eval.{path}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.handlers.clear()
+    try:
+        fh = logging.FileHandler(path, mode="w", encoding="utf-8")
+    except OSError as exc:
+        raise EmukgError(f"{path}: cannot write the evaluation log ({exc.strerror or exc}); make the run folder writable.") from None
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(fh)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
+    return logger
 
 
 def run_legacy(argv: list[str] | None, prog: str = "run.py") -> int:
     """Parse the reference's flags and run; returns the exit status (2 for user errors, no traceback)."""
-    import sys
-
     from .training import train
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_legacy_parser(prog).parse_args(argv)
     try:
-        cfg = legacy_to_config(args)
         if not args.do_train:
-            cfg = cfg.replace(max_steps=0)
-        # the reference overwrites an existing -save folder; so does this command (resume with -init)
-        train(cfg, overwrite=True)
+            legacy_to_config(args)  # the same checks as a training run
+            return evaluate_saved(args)
+        cfg = legacy_to_config(args)
+        train(cfg, overwrite=args.overwrite, resume="reference")
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc.restyle('legacy')}", file=sys.stderr)
+        return 2
     except EmukgError as exc:
-        print(f"emukg: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,4 +1,4 @@
-"""Training objectives: the reference's loss modes (``-if_CE``) and EMU, built by :func:`build_objective`.
+"""Training objectives: the named losses (``Config.loss``) and EMU, built by :func:`build_objective`.
 
 ``objective(model, positives, side, generator, weights) -> (loss, logs)`` computes one step's loss for a batch
 of positives (B, 3) whose ``side`` ('tail' or 'head') is corrupted; ``weights`` (B,) are the subsampling weights
@@ -6,20 +6,22 @@ w = sqrt(1 / (cnt(h, r) + cnt(t, r⁻¹))).  Candidates are always laid out as [
 column 0 of every score matrix is the positive.  Scores come from :class:`emukg.emu.CandidateScorer`, which uses
 the fused native kernel where it can and the model's own score function otherwise.
 
-* mode 0 (sigmoid, RotatE): L = (L⁺ + L⁻)/2, L⁺ = −Σ w log σ(s⁺)/Σ w, L⁻ = −Σ w Σⱼ pⱼ log σ(−s⁻ⱼ)/Σ w with
-  pⱼ = 1/n, or with ``adversarial`` pⱼ = softmax(α s⁻)ⱼ (detached); ``uni_weight``: plain batch means.
-* mode 1 / 2 (cross-entropy): L_CE = mean_b −log softmax(s_b)₀ over [true, n negatives] — fresh unfiltered
-  uniform negatives in mode 1, the sampler's data-side negatives in mode 2.
-* mode 3 (1-vs-all): cross-entropy over all entities (DistMult, ComplEx); no sampled negatives, so
-  ``adversarial`` has no effect there.
-* EMU (``emu`` = p, modes 1 and 2): a second pass on X = [positive, n negatives] (fresh uniform draws in mode 1,
-  the same negatives in mode 2), mutated (see :mod:`emukg.emu`), scored, and
+* ``sigmoid`` (RotatE's; the reference's ``-if_CE 0``): L = (L⁺ + L⁻)/2, L⁺ = −Σ w log σ(s⁺)/Σ w,
+  L⁻ = −Σ w Σⱼ pⱼ log σ(−s⁻ⱼ)/Σ w with pⱼ = 1/n, or with ``adversarial`` pⱼ = softmax(α s⁻)ⱼ (detached);
+  ``uni_weight``: plain batch means.
+* ``ce`` (``-if_CE`` 1 and 2): L_CE = mean_b −log softmax(s_b)₀ over [true, n negatives] — the sampler's
+  negatives: fresh unfiltered uniform draws (``sampler='uniform'``, mode 1) or data-side ones (mode 2).
+* ``1vsall`` (``-if_CE 3``): cross-entropy over all entities (DistMult, ComplEx).
+* EMU (``emu`` = p, loss ``ce``): a second pass on X = [positive, n negatives] (fresh uniform draws with the
+  ``uniform`` sampler, the same negatives otherwise), mutated (see :mod:`emukg.emu`), scored, and
   L_EMU = mean_b −Σⱼ yⱼ log softmax(s'_b)ⱼ with y = [1, λ, …, λ]; the step's loss is L_EMU/n + ce_coef·L_CE.
   ``mixup``: one Beta(2, 1) ratio per candidate instead of the mask; ``only_ls``: the soft target without mutation.
-* ``adversarial`` in modes 1 and 2 adds mode 0's self-adversarial negative term L⁻ (on the CE pass's negatives).
-* ``regularization`` r > 0 adds r·(‖E‖₃³ + ‖R‖₃³) in every mode.
+* ``adversarial`` with ``ce`` or ``1vsall`` adds the sigmoid loss's self-adversarial negative term L⁻ (weighted
+  like it), over the data-side negatives: the loss's own when they are data-side, else a draw of the
+  ``adversarial_sampler`` (the reference's ``-adv`` uses its data loader's negatives in every CE mode).
+* ``regularization`` r > 0 adds r·(‖E‖₃³ + ‖R‖₃³) with every loss.
 
-Logs (floats): mode 0 ``positive_sample_loss``, ``negative_sample_loss``; CE modes ``ce_loss`` (and
+Logs (floats): sigmoid ``positive_sample_loss``, ``negative_sample_loss``; ce/1vsall ``ce_loss`` (and
 ``emu_loss``, ``negative_sample_loss`` when used); always ``loss`` and, with r > 0, ``regularization``.
 """
 
@@ -60,28 +62,38 @@ def soft_label_ce(scores: torch.Tensor, neg_label: float) -> torch.Tensor:
 class Objective:
     """The loss of one training step for a :class:`~emukg.config.Config` (see the module docstring)."""
 
-    def __init__(self, config, kg, sampler, use_kernel: bool | None = None):
+    def __init__(self, config, kg, sampler, use_kernel: bool | None = None, adversarial_sampler=None):
         self.config = config
-        self.mode = int(config.ce_mode)
+        self.loss_name = config.loss
         self.sampler = sampler
+        self.adversarial_sampler = adversarial_sampler
+        self.fresh = config.fresh_negatives  # CE over unfiltered uniform negatives drawn afresh in every pass
         self.num_entities = kg.num_entities
         self.use_kernel = use_kernel  # None: the fused kernel where possible; False: always the PyTorch path
-        if self.mode in (0, 1, 2) and sampler is None:
-            raise ValueError(f"loss mode {self.mode} needs a negative sampler")
+        if self.loss_name != "1vsall" and sampler is None:
+            raise ValueError(f"loss {self.loss_name} needs a negative sampler")
+        if config.samplers_used()["adversarial"] is not None and self.needs_adversarial_draw and adversarial_sampler is None:
+            raise ValueError("the self-adversarial term needs its data-side sampler (adversarial_sampler)")
+
+    @property
+    def needs_adversarial_draw(self) -> bool:
+        """True when the self-adversarial term draws its own data-side negatives (ce over uniform, 1vsall)."""
+        return bool(self.config.adversarial) and (self.loss_name == "1vsall" or self.fresh)
 
     def __call__(self, model, positives: torch.Tensor, side: str, generator: torch.Generator,
                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         w = None if (cfg.uni_weight or weights is None) else weights
         logs: dict[str, torch.Tensor] = {}
-        if self.mode == 3:
+        scores = None
+        if self.loss_name == "1vsall":
             loss = self._one_vs_all(model, positives, side, logs)
         else:
             negatives = self.sampler.sample(positives, side)
             cand = torch.cat([_true_entity(positives, side).unsqueeze(1), negatives], dim=1)
             scorer = CandidateScorer(model, positives, side, self.use_kernel)
             scores = scorer(cand)
-            if self.mode == 0:
+            if self.loss_name == "sigmoid":
                 loss = self._sigmoid(scores, w, logs)
             else:
                 loss = F.cross_entropy(scores, torch.zeros_like(cand[:, 0]))
@@ -90,10 +102,14 @@ class Objective:
                     emu_loss = self._emu(scorer, positives, side, cand, generator)
                     logs["emu_loss"] = emu_loss.detach()
                     loss = emu_loss / negatives.shape[1] + cfg.ce_coef * loss
-                if cfg.adversarial:
-                    neg = _weighted_mean(negative_term(scores[:, 1:], True, cfg.adversarial_temperature), w)
-                    logs["negative_sample_loss"] = neg.detach()
-                    loss = loss + neg
+        if cfg.adversarial and self.loss_name != "sigmoid":
+            if self.needs_adversarial_draw:
+                adv = self.adversarial_sampler.sample(positives, side)
+                cand = torch.cat([_true_entity(positives, side).unsqueeze(1), adv], dim=1)
+                scores = CandidateScorer(model, positives, side, self.use_kernel)(cand)
+            neg = _weighted_mean(negative_term(scores[:, 1:], True, cfg.adversarial_temperature), w)
+            logs["negative_sample_loss"] = neg.detach()
+            loss = loss + neg
         if cfg.regularization:
             reg = cfg.regularization * model.regularizer()
             logs["regularization"] = reg.detach()
@@ -113,7 +129,7 @@ class Objective:
 
     def _emu(self, scorer, positives, side, cand, generator):
         cfg = self.config
-        if self.mode == 1:  # fresh uniform draws for the EMU pass
+        if self.fresh:  # fresh uniform draws for the EMU pass
             cand = torch.cat([cand[:, :1], self.sampler.sample(positives, side)], dim=1)
         if cfg.only_ls:
             mutation = None
@@ -131,6 +147,6 @@ class Objective:
         return loss
 
 
-def build_objective(config, kg, sampler, use_kernel: bool | None = None) -> Objective:
+def build_objective(config, kg, sampler, use_kernel: bool | None = None, adversarial_sampler=None) -> Objective:
     """The training objective of a run: ``objective(model, positives, side, generator, weights) -> (loss, logs)``."""
-    return Objective(config, kg, sampler, use_kernel=use_kernel)
+    return Objective(config, kg, sampler, use_kernel=use_kernel, adversarial_sampler=adversarial_sampler)

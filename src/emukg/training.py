@@ -9,6 +9,17 @@ Optimiser schedule (the reference's): Adagrad at ``learning_rate`` (or Adam with
 reference's ``-if_Adagrad 1``); at ``warm_up_steps`` (default ``max_steps // 2``) the learning rate is divided by
 10, a fresh Adam replaces the optimiser, and ``warm_up_steps`` is multiplied by 3.
 
+Step numbering.  ``emukg train`` counts finished steps: it validates at 0 (the initial model), v, 2v, … and at
+the end, logs and checkpoints at multiples of their intervals, and switches the schedule after ``warm_up_steps``
+steps.  With ``reference_steps`` (the reference mode) the periodic actions look at the reference loop's 0-based
+step index instead: they happen after steps 1, v+1, 2v+1 … (logged as "at step 0, v, 2v"), the switch after
+``warm_up_steps + 1`` steps, and neither the initial nor the final model is validated.
+
+The run folder belongs to :class:`emukg.run.RunFolder`.  Nothing is written before every check has passed (the
+settings, the folder, the data, the checkpoint to resume from): a refused run leaves no trace.  Within a step
+the order is log → validate (maybe ``best_model``) → checkpoint, so that a kill at any moment resumes to the same
+run (a validation after the last checkpoint is simply repeated).
+
 Every random draw (shuffles, negatives, EMU masks) comes from one ``torch.Generator`` on the training device,
 seeded with ``config.seed``; its state is saved in every checkpoint, so a resumed run continues exactly where
 it stopped: on CPU, N steps + resume + N steps equal 2N uninterrupted steps.
@@ -26,10 +37,10 @@ from pathlib import Path
 
 import torch
 
-from . import run as runfolder
-from .config import Config
+from . import __version__
+from .config import Config, ConfigError
 from .errors import EmukgError
-from .io_utils import atomic_save_npy, atomic_torch_save, atomic_write_json
+from .run import BEST, CHECKPOINT, CONFIG, RunFolder
 
 log = logging.getLogger("emukg.train")
 
@@ -78,20 +89,44 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=lr)
 
 
+# what a resumed run may change (documented overrides; recorded in config.json's "resumes"), and what it may not
+RESUME_OVERRIDES = ("max_steps", "valid_steps", "log_steps", "save_checkpoint_steps", "test_log_steps", "test_batch_size",
+                    "learning_rate", "do_train", "do_valid", "do_test", "evaluate_train", "eval_memory_mb", "tie_policy",
+                    "threads", "progress", "save_path", "init_checkpoint")
+
+
+def resume_changes(saved: Config, new: Config, run_dir) -> dict:
+    """The settings ``new`` changes relative to the ``saved`` run: ``{name: [old, new]}`` for the documented
+    overrides; a change to anything else (what shapes the model, its data or its random stream) is refused."""
+    changes = {}
+    for name in Config.field_names():
+        old, value = getattr(saved, name), getattr(new, name)
+        if old == value or name in ("save_path", "init_checkpoint"):
+            continue
+        if name not in RESUME_OVERRIDES:
+            raise ConfigError(name, value, f"the run in {run_dir} has {old!r}; a resumed run may change only the steps, "
+                              "intervals, learning rate and evaluation settings, so start a new run for this change.")
+        changes[name] = [old, value]
+    return changes
+
+
 class RunLogger:
     """Writes ``train.log`` (the reference's line format), the console, and ``metrics.jsonl``."""
 
-    def __init__(self, run_dir: Path, console: bool = True):
-        self.run_dir = run_dir
-        self.logger = logging.getLogger(f"emukg.run.{run_dir.resolve()}")
+    def __init__(self, folder: RunFolder, console: bool = True):
+        self.folder = folder
+        self.logger = logging.getLogger(f"emukg.run.{folder.path.resolve()}")
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
-        self.logger.handlers.clear()
-        fh = logging.FileHandler(run_dir / "train.log", mode="a", encoding="utf-8")
+        self.close()
+        try:
+            fh = logging.FileHandler(folder.file("train.log"), mode="a", encoding="utf-8")
+        except OSError as exc:
+            raise EmukgError(f"{folder.file('train.log')}: cannot write the training log ({exc.strerror or exc}); "
+                             "make the run folder writable.") from None
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", "%Y-%m-%d %H:%M:%S"))
         self.logger.addHandler(fh)
         self.console = console
-        self.metrics_path = run_dir / "metrics.jsonl"
 
     def info(self, message: str) -> None:
         self.logger.info(message)
@@ -105,18 +140,21 @@ class RunLogger:
         flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         for key, value in flat.items():
             self.info(f"{mode} {key} at step {step}: {value:f}")
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"split": mode.lower(), "step": step, **flat}) + "\n")
+        self.folder.append_line("metrics.jsonl", json.dumps({"split": mode.lower().split()[0], "step": step, **flat}))
 
     def truncate_metrics(self, after_step: int) -> None:
         """On resume, drop metric lines written after the checkpoint (they will be written again)."""
-        if not self.metrics_path.is_file():
+        path = self.folder.file("metrics.jsonl")
+        if not path.is_file():
             return
-        keep = [ln for ln in self.metrics_path.read_text(encoding="utf-8").splitlines()
-                if ln.strip() and json.loads(ln).get("step", 0) <= after_step]
-        from .io_utils import atomic_write_text
-
-        atomic_write_text(self.metrics_path, "".join(k + "\n" for k in keep))
+        keep = []
+        for ln in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if ln.strip() and json.loads(ln).get("step", 0) <= after_step:
+                    keep.append(ln)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        self.folder.write_text("metrics.jsonl", "".join(k + "\n" for k in keep))
 
     def close(self) -> None:
         for h in list(self.logger.handlers):
@@ -125,40 +163,56 @@ class RunLogger:
 
 
 class Trainer:
-    """Holds the state of one run; :meth:`fit` runs the loop."""
+    """Holds the state of one run; :meth:`fit` runs the loop.
 
-    def __init__(self, config: Config, kg=None, overwrite: bool = False):
-        from .data import load_dataset
+    ``resume='strict'`` (``emukg train --resume``) refuses a resumed run that changes anything but the documented
+    overrides (:data:`RESUME_OVERRIDES`); ``'reference'`` (``-init`` of the reference's command line) takes the
+    settings as given, as the reference does (its architecture is restored from the run by :mod:`emukg.legacy`).
+    """
+
+    def __init__(self, config: Config, kg=None, overwrite: bool = False, resume: str = "strict"):
+        from .data import dataset_record, load_dataset
         from .losses import build_objective
         from .models import build_model
-        from .sampling import build_sampler
+        from .sampling import build_samplers
 
         config.validate()
         self.config = cfg = config
-        if cfg.threads:
-            torch.set_num_threads(max(1, min(int(cfg.threads), os.cpu_count() or 1)))
         self.device = resolve_device(cfg.device)
         if not cfg.save_path:
-            raise EmukgError("--save-path (-save) is required: the run folder for checkpoints, embeddings and logs.")
-        self.run_dir = Path(cfg.save_path)
-        resuming = bool(cfg.init_checkpoint)
-        if not resuming and (self.run_dir / runfolder.CHECKPOINT).exists() and not overwrite:
-            raise EmukgError(f"--save-path {self.run_dir}: a run already exists there; continue it with --resume {self.run_dir}, "
-                             "pick another folder, or pass --overwrite.")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not resuming:
-            for name in ("train.log", "metrics.jsonl", runfolder.BEST):
-                (self.run_dir / name).unlink(missing_ok=True)
-
+            raise ConfigError("save_path", cfg.save_path, "is required: the run folder for checkpoints, embeddings and logs.")
+        # --- every check first: a refused run writes nothing ---------------------------------
+        self.folder = folder = RunFolder(cfg.save_path)
+        folder.check_target("--save-path")
+        source = RunFolder(cfg.init_checkpoint) if cfg.init_checkpoint else None
+        same_folder = source is not None and source.path.resolve() == folder.path.resolve()
+        if folder.has_run() and not same_folder and not overwrite:
+            raise EmukgError(f"--save-path {folder.path}: a run already exists there; continue it with --resume {folder.path}, "
+                             "pick another folder, or pass --overwrite to replace it.")
+        saved_info: dict = {}
+        self.changes: dict = {}
+        if source is not None:
+            if not source.has_checkpoint("last"):
+                raise EmukgError(f"--resume {source.path}: no checkpoint there yet; start the run again without --resume.")
+            if resume == "strict":
+                self.changes = resume_changes(source.read_config(), cfg, source.path)
+            saved_info = source.read_json(CONFIG) if source.file(CONFIG).is_file() else {}
+        self.kg = kg if kg is not None else load_dataset(cfg.dataset)
+        self.dataset_record = dataset_record(cfg.dataset) if kg is None else {"name": getattr(kg, "name", ""), "given": cfg.dataset}
+        old_sums = (saved_info.get("dataset_record") or {}).get("sha256")
+        if resume == "strict" and old_sums and self.dataset_record.get("sha256") not in (None, old_sums):
+            raise EmukgError(f"--resume {source.path}: the dataset's files changed since the run started "
+                             f"({self.dataset_record.get('path')}); resume with the data it was trained on, or start a new run.")
+        if cfg.threads:
+            torch.set_num_threads(max(1, min(int(cfg.threads), os.cpu_count() or 1)))
         torch.manual_seed(cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.kg = kg if kg is not None else load_dataset(cfg.dataset)
         self.model = build_model(cfg.model, self.kg.num_entities, self.kg.num_relations, cfg.hidden_dim, cfg.gamma,
                                  cfg.double_entity_embedding, cfg.double_relation_embedding).to(self.device)
         self.train_triples = self.kg.train.to(self.device)
         self.weights = self.kg.subsampling_weights().to(self.device)
-        self.sampler = build_sampler(cfg, self.kg, self.device, self.generator)
-        self.objective = build_objective(cfg, self.kg, self.sampler)
+        self.sampler, self.adversarial_sampler = build_samplers(cfg, self.kg, self.device, self.generator)
+        self.objective = build_objective(cfg, self.kg, self.sampler, adversarial_sampler=self.adversarial_sampler)
         self.learning_rate = cfg.learning_rate
         self.warm_up_steps = cfg.effective_warm_up_steps
         self.optimizer_name = cfg.optimizer
@@ -168,11 +222,33 @@ class Trainer:
         self.step = 0
         self.best_mrr = -math.inf
         self.best_step = -1
-        self.out = RunLogger(self.run_dir, console=True)
-        if resuming:
-            self._restore(Path(cfg.init_checkpoint))
+        self.saved_step: int | None = None  # the step of the last checkpoint on disk
+        if source is not None:
+            self._restore(source)
+        # --- now write -------------------------------------------------------------------------
+        folder.create(overwrite=overwrite and not same_folder)
+        progress = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+        self.progress = progress
+        self.out = RunLogger(folder, console=True)
+        if source is not None:
             self.out.truncate_metrics(self.step)
-        atomic_write_json(self.run_dir / runfolder.CONFIG, cfg.to_dict())
+        resumes = list(saved_info.get("resumes", [])) if same_folder or source is not None else []
+        if source is not None:
+            resumes.append({"step": self.step, "from": str(source.path.resolve()), "changes": self.changes})
+        self.info = {"emukg_version": __version__, "dataset_record": self.dataset_record,
+                     "negatives": self._describe_negatives(), "resumes": resumes}
+        folder.write_json(CONFIG, {**cfg.to_dict(), **self.info})
+
+    def _describe_negatives(self) -> dict:
+        """What each part of the loss draws, for config.json (exactly the samplers that run)."""
+        cfg = self.config
+        sans = f"sans (k={cfg.khop}, " + (f"w={cfg.num_random_walks} {cfg.walk_mode} walks)" if cfg.num_random_walks else "exact)")
+        text = {"uniform": "uniform, unfiltered, drawn afresh every pass", "filtered": "uniform minus training triples", "sans": sans}
+        used = cfg.samplers_used()
+        out = {part: (text[name] if name else None) for part, name in used.items()}
+        if cfg.fixed_tail_negatives:
+            out["tail_side"] = "fixed table of n unfiltered uniform entities per training triple (-if_adv_neg)"
+        return out
 
     # --- checkpoints -------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -184,40 +260,51 @@ class Trainer:
             "model_state_dict": self.model.state_dict(),
             "optimizer_state_dict": self.optimizer.state_dict(),
             "generator_state": self.generator.get_state(),
+            "device": self.device.type,
             "iterators": {side: it.state_dict() for side, it in self.iterators.items()},
             "best_valid_mrr": self.best_mrr,
             "best_step": self.best_step,
         }
 
     def save(self, best: bool = False) -> None:
-        state = self._state()
-        name = runfolder.BEST if best else runfolder.CHECKPOINT
         prefix = "best_" if best else ""
-        atomic_torch_save(self.run_dir / name, state)
-        atomic_save_npy(self.run_dir / f"{prefix}entity_embedding.npy", self.model.entity_embedding.detach().cpu().numpy())
-        atomic_save_npy(self.run_dir / f"{prefix}relation_embedding.npy", self.model.relation_embedding.detach().cpu().numpy())
+        self.folder.save_torch(BEST if best else CHECKPOINT, self._state())
+        self.folder.save_npy(f"{prefix}entity_embedding.npy", self.model.entity_embedding.detach().cpu().numpy())
+        self.folder.save_npy(f"{prefix}relation_embedding.npy", self.model.relation_embedding.detach().cpu().numpy())
+        if not best:
+            self.saved_step = self.step
 
-    def _restore(self, run_dir: Path) -> None:
-        path = run_dir / runfolder.CHECKPOINT if run_dir.is_dir() else run_dir
-        state = runfolder.read_checkpoint(path, map_location=self.device)
+    def _restore(self, source: RunFolder) -> None:
+        path = source.file(CHECKPOINT)
+        state = source.read_checkpoint("last", map_location=self.device, fallback=False)
+        saved_device = state.get("device", self.device.type)
+        if saved_device != self.device.type:
+            raise ConfigError("device", str(self.device), f"the run in {source.path} was trained on {saved_device}, whose random "
+                              f"stream cannot continue on {self.device.type}; resume it on {saved_device}.")
         try:
             self.model.load_state_dict(state["model_state_dict"])
-        except RuntimeError as exc:
-            raise EmukgError(f"{path}: the checkpoint does not match this model/dataset ({str(exc).splitlines()[0]}).") from None
-        self.step = int(state["step"])
-        self.learning_rate = float(state["current_learning_rate"])
-        self.warm_up_steps = int(state["warm_up_steps"])
-        self.optimizer_name = state.get("optimizer", self.optimizer_name)
-        self.optimizer = make_optimizer(self.optimizer_name, self.model.parameters(), self.learning_rate)
-        self.optimizer.load_state_dict(state["optimizer_state_dict"])
-        if "generator_state" in state:
-            self.generator.set_state(state["generator_state"].cpu() if self.device.type == "cpu" else state["generator_state"])
-        for side, it in self.iterators.items():
-            if side in state.get("iterators", {}):
-                it.load_state_dict(state["iterators"][side])
+            self.step = int(state["step"])
+            self.learning_rate = float(state["current_learning_rate"])
+            self.warm_up_steps = int(state["warm_up_steps"])
+            self.optimizer_name = state.get("optimizer", self.optimizer_name)
+            self.optimizer = make_optimizer(self.optimizer_name, self.model.parameters(), self.learning_rate)
+            self.optimizer.load_state_dict(state["optimizer_state_dict"])
+            if "generator_state" in state:
+                gen = state["generator_state"]
+                self.generator.set_state(gen.cpu() if self.device.type == "cpu" else gen)
+            for side, it in self.iterators.items():
+                if side in state.get("iterators", {}):
+                    it.load_state_dict(state["iterators"][side])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise EmukgError(f"{path}: the checkpoint does not match this model and dataset ({str(exc).splitlines()[0]}); "
+                             "resume with the run's own settings.") from None
         self.best_mrr = float(state.get("best_valid_mrr", -math.inf))
         self.best_step = int(state.get("best_step", -1))
-        self.out.info(f"Resuming from {path} at step {self.step} (learning rate {self.learning_rate:g}, warm-up {self.warm_up_steps})")
+        self.saved_step = self.step
+        if "learning_rate" in self.changes:  # a documented override: the new rate applies from this step on
+            self.learning_rate = float(self.config.learning_rate)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate
 
     # --- evaluation --------------------------------------------------------------------------
     def evaluate(self, split: str) -> dict:
@@ -229,16 +316,22 @@ class Trainer:
     def headline(metrics: dict) -> dict:
         return {k: metrics[k] for k in ("MRR", "MR", "HITS@1", "HITS@3", "HITS@10") if k in metrics}
 
-    def validate(self) -> None:
+    def validate(self, at_step: int | None = None) -> None:
+        """Evaluate on valid, log it as ``at_step`` (default: the steps done), keep ``best_model`` on a new best."""
+        label = self.step if at_step is None else at_step
         metrics = self.evaluate("valid")
         self._last_valid = (self.step, metrics)
-        self.out.metrics("Valid", self.step, self.headline(metrics))
+        self.out.metrics("Valid", label, self.headline(metrics))
         if metrics["MRR"] > self.best_mrr:
             self.best_mrr, self.best_step = float(metrics["MRR"]), self.step
             self.save(best=True)
-            self.out.info(f"New best valid MRR {self.best_mrr:f} at step {self.step}; saved best_model")
+            self.out.info(f"New best valid MRR {self.best_mrr:f} at step {label}; saved best_model")
 
     # --- the loop ----------------------------------------------------------------------------
+    def _mark(self) -> int:
+        """The step number periodic actions look at: steps done, or the reference loop's 0-based index."""
+        return self.step - 1 if self.config.reference_steps else self.step
+
     def train_step(self) -> dict:
         side = "tail" if self.step % 2 == 0 else "head"
         idx = self.iterators[side].next()
@@ -247,84 +340,107 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss, logs = self.objective(self.model, positives, side, self.generator, self.weights[idx])
         if not torch.isfinite(loss):
-            raise EmukgError(f"step {self.step + 1}: the loss became {float(loss.detach())}; training stopped and the last good checkpoint "
-                             f"in {self.run_dir} is intact. Lower the learning rate (-lr) or gamma, or add regularisation (-r).")
+            kept = (f"the checkpoint of step {self.saved_step} in {self.folder.path} is intact" if self.saved_step is not None
+                    else f"no checkpoint was saved yet in {self.folder.path}")
+            raise EmukgError(f"step {self.step + 1}: the loss became {float(loss.detach())}, so training stopped and {kept}; "
+                             "lower the learning rate or gamma, or add regularisation.")
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        if self.step >= self.warm_up_steps:
+        self._schedule()
+        return logs
+
+    def _schedule(self) -> None:
+        """The reference's schedule: past ``warm_up_steps``, lr/10, a fresh Adam, and the next switch 3× later."""
+        if self._mark() >= self.warm_up_steps:
             self.learning_rate /= 10
-            self.out.info(f"Change learning_rate to {self.learning_rate:f} at step {self.step}")
+            self.out.info(f"Change learning_rate to {self.learning_rate:f} at step {self._mark()}")
             self.optimizer_name = "adam"
             self.optimizer = make_optimizer("adam", self.model.parameters(), self.learning_rate)
             self.warm_up_steps *= 3
-        return logs
+
+    def _log_start(self) -> None:
+        cfg, out = self.config, self.out
+        from . import kernels
+
+        describe = getattr(kernels, "describe", None)
+        out.info(f"Model: {cfg.model}  dataset: {self.kg.name}  entities: {self.kg.num_entities}  relations: "
+                 f"{self.kg.num_relations}  train triples: {self.kg.train.shape[0]}  device: {self.device}")
+        if self.device.type == "cpu" and describe is not None:
+            out.info(f"Kernels: {describe()}")
+        out.info("Negatives: " + json.dumps(self.info["negatives"], sort_keys=True))
+        out.info("Config: " + json.dumps(cfg.to_dict(), sort_keys=True))
 
     def fit(self) -> dict:
         from tqdm import tqdm
 
-        cfg = self.config
-        out = self.out
-        if self.step == 0:
-            out.info(f"Model: {cfg.model}  dataset: {self.kg.name}  entities: {self.kg.num_entities}  relations: "
-                     f"{self.kg.num_relations}  train triples: {self.kg.train.shape[0]}  device: {self.device}")
-            out.info("Config: " + json.dumps(cfg.to_dict(), sort_keys=True))
-        results: dict = {}
-        if cfg.do_train and self.step < cfg.max_steps:
-            if cfg.do_valid and self.step == 0:
-                self.validate()
-            out.info(f"Start training at step {self.step}: learning rate {self.learning_rate:g}, batch {cfg.batch_size}, "
-                     f"negatives {cfg.negative_sample_size}, warm-up steps {self.warm_up_steps}")
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
-                       disable=not cfg.progress, file=sys.stderr, leave=False)
-            window: list[dict] = []
-            t0 = time.perf_counter()
-            try:
-                while self.step < cfg.max_steps:
-                    logs = self.train_step()
-                    window.append(logs)
-                    bar.update(1)
-                    if "loss" in logs:
-                        bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-                    if self.step % cfg.log_steps == 0 or self.step == cfg.max_steps:
-                        avg = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-                        avg["steps_per_s"] = len(window) / max(time.perf_counter() - t0, 1e-9)
-                        out.metrics("Training", self.step, avg)
-                        window, t0 = [], time.perf_counter()
-                    if self.step % cfg.save_checkpoint_steps == 0:
-                        self.save()
-                    if cfg.do_valid and self.step % cfg.valid_steps == 0 and self.step < cfg.max_steps:
-                        self.validate()
-            finally:
-                bar.close()
-            self.save()
-            if cfg.do_valid:
-                self.validate()
-        elif not cfg.do_train:
-            out.info("Skipping training (--do_train not given)")
+        cfg, out = self.config, self.out
+        ref = cfg.reference_steps
+        try:
+            self._log_start()
+            if self.changes:
+                out.info(f"Resumed at step {self.step} with changes: " + json.dumps(self.changes, sort_keys=True))
+            if cfg.do_train and self.step < cfg.max_steps:
+                if cfg.do_valid and self.step == 0 and not ref:
+                    self.validate()
+                out.info(f"Start training at step {self.step}: learning rate {self.learning_rate:g}, batch {cfg.batch_size}, "
+                         f"negatives {cfg.negative_sample_size}, warm-up steps {self.warm_up_steps}")
+                bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                           disable=not self.progress, file=sys.stderr, leave=False)
+                window: list[dict] = []
+                t0 = time.perf_counter()
+                try:
+                    while self.step < cfg.max_steps:
+                        logs = self.train_step()
+                        window.append(logs)
+                        bar.update(1)
+                        if "loss" in logs:
+                            bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+                        mark, last = self._mark(), self.step == cfg.max_steps
+                        if mark % cfg.log_steps == 0 or (last and not ref):
+                            avg = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+                            avg["steps_per_s"] = len(window) / max(time.perf_counter() - t0, 1e-9)
+                            out.metrics("Training average" if ref else "Training", mark, avg)
+                            window, t0 = [], time.perf_counter()
+                        if cfg.do_valid and mark % cfg.valid_steps == 0 and (ref or not last):
+                            self.validate(at_step=mark)
+                        if mark % cfg.save_checkpoint_steps == 0:
+                            self.save()
+                finally:
+                    bar.close()
+                self.save()
+                if cfg.do_valid and not ref:
+                    self.validate()
+            elif not cfg.do_train:
+                out.info("Skipping training (--do_train not given)")
+            return self._final_evaluation()
+        finally:
+            out.close()
 
-        # final evaluation of the best model (the reference evaluates the best model after training)
-        if (self.run_dir / runfolder.BEST).is_file():
-            best = runfolder.read_checkpoint(self.run_dir / runfolder.BEST, map_location=self.device)
+    def _final_evaluation(self) -> dict:
+        """Evaluate the best model (the last one when no validation ran) on the requested splits."""
+        cfg, out = self.config, self.out
+        results: dict = {}
+        if self.folder.has_checkpoint("best"):
+            best = self.folder.read_checkpoint("best", map_location=self.device, fallback=False)
             self.model.load_state_dict(best["model_state_dict"])
             out.info(f"Evaluating the best model (valid MRR {self.best_mrr:f} at step {self.best_step})")
         if cfg.do_valid:
             last = getattr(self, "_last_valid", None)
             reuse = last is not None and last[0] == self.best_step
             results["valid"] = last[1] if reuse else self.evaluate("valid")
-            out.metrics("Valid", self.step, self.headline(results["valid"]))
+            out.metrics("Valid", self._mark(), self.headline(results["valid"]))
         if cfg.do_test:
             results["test"] = self.evaluate("test")
-            out.metrics("Test", self.step, self.headline(results["test"]))
+            out.metrics("Test", self._mark(), self.headline(results["test"]))
         if cfg.evaluate_train:
             results["train"] = self.evaluate("train")
-            out.metrics("Train", self.step, self.headline(results["train"]))
+            out.metrics("Train", self._mark(), self.headline(results["train"]))
         if results:
-            atomic_write_json(self.run_dir / "results.json", {"step": self.step, "best_step": self.best_step, **results})
-        self.out.close()
+            self.folder.write_json("results.json", {"step": self.step, "best_step": self.best_step, **results})
         return results
 
 
-def train(config: Config, kg=None, overwrite: bool = False) -> dict:
+def train(config: Config, kg=None, overwrite: bool = False, resume: str = "strict") -> dict:
     """Train (or resume) a run described by ``config``; returns the final evaluation results."""
-    return Trainer(config, kg=kg, overwrite=overwrite).fit()
+    return Trainer(config, kg=kg, overwrite=overwrite, resume=resume).fit()

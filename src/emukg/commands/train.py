@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import typing
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..errors import EmukgError
 
 SHORT = {"dataset": ["-D"], "model": ["-m"], "save_path": ["-o"]}
@@ -33,34 +33,57 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Config:
+    """Config defaults, then ``base`` (a resumed run's settings), then ``--config FILE.yaml``, then flags.
+
+    A refused value is reported the way it was given: ``--hidden-dim 0: ...`` for a flag,
+    ``FILE.yaml: hidden_dim: 0: ...`` for a YAML entry.
+    """
     data = dict(base or {})
-    if getattr(args, "config", None):
-        data.update(Config.from_yaml(args.config))
+    from_yaml = Config.from_yaml(args.config) if getattr(args, "config", None) else {}
+    data.update(from_yaml)
     names = set(Config.field_names())
-    data.update({k: v for k, v in vars(args).items() if k in names})
-    return Config.from_dict(data, source=getattr(args, "config", None) or "command line")
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    data.update(flags)
+    try:
+        return Config.from_dict(data, source=getattr(args, "config", None) or "command line")
+    except ConfigError as exc:
+        if exc.param in from_yaml and exc.param not in flags:
+            raise exc.restyle("yaml", args.config) from None
+        raise exc.restyle("cli") from None
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except ConfigError as exc:  # the library names parameters; on this command line they are flags
+        raise exc.restyle("cli") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..run import CONFIG, RunFolder
     from ..training import train
 
     if args.resume:
-        from pathlib import Path
-
-        from ..run import CHECKPOINT, CONFIG
-
-        run_dir = Path(args.resume)
-        if not (run_dir / CONFIG).is_file():
-            raise EmukgError(f"--resume {run_dir}: no {CONFIG} there; pass a run folder written by 'emukg train'.")
-        base = Config.load_json(run_dir / CONFIG).to_dict()
-        base.update(save_path=str(run_dir), init_checkpoint=str(run_dir))
+        folder = RunFolder(args.resume)
+        if not folder.path.is_dir():
+            raise EmukgError(f"--resume {folder.path}: no such run folder; pass a folder written by 'emukg train'.")
+        if not folder.file(CONFIG).is_file():
+            raise EmukgError(f"--resume {folder.path}: no {CONFIG} there; pass a run folder written by 'emukg train'.")
+        base = folder.read_config().to_dict()
+        if getattr(args, "save_path", None) not in (None, str(folder.path)) and Path(args.save_path).resolve() != folder.path.resolve():
+            raise EmukgError(f"--resume {folder.path} continues that run in its own folder; drop --save-path {args.save_path}.")
+        base.update(save_path=str(folder.path), init_checkpoint=str(folder.path))
         cfg = config_from_args(args, base)
-        if not (run_dir / CHECKPOINT).is_file():
-            raise EmukgError(f"--resume {run_dir}: no checkpoint there yet; start the run again without --resume.")
+        if args.overwrite:
+            raise EmukgError("--resume and --overwrite exclude each other: --resume continues a run, --overwrite replaces it.")
     else:
         cfg = config_from_args(args)
         if not cfg.dataset:
             raise EmukgError("--dataset is required: a registered name (see 'emukg datasets list') or a dataset folder.")
+        if cfg.init_checkpoint:
+            raise EmukgError("--init-checkpoint: use --resume RUN_DIR to continue a run.")
     print_results(train(cfg, overwrite=args.overwrite))
     return 0
 

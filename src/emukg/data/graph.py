@@ -202,9 +202,13 @@ class KnowledgeGraph:
         return count(h * R + r), count(t * R + r)
 
     def subsampling_weights(self, start: int = 4) -> torch.Tensor:
-        """The reference's w = sqrt(1 / (cnt(h,r) + cnt(t,r⁻¹))), each count starting at ``start`` (4)."""
+        """The reference's w = sqrt(1 / (cnt(h,r) + cnt(t,r⁻¹))).
+
+        Its counter is set to ``start`` (4) at a pair's first occurrence and incremented at every further one, so
+        cnt = occurrences + start − 1 (occurrences + 3): a pair seen once counts 4, twice 5.
+        """
         hr, tr = self.pair_counts()
-        return torch.sqrt(1.0 / (hr + tr + 2 * start).to(torch.float32))
+        return torch.sqrt(1.0 / (hr + tr + 2 * (start - 1)).to(torch.float32))
 
     def degree(self) -> torch.Tensor:
         """Undirected degree of every entity over the training triples."""

@@ -56,9 +56,7 @@ def make_config(model: str, loss: str, sampler: str = "uniform", dataset: str = 
         base.update(ce_mode=0, adversarial=True)
     else:
         raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-    cfg = Config(**base)
-    cfg.validate()
-    return cfg
+    return Config.from_dict(base)  # ce_mode is translated to the named loss/sampler (Config.upgrade_settings)
 
 
 def _sync(device):

@@ -168,7 +168,7 @@ def test_cuda_mask_and_objective_match_cpu():
 
     s = seed_of(4)
     assert torch.equal(emu.hash_mask(s.cuda(), 7, 13, 50, 0.39).cpu(), emu.hash_mask(s, 7, 13, 50, 0.39, use_kernel=False))
-    cfg = Config(model="TransE", hidden_dim=24, ce_mode=1, emu=0.39, neg_label=0.53, ce_coef=0.11, negative_sample_size=8)
+    cfg = Config(model="TransE", hidden_dim=24, loss="ce", sampler="uniform", emu=0.39, neg_label=0.53, ce_coef=0.11, negative_sample_size=8)
     losses = []
     for device in ("cpu", "cuda"):
         model, pos, _ = _setup(D=24, N=30, B=6)

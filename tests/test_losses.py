@@ -42,7 +42,7 @@ def setup(model_name="TransE", D=20, seed=0, **cfg):
     neg1 = torch.randint(N, (B, n), generator=g)
     neg2 = torch.randint(N, (B, n), generator=g)
     weights = torch.tensor([0.5, 1.0, 0.25])
-    config = Config(model=model_name, hidden_dim=D, negative_sample_size=n, batch_size=B, **cfg)
+    config = Config.from_dict(dict(model=model_name, hidden_dim=D, negative_sample_size=n, batch_size=B, **cfg))
     return model, pos, neg1, neg2, weights, config
 
 

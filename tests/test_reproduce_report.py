@@ -31,12 +31,14 @@ def test_every_paper_run_is_named():
     assert len([n for n in table if n.startswith("emu-")]) == 16
     assert len([n for n in table if n.startswith("base-")]) == 24
     cfg = experiment_config("emu-TransE-FB15k-237-uniform")
-    assert (cfg.model, cfg.ce_mode, cfg.emu, cfg.neg_label, cfg.ce_coef) == ("TransE", 1, 0.39, 0.53, 0.11)
+    assert (cfg.model, cfg.loss, cfg.sampler, cfg.emu, cfg.neg_label, cfg.ce_coef) == ("TransE", "ce", "uniform", 0.39, 0.53, 0.11)
+    assert (cfg.walk_mode, cfg.reference_steps) == ("chained", True)  # the reference mode
     assert (cfg.hidden_dim, cfg.batch_size, cfg.negative_sample_size, cfg.gamma, cfg.learning_rate) == (100, 1000, 256, 24.0, 0.05)
     assert (cfg.khop, cfg.num_random_walks, cfg.valid_steps, cfg.log_steps, cfg.max_steps) == (3, 1000, 500, 250, 100000)
     assert cfg.regularization == 0.0
     base = experiment_config("base-ComplEx-wn18rr-sans-adv")
-    assert base.ce_mode == 2 and base.sampler == "sans" and base.adversarial and base.regularization == 1e-5
+    assert base.loss == "ce" and base.sampler == "sans" and base.adversarial and base.regularization == 1e-5
+    assert base.samplers_used() == {"loss": "sans", "adversarial": "sans"}
     assert base.double_entity_embedding and base.double_relation_embedding and base.emu is None
     assert experiment_config("base-RotatE-FB15k-237-uniform").regularization == 1e-3
     with pytest.raises(EmukgError, match="Did you mean"):

@@ -10,6 +10,10 @@ Every run of the authors' ``experiments_EMU.sh`` and ``experiments_base.sh`` (re
 * Learning rates: DistMult 0.1, TransE 0.05, ComplEx 0.1 (``-de -dr``), RotatE 0.05 (``-de``).
 
 Names: ``{emu|base}-{model}-{dataset}-{uniform|sans|sans-adv}``, e.g. ``emu-TransE-FB15k-237-uniform``.
+
+They run in the reference mode, as :mod:`emukg.legacy` does: chained SANS walks, the reference's step numbering
+(``reference_steps``), and the reference's loss settings (``-if_CE 1`` = CE over fresh uniform negatives, whose
+``-khop 3 -nrw 1000`` the reference builds but never samples; ``-if_CE 2`` = CE over SANS negatives).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import difflib
 
 from .config import Config
 from .errors import EmukgError
+from .legacy import loss_settings
 
 MODELS = {
     "DistMult": dict(learning_rate=0.1, regularization=1e-5),
@@ -28,7 +33,7 @@ MODELS = {
 DATASETS = ["FB15k-237", "wn18rr"]
 COMMON = dict(negative_sample_size=256, batch_size=1000, hidden_dim=100, gamma=24.0, adversarial_temperature=1.0,
               max_steps=100000, khop=3, num_random_walks=1000, valid_steps=500, log_steps=250,
-              do_train=True, do_valid=True, do_test=True)
+              do_train=True, do_valid=True, do_test=True, walk_mode="chained", reference_steps=True)
 EMU = dict(emu=0.39, neg_label=0.53, ce_coef=0.11)
 
 
@@ -39,11 +44,12 @@ def experiments() -> dict[str, dict]:
         for model, settings in MODELS.items():
             base = dict(COMMON, dataset=dataset, model=model, **settings)
             emu_base = {k: v for k, v in base.items() if k != "regularization"}
-            out[f"emu-{model}-{dataset}-uniform"] = dict(emu_base, ce_mode=1, **EMU)
-            out[f"emu-{model}-{dataset}-sans"] = dict(emu_base, ce_mode=2, sampler="sans", **EMU)
-            out[f"base-{model}-{dataset}-uniform"] = dict(base, ce_mode=1)
-            out[f"base-{model}-{dataset}-sans"] = dict(base, ce_mode=2, sampler="sans")
-            out[f"base-{model}-{dataset}-sans-adv"] = dict(base, ce_mode=2, sampler="sans", adversarial=True)
+            uniform, sans = loss_settings(1, sans=True), loss_settings(2, sans=True)
+            out[f"emu-{model}-{dataset}-uniform"] = dict(emu_base, **uniform, **EMU)
+            out[f"emu-{model}-{dataset}-sans"] = dict(emu_base, **sans, **EMU)
+            out[f"base-{model}-{dataset}-uniform"] = dict(base, **uniform)
+            out[f"base-{model}-{dataset}-sans"] = dict(base, **sans)
+            out[f"base-{model}-{dataset}-sans-adv"] = dict(base, **sans, adversarial=True)
     return out
 
 

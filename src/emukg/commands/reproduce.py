@@ -13,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list or not args.name:
         for name, s in experiments().items():
-            extra = " ".join(f"{k}={s[k]}" for k in ("ce_mode", "sampler", "adversarial", "emu", "regularization", "learning_rate") if k in s)
+            extra = " ".join(f"{k}={s[k]}" for k in ("loss", "sampler", "adversarial", "emu", "regularization", "learning_rate") if k in s)
             print(f"{name:36s} {extra}")
         return 0
     overrides = dict(max_steps=args.steps, device=args.device, seed=args.seed)
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         yaml.safe_dump(cfg.to_dict(), sys.stdout, sort_keys=True)
         return 0
     save = args.save_path or f"runs/{args.name}"
-    cfg = cfg.replace(save_path=save, progress=not args.no_progress)
+    cfg = cfg.replace(save_path=save, progress=False if args.no_progress else None)
     if args.resume:
         cfg = cfg.replace(init_checkpoint=save)
     from ..training import train

@@ -131,7 +131,15 @@ def test_check_writable_file(tmp_path):
     with pytest.raises(EmukgError, match=r"--json .*is a folder"):
         check_writable_file(tmp_path, "--json")
     with pytest.raises(EmukgError, match=r"--json .*does not exist"):
-        check_writable_file(tmp_path / "missing" / "r.json", "--json")
+        check_writable_file(tmp_path / "missing" / "r.json", "--json", create_parents=False)
+    check_writable_file(tmp_path / "missing" / "r.json", "--json")  # the writer will create the folder
+    real = os.access
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "access", lambda p, m, **kw: False if Path(p) == tmp_path else real(p, m, **kw))
+        with pytest.raises(EmukgError, match=r"--json .*missing cannot be created because .* is not writable"):
+            check_writable_file(tmp_path / "missing" / "r.json", "--json")
+        with pytest.raises(EmukgError, match=r"--json .*the folder .* is not writable"):
+            check_writable_file(tmp_path / "r.json", "--json")
     with pytest.raises(EmukgError, match=r"--json .*lies under the file"):
         check_writable_file(tmp_path / "f" / "r.json", "--json")
     check_writable_file(tmp_path / "r.json", "--json")
@@ -205,3 +213,164 @@ def test_readers(tmp_path):
     assert run.read_checkpoint("last")["step"] == 3
     with pytest.raises(EmukgError, match="--checkpoint middle"):
         run.read_checkpoint("middle")
+
+
+# --- the dataset record --------------------------------------------------------------------------------
+
+def test_dataset_record_gives_absolute_paths_and_sha256(tmp_path, monkeypatch):
+    from conftest import write_dataset
+
+    from emukg.data import dataset_record
+
+    folder = write_dataset(tmp_path / "data" / "tiny")
+    (folder / "entities.dict").unlink()
+    (folder / "relations.dict").unlink()
+    monkeypatch.chdir(tmp_path / "data")
+    rec = dataset_record("./tiny")
+    assert rec["name"] == "tiny" and rec["given"] == "./tiny"
+    assert rec["path"] == str(folder.resolve()) and Path(rec["path"]).is_absolute()
+    expected = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in ("train.txt", "valid.txt", "test.txt")}
+    assert rec["sha256"] == expected
+    with pytest.raises(EmukgError, match="not found"):
+        dataset_record("./nowhere")
+
+
+# --- evaluate / predict find their data ----------------------------------------------------------------
+
+def _make_run(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A tiny TransE run trained (constructed) on ``../data/tiny`` as given from ``tmp_path/work``; returns
+    (run folder, data folder)."""
+    import json
+
+    import torch
+    from conftest import write_dataset
+    from test_predict import constructed_model
+
+    from emukg.config import Config
+    from emukg.data import dataset_record, load_folder
+
+    data = write_dataset(tmp_path / "data" / "tiny")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    run = RunFolder(work / "run")
+    run.create()
+    cfg = Config(dataset="../data/tiny", model="TransE", hidden_dim=4, gamma=10.0, save_path=str(run.path))
+    run.write_json(CONFIG, {**cfg.to_dict(), "dataset_record": dataset_record("../data/tiny")})
+    run.save_torch(CHECKPOINT, {"model_state_dict": constructed_model(load_folder(data)).state_dict(), "step": 0})
+    assert json.loads(run.file(CONFIG).read_text())["dataset_record"]["path"] == str(data.resolve())
+    return run.path, data
+
+
+def test_load_run_uses_the_recorded_path_from_any_folder(tmp_path, monkeypatch):
+    from emukg.run import load_run
+
+    run, data = _make_run(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)  # '../data/tiny' now names nothing
+    cfg, kg, model = load_run(run, "best")
+    assert kg.name == "tiny" and Path(kg.path) == data.resolve() and kg.num_entities == 8
+
+
+def test_load_run_warns_when_the_recorded_data_changed(tmp_path, monkeypatch, caplog):
+    from emukg.run import load_run
+
+    run, data = _make_run(tmp_path, monkeypatch)
+    with open(data / "test.txt", "a") as f:
+        f.write("alice\tlikes\tbob\n")
+    with caplog.at_level("WARNING", logger="emukg.run"):
+        load_run(run)
+    assert any("test.txt" in r.getMessage() and "changed" in r.getMessage() for r in caplog.records)
+
+
+def test_evaluate_and_predict_with_dataset_after_the_data_moved(tmp_path, monkeypatch, capsys):
+    import json
+
+    from emukg.cli import main
+
+    run, data = _make_run(tmp_path, monkeypatch)
+    moved = tmp_path / "elsewhere" / "tiny2"
+    moved.parent.mkdir()
+    data.rename(moved)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"{run / CONFIG}: the run's dataset 'tiny' (recorded at {data.resolve()}) is not found; " \
+           "pass --dataset NAME_OR_FOLDER." in err
+
+    out_json = tmp_path / "res.json"
+    assert main(["evaluate", str(run), "--device", "cpu", "--dataset", str(moved), "--json", str(out_json)]) == 0
+    res = json.loads(out_json.read_text())
+    assert res["num_queries"] == 6 and res["run"]["dataset"] == "tiny2"
+    assert res["run"]["dataset_path"] == str(moved.resolve())
+    capsys.readouterr()
+
+    assert main(["predict", str(run), "--head", "bob", "--relation", "knows", "--top-k", "1"]) == 2
+    assert "pass --dataset NAME_OR_FOLDER" in capsys.readouterr().err
+    assert main(["predict", str(run), "--head", "bob", "--relation", "knows", "--top-k", "1",
+                 "--dataset", "elsewhere/tiny2", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[2].split()[1] == "carol"
+
+    assert main(["predict", str(run), "--head", "bob", "--relation", "knows", "--dataset", "nope/none"]) == 2
+    assert capsys.readouterr().err.startswith("emukg: error: --dataset nope/none: dataset folder not found")
+
+
+def test_dataset_with_other_counts_is_refused(tmp_path, monkeypatch, capsys):
+    from conftest import TINY_ENTITIES, write_dataset
+
+    from emukg.cli import main
+
+    run, _ = _make_run(tmp_path, monkeypatch)
+    other = write_dataset(tmp_path / "bigger", entities=[*TINY_ENTITIES, "ivan"])
+    assert main(["evaluate", str(run), "--device", "cpu", "--dataset", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--dataset {other}: has 9 entities but the checkpoint checkpoint has 8" in err and "\n" not in err
+
+
+# --- output paths are checked before the work ----------------------------------------------------------
+
+def test_evaluate_json_to_an_unwritable_place_fails_fast(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from test_predict import REPO
+
+    run, _ = _make_run(tmp_path, monkeypatch)
+    (tmp_path / "afile").write_text("x")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    cases = [(tmp_path, "is a folder"), (tmp_path / "afile" / "r.json", "lies under the file"),
+             (tmp_path / "afile" / "sub" / "r.json", "lies under the file")]
+    if not IS_ROOT:  # root may write anywhere; the os.access case is covered in test_check_writable_file
+        cases += [(ro / "r.json", "is not writable"), (ro / "sub" / "r.json", "is not writable")]
+    for target, words in cases:
+        p = subprocess.run([sys.executable, "-m", "emukg", "evaluate", str(run), "--device", "cpu", "--json", str(target)],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert p.returncode == 2, p.stderr
+        assert p.stdout == ""  # nothing evaluated
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"emukg: error: --json {target}: ") and words in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "data", "ro", "work"]  # nothing written
+
+
+def test_report_out_checked_first(tmp_path, monkeypatch, capsys):
+    from emukg.cli import main
+
+    run, _ = _make_run(tmp_path, monkeypatch)
+    (tmp_path / "afile").write_text("x")
+    assert main(["report", str(run), "--out", str(tmp_path / "afile"), "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"emukg: error: --out {tmp_path / 'afile'}: is a file") and "\n" not in err
+    assert main(["report", str(tmp_path / "not-a-run"), "--out", str(tmp_path / "afile" / "sub")]) == 2
+    assert "--out" in capsys.readouterr().err  # the output path is refused before the runs are read
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, **kw: False if Path(p) == tmp_path else real(p, m, **kw))
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--no-plots"]) == 2
+    assert "not writable" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    assert (tmp_path / "rep" / "results.md").is_file() and "| tiny |" in (tmp_path / "rep" / "results.md").read_text()

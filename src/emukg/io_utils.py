@@ -158,9 +158,11 @@ def check_writable_dir(path: str | os.PathLike, flag: str) -> None:
                          "make it writable or pass another folder.")
 
 
-def check_writable_file(path: str | os.PathLike, flag: str) -> None:
-    """Refuse ``path`` as an output file, creating nothing: it is a folder, its folder is missing (or is a file),
-    or its folder is not writable.  One sentence naming ``flag``."""
+def check_writable_file(path: str | os.PathLike, flag: str, create_parents: bool = True) -> None:
+    """Refuse ``path`` as an output file, creating nothing: it is a folder, it lies under a file, or its folder
+    (or, when that is missing and ``create_parents``, the nearest existing ancestor where it would be created, as
+    the atomic writers do) is not writable; without ``create_parents`` a missing folder is refused too.  One
+    sentence naming ``flag``."""
     path = Path(os.path.abspath(Path(path).expanduser()))
     if path.is_dir():
         raise EmukgError(f"{flag} {path}: is a folder; pass a file path.")
@@ -168,7 +170,8 @@ def check_writable_file(path: str | os.PathLike, flag: str) -> None:
     existing = _nearest_existing(parent)
     if not existing.is_dir():
         raise EmukgError(f"{flag} {path}: lies under the file {existing}, not a folder; pass another file path.")
-    if existing != parent:
+    if existing != parent and not create_parents:
         raise EmukgError(f"{flag} {path}: the folder {parent} does not exist; create it or pass another file path.")
-    if not _writable_dir(parent):
-        raise EmukgError(f"{flag} {path}: the folder {parent} is not writable; make it writable or pass another file path.")
+    if not _writable_dir(existing):
+        what = f"the folder {parent}" if existing == parent else f"{parent} cannot be created because {existing}"
+        raise EmukgError(f"{flag} {path}: {what} is not writable; make it writable or pass another file path.")

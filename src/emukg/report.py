@@ -15,13 +15,22 @@ from pathlib import Path
 
 from .config import Config
 from .errors import EmukgError
-from .io_utils import atomic_write_bytes, atomic_write_text
+from .io_utils import atomic_write_bytes, atomic_write_text, check_writable_dir, write_error
+from .run import CONFIG, RunFolder
 
 METRICS = ("MRR", "HITS@1", "HITS@3", "HITS@10")
 
 
-def describe(cfg: Config) -> dict:
-    sampler = "uniform" if cfg.ce_mode in (1, 3) or cfg.sampler == "uniform" else "sans"
+def describe(cfg: Config, dataset_name: str | None = None) -> dict:
+    """The row keys of a run: dataset (``dataset_name``, e.g. from config.json's dataset record, else the last
+    part of ``cfg.dataset``), model, loss, sampler and method."""
+    ce_mode = getattr(cfg, "ce_mode", None)
+    if ce_mode is not None:  # a Config with the reference's integer loss switch
+        sampler = "uniform" if ce_mode in (1, 3) or cfg.sampler == "uniform" else "sans"
+        loss = {0: "sigmoid", 1: "CE", 2: "CE", 3: "1-vs-all"}[ce_mode]
+    else:  # named losses and samplers
+        sampler = "sans" if cfg.loss != "1vsall" and cfg.sampler == "sans" else "uniform"
+        loss = {"sigmoid": "sigmoid", "ce": "CE", "1vsall": "1-vs-all"}.get(cfg.loss, str(cfg.loss))
     if cfg.adversarial:
         sampler += "-adv"
     method = "EMU" if cfg.emu is not None else "baseline"
@@ -29,16 +38,19 @@ def describe(cfg: Config) -> dict:
         method = "EMU-Mixup"
     if cfg.emu is not None and cfg.only_ls:
         method = "EMU-OnlyLS"
-    loss = {0: "sigmoid", 1: "CE", 2: "CE", 3: "1-vs-all"}[cfg.ce_mode]
-    return {"dataset": Path(cfg.dataset).name, "model": cfg.model, "loss": loss, "sampler": sampler, "method": method}
+    return {"dataset": dataset_name or Path(cfg.dataset).name, "model": cfg.model, "loss": loss, "sampler": sampler, "method": method}
 
 
 def read_run(run_dir: str | os.PathLike) -> dict:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
+    """One report row of a run folder: its description, final metrics (results.json) and validation curve."""
+    run = RunFolder(run_dir)
+    run_dir = run.path
+    if not run.file(CONFIG).is_file():
         raise EmukgError(f"{run_dir}: not a run folder (no config.json); pass folders written by 'emukg train'.")
-    cfg = Config.load_json(run_dir / "config.json")
-    row = {"run": str(run_dir), **describe(cfg)}
+    cfg = run.read_config()
+    record = run.read_json(CONFIG).get("dataset_record")
+    name = record.get("name") if isinstance(record, dict) and isinstance(record.get("name"), str) else None
+    row = {"run": str(run_dir), **describe(cfg, name)}
     curve: list[tuple[int, float]] = []
     last_step = 0
     if (run_dir / "metrics.jsonl").is_file():
@@ -55,7 +67,7 @@ def read_run(run_dir: str | os.PathLike) -> dict:
     row["steps"] = last_step
     split = None
     if (run_dir / "results.json").is_file():
-        res = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        res = run.read_json("results.json")
         split = "test" if "test" in res else ("valid" if "valid" in res else None)
         if split:
             row.update({k: res[split][k] for k in METRICS if k in res[split]})
@@ -140,16 +152,29 @@ def plot_curves(rows: list[dict], path: Path) -> bool:
 
 
 def write_report(run_dirs: list[str], out_dir: str | os.PathLike, plots: bool = True) -> dict:
+    """Write results.md, results.csv and (with ``plots``) one PNG per dataset into ``out_dir``.
+
+    ``out_dir`` is checked first (a file, under a file, or not writable → :class:`EmukgError` naming ``--out``),
+    so nothing is read or computed in vain.
+    """
+    out = Path(out_dir)
+    check_writable_dir(out, "--out")
     rows = [read_run(d) for d in run_dirs]
     md, csv_text = build_tables(rows)
-    out = Path(out_dir)
-    atomic_write_text(out / "results.md", md)
-    atomic_write_text(out / "results.csv", csv_text)
+    try:
+        atomic_write_text(out / "results.md", md)
+        atomic_write_text(out / "results.csv", csv_text)
+    except OSError as exc:
+        raise write_error(out, exc, "make it writable or pass another --out folder") from None
     written = {"markdown": str(out / "results.md"), "csv": str(out / "results.csv")}
     if plots:
         datasets = sorted({r["dataset"] for r in rows})
         for d in datasets:
             p = out / f"valid_mrr_{d}.png"
-            if plot_curves([r for r in rows if r["dataset"] == d], p):
+            try:
+                drawn = plot_curves([r for r in rows if r["dataset"] == d], p)
+            except OSError as exc:
+                raise write_error(p, exc, "make it writable or pass another --out folder") from None
+            if drawn:
                 written[f"plot_{d}"] = str(p)
     return {"rows": rows, "markdown_text": md, "files": written}

@@ -231,13 +231,70 @@ def checkpoint_file(run_dir: str | os.PathLike, checkpoint: str = "best") -> str
     return RunFolder(run_dir).checkpoint_file(checkpoint)
 
 
-def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu"):
+def _try_resolve(name_or_path: str) -> Path | None:
+    """The dataset folder ``name_or_path`` names, or None; a registered name may be downloaded (as before)."""
+    from .data.registry import find_registered, resolve_dataset
+
+    if not name_or_path or not str(name_or_path).strip():
+        return None
+    try:
+        return resolve_dataset(name_or_path, download=find_registered(str(name_or_path)) is not None)
+    except EmukgError:
+        return None
+
+
+def find_run_data(run: RunFolder, cfg: Config, dataset: str | os.PathLike | None = None) -> tuple[Path, str, bool]:
+    """Where the run's data is: ``(folder, display name, given)``.
+
+    Order: ``dataset`` (``--dataset``; a name or a folder) when given; else the absolute path in config.json's
+    ``"dataset_record"`` if it still exists (a warning is logged when its files' sha256 differ from the record);
+    else the recorded name through the dataset resolver; else the ``dataset`` string as recorded.  Nothing found
+    → :class:`EmukgError` asking for ``--dataset``.
+    """
+    from .data.registry import file_digests, find_registered, resolve_dataset
+
+    if dataset is not None:
+        text = os.fspath(dataset)
+        try:
+            folder = resolve_dataset(text, download=find_registered(text) is not None)
+        except EmukgError as exc:
+            raise EmukgError(f"--dataset {exc}") from None
+        info = None if Path(text).expanduser().is_dir() else find_registered(text)
+        return folder, info.name if info else folder.name, True
+    raw = run.read_json(CONFIG)
+    record = raw.get("dataset_record") if isinstance(raw, dict) else None
+    record = record if isinstance(record, dict) else {}
+    recorded_path = record.get("path")
+    if isinstance(recorded_path, str) and Path(recorded_path).is_dir():
+        folder = Path(recorded_path)
+        expected = record.get("sha256") if isinstance(record.get("sha256"), dict) else {}
+        if expected:
+            actual = file_digests(folder, tuple(expected))
+            changed = sorted(n for n in expected if actual.get(n) != expected[n])
+            if changed:
+                log.warning("%s: the dataset at %s changed since the run was trained (%s differ from the record in %s)",
+                            run.path, folder, ", ".join(changed), run.file(CONFIG))
+        return folder, str(record.get("name") or folder.name), False
+    for candidate in (record.get("name"), cfg.dataset):
+        if isinstance(candidate, str):
+            folder = _try_resolve(candidate)
+            if folder is not None:
+                info = None if Path(candidate).expanduser().is_dir() else find_registered(candidate)
+                return folder, info.name if info else folder.name, False
+    name = record.get("name") or cfg.dataset
+    where = f" (recorded at {recorded_path})" if isinstance(recorded_path, str) else ""
+    raise EmukgError(f"{run.file(CONFIG)}: the run's dataset {name!r}{where} is not found; pass --dataset NAME_OR_FOLDER.")
+
+
+def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
+             dataset: str | os.PathLike | None = None):
     """Load ``(config, kg, model)`` from a run folder.
 
     ``checkpoint='best'`` uses ``best_model`` when it exists (else the last checkpoint); ``'last'`` the
-    last ``checkpoint``.
+    last ``checkpoint``.  The data is found by :func:`find_run_data` (``dataset`` is ``--dataset``: a
+    registered name or a folder); data whose entity or relation count differs from the checkpoint's is refused.
     """
-    from .data import load_dataset
+    from .data import load_folder
     from .models import build_model
 
     run = RunFolder(run_dir)
@@ -245,12 +302,22 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu")
         raise EmukgError(f"{run.path}: run folder not found; pass the folder given to 'emukg train --save-path'.")
     name = run.checkpoint_file(checkpoint)
     cfg = run.read_config()
-    kg = load_dataset(cfg.dataset)
     state = read_checkpoint(run.file(name))
+    weights = state.get("model_state_dict") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise EmukgError(f"{run.file(name)}: holds no model weights; it is damaged or not an emukg checkpoint.")
+    folder, data_name, given = find_run_data(run, cfg, dataset)
+    kg = load_folder(folder, name=data_name)
+    for what, have, table in (("entities", kg.num_entities, weights.get("entity_embedding")),
+                              ("relations", kg.num_relations, weights.get("relation_embedding"))):
+        if table is not None and getattr(table, "ndim", 0) >= 1 and int(table.shape[0]) != have:
+            where = f"--dataset {dataset}:" if given else f"{run.file(CONFIG)}: the run's data at {folder}"
+            raise EmukgError(f"{where} has {have} {what} but the checkpoint {name} has {int(table.shape[0])}; "
+                             "pass the data the run was trained on with --dataset NAME_OR_FOLDER.")
     model = build_model(cfg.model, kg.num_entities, kg.num_relations, cfg.hidden_dim, cfg.gamma,
                         cfg.double_entity_embedding, cfg.double_relation_embedding)
     try:
-        model.load_state_dict(state["model_state_dict"])
+        model.load_state_dict(weights)
     except (KeyError, RuntimeError) as exc:
         raise EmukgError(f"{run.file(name)}: the saved model does not match config.json ({str(exc).splitlines()[0]}).") from None
     return cfg, kg, model.to(device).eval()

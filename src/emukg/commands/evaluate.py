@@ -46,19 +46,24 @@ def format_table(res: dict, per_relation: bool = False) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
-    from ..io_utils import atomic_write_json
+    from ..io_utils import atomic_write_json, check_writable_file, write_error
     from ..run import checkpoint_file, load_run
     from ..training import resolve_device
 
+    if args.json:  # refuse an unwritable --json before the evaluation runs
+        check_writable_file(args.json, "--json")
+    if args.memory_mb is not None and not args.memory_mb > 0:
+        raise EmukgError(f"--memory-mb {args.memory_mb}: must be positive.")
     device = resolve_device(args.device)
-    cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device)
+    cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device, dataset=args.dataset)
     memory_mb = args.memory_mb if args.memory_mb is not None else cfg.eval_memory_mb
     if memory_mb <= 0:
         raise EmukgError(f"--memory-mb {memory_mb}: must be positive.")
     res = evaluate(model, kg, args.split, tie_policy=args.tie_policy, memory_mb=memory_mb,
                    filtered=not args.unfiltered, progress=sys.stderr.isatty())
     ckpt = checkpoint_file(args.run_dir, args.checkpoint)
-    res["run"] = {"dir": str(args.run_dir), "checkpoint": ckpt, "model": cfg.model, "dataset": cfg.dataset,
+    res["run"] = {"dir": str(args.run_dir), "checkpoint": ckpt, "model": cfg.model, "dataset": kg.name,
+                  "dataset_path": str(Path(kg.path).resolve()) if kg.path else None,
                   "hidden_dim": cfg.hidden_dim, "device": str(device)}
     mode = "raw" if args.unfiltered else "filtered"
     print(f"{cfg.model} on {kg.name} ({args.run_dir}, {ckpt}): {args.split} split, {mode}, "
@@ -69,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_table(res, per_relation=args.per_relation))
     if args.json:
-        atomic_write_json(args.json, res)
+        try:
+            atomic_write_json(args.json, res)
+        except OSError as exc:
+            raise write_error(args.json, exc, "pass another --json file") from None
         print(f"\nwrote {args.json}")
     return 0
 
@@ -82,6 +90,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["valid", "test", "train"], default="test", help="split to rank (default: test)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best",
                    help="best_model (best validation MRR; falls back to the last checkpoint) or the last checkpoint")
+    p.add_argument("--dataset", metavar="NAME_OR_FOLDER",
+                   help="the run's data (a registered name or a folder), when it is no longer where config.json says")
     p.add_argument("--json", metavar="FILE", help="also write every metric (per policy, direction, relation) as JSON")
     p.add_argument("--tie-policy", choices=TIE_POLICIES, default="realistic",
                    help="which policy the headline metrics use (default: realistic; all three are reported)")

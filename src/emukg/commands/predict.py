@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_query(args.head, args.relation, args.tail, args.top_k)  # before the dataset is loaded
     device = resolve_device(args.device)
-    cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device)
+    cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device, dataset=args.dataset)
     rows = predict(model, kg, head=args.head, relation=args.relation, tail=args.tail, top_k=args.top_k,
                    filter_known=args.filter_known)
     ids = torch.tensor([kg.entity_to_id[name] for name, _ in rows], dtype=torch.long)
@@ -56,6 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="leave out entities that already form a known triple (train ∪ valid ∪ test) with the query")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best",
                    help="best_model (falls back to the last checkpoint) or the last checkpoint")
+    p.add_argument("--dataset", metavar="NAME_OR_FOLDER",
+                   help="the run's data (a registered name or a folder), when it is no longer where config.json says")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.set_defaults(func=run)
     return p

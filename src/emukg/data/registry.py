@@ -295,6 +295,42 @@ def load_dataset(name_or_path: str | os.PathLike, *, download: bool = True, mirr
     return load_folder(path, name=info.name if info else path.name)
 
 
+RECORD_FILES = ("train.txt", "valid.txt", "test.txt", "entities.dict", "relations.dict")
+"""The files whose sha256 a :func:`dataset_record` holds (those that exist)."""
+
+
+def file_digests(folder: str | os.PathLike, names=RECORD_FILES) -> dict[str, str]:
+    """``{name: sha256 hex}`` of the files ``names`` that exist in ``folder`` (each read once, in 1 MiB blocks)."""
+    out = {}
+    for name in names:
+        path = Path(folder) / name
+        if not path.is_file():
+            continue
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            raise EmukgError(f"{path}: cannot be read ({exc.strerror or exc}); make the dataset readable.") from None
+        out[name] = digest.hexdigest()
+    return out
+
+
+def dataset_record(name_or_path: str | os.PathLike) -> dict:
+    """Where a run's data came from, for config.json's ``"dataset_record"``.
+
+    ``{"name": the registered name (or the folder's name), "given": the string as given, "path": the absolute
+    resolved folder, "sha256": {file: hex digest}}`` for the split files and dicts that exist.  The folder is
+    resolved as :func:`resolve_dataset` does (no download); each file is hashed once.
+    """
+    given = os.fspath(name_or_path)
+    folder = resolve_dataset(given, download=False)
+    info = None if Path(given).expanduser().is_dir() else find_registered(given)
+    path = folder.expanduser().resolve()
+    return {"name": info.name if info else path.name, "given": given, "path": str(path), "sha256": file_digests(path)}
+
+
 # ------------------------------------------------------------------------------------------------- download
 
 

@@ -193,7 +193,11 @@ class Trainer:
         self.changes: dict = {}
         if source is not None:
             if not source.has_checkpoint("last"):
-                raise EmukgError(f"--resume {source.path}: no checkpoint there yet; start the run again without --resume.")
+                if not (same_folder and resume == "strict" and source.file(CONFIG).is_file()):
+                    raise EmukgError(f"--resume {source.path}: no checkpoint there yet; start the run again without --resume.")
+                # stopped before its first checkpoint: the run starts again from step 0 (same seed, same run)
+                source, same_folder, overwrite = None, False, True
+        if source is not None:
             if resume == "strict":
                 self.changes = resume_changes(source.read_config(), cfg, source.path)
             saved_info = source.read_json(CONFIG) if source.file(CONFIG).is_file() else {}
@@ -223,6 +227,7 @@ class Trainer:
         self.best_mrr = -math.inf
         self.best_step = -1
         self.saved_step: int | None = None  # the step of the last checkpoint on disk
+        self.last_valid_step = -1  # steps done at the last validation (a final one interrupted by a kill is repeated)
         if source is not None:
             self._restore(source)
         # --- now write -------------------------------------------------------------------------
@@ -264,6 +269,7 @@ class Trainer:
             "iterators": {side: it.state_dict() for side, it in self.iterators.items()},
             "best_valid_mrr": self.best_mrr,
             "best_step": self.best_step,
+            "last_valid_step": self.last_valid_step,
         }
 
     def save(self, best: bool = False) -> None:
@@ -300,6 +306,7 @@ class Trainer:
                              "resume with the run's own settings.") from None
         self.best_mrr = float(state.get("best_valid_mrr", -math.inf))
         self.best_step = int(state.get("best_step", -1))
+        self.last_valid_step = int(state.get("last_valid_step", -1))
         self.saved_step = self.step
         if "learning_rate" in self.changes:  # a documented override: the new rate applies from this step on
             self.learning_rate = float(self.config.learning_rate)
@@ -321,6 +328,7 @@ class Trainer:
         label = self.step if at_step is None else at_step
         metrics = self.evaluate("valid")
         self._last_valid = (self.step, metrics)
+        self.last_valid_step = self.step
         self.out.metrics("Valid", label, self.headline(metrics))
         if metrics["MRR"] > self.best_mrr:
             self.best_mrr, self.best_step = float(metrics["MRR"]), self.step
@@ -408,11 +416,13 @@ class Trainer:
                             self.save()
                 finally:
                     bar.close()
-                self.save()
                 if cfg.do_valid and not ref:
                     self.validate()
+                self.save()
             elif not cfg.do_train:
                 out.info("Skipping training (--do_train not given)")
+            elif cfg.do_valid and not ref and self.step > 0 and self.last_valid_step != self.step:
+                self.validate()  # the final validation of a run killed between its last checkpoint and that validation
             return self._final_evaluation()
         finally:
             out.close()

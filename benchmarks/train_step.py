@@ -44,19 +44,20 @@ def make_config(model: str, loss: str, sampler: str = "uniform", dataset: str = 
 
     base = dict(dataset=dataset, model=model, hidden_dim=hidden_dim, gamma=24.0, batch_size=batch_size,
                 negative_sample_size=negatives, adversarial_temperature=1.0, learning_rate=LEARNING_RATE.get(model, 0.05),
-                sampler="uniform" if sampler == "uniform-filtered" else sampler, **FLAGS.get(model, {}))
+                **FLAGS.get(model, {}))
     if sampler == "sans":  # the paper's SANS setting: -khop 3 -nrw 1000
         base.update(khop=3, num_random_walks=1000)
-    ce_mode = 1 if sampler == "uniform" else 2
+    # "uniform" cases: CE over fresh unfiltered negatives (-if_CE 1) and the sigmoid loss over filtered ones (-if_CE 0)
+    ce_sampler = {"uniform-filtered": "filtered"}.get(sampler, sampler)
     if loss == "ce":
-        base.update(ce_mode=ce_mode)
+        base.update(loss="ce", sampler=ce_sampler)
     elif loss == "emu":
-        base.update(ce_mode=ce_mode, emu=0.39, neg_label=0.53, ce_coef=0.11)
+        base.update(loss="ce", sampler=ce_sampler, emu=0.39, neg_label=0.53, ce_coef=0.11)
     elif loss == "sigmoid-adv":
-        base.update(ce_mode=0, adversarial=True)
+        base.update(loss="sigmoid", sampler="filtered" if sampler in ("uniform", "uniform-filtered") else sampler, adversarial=True)
     else:
         raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-    return Config.from_dict(base)  # ce_mode is translated to the named loss/sampler (Config.upgrade_settings)
+    return Config.from_dict(base)
 
 
 def _sync(device):

@@ -23,6 +23,20 @@ def gen(seed=0):
 def test_registry():
     assert SAMPLERS["uniform"].__name__ == "UniformSampler"
     assert SAMPLERS["uniform-filtered"].__name__ == "FilteredUniformSampler"
+    assert SAMPLERS["sans"].__name__ == "SANSSampler"
+
+
+def test_no_import_circle():
+    """emukg.sans does not import emukg.sampling; importing emukg.sampling alone registers all three samplers."""
+    import subprocess
+    import sys
+
+    code = ("import sys, emukg.sans; assert 'emukg.sampling' not in sys.modules, sorted(sys.modules)\n"
+            "import emukg.sampling as s; before = set(sys.modules)\n"
+            "assert {'uniform', 'uniform-filtered', 'sans'} <= set(s.SAMPLERS), s.SAMPLERS\n"
+            "assert set(sys.modules) == before")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", "import emukg.sampling as s; assert 'sans' in s.SAMPLERS"], check=True)
 
 
 def test_uniform_shape_range_determinism(kg):
@@ -78,14 +92,33 @@ def test_keeps_first_valid_in_draw_order_and_refills():
     assert out.tolist() == [[4, 0, 5], [9, 8, 7]]
 
 
-def test_fallback_when_a_draw_leaves_nothing():
+def test_fallback_is_sticky_per_row():
+    """The reference's rule: a row whose primary round leaves zero survivors adds nothing that round and draws from
+    the fallback in all later rounds; a row that got survivors keeps drawing from the primary draw."""
     from emukg.data.graph import FilterIndex
 
-    filt = FilterIndex.from_triples(torch.tensor([[0, 0, 1], [0, 0, 2]]), 6, 1)
-    pos = torch.tensor([[0, 0, 1]])
-    out = filter_and_refill(filt, pos, "tail", 4, lambda rows, k: torch.tensor([[1, 2] * (k // 2)]),
-                            fallback_fn=lambda rows, k: torch.tensor([[3, 4, 5, 0, 1, 2, 3, 4][:k]]))
-    assert out.tolist() == [[3, 4, 5, 0]]
+    # for the pair (0, 0), tails 1 and 2 are training triples; (5, 0) has no answers
+    filt = FilterIndex.from_triples(torch.tensor([[0, 0, 1], [0, 0, 2]]), 10, 1)
+    pos = torch.tensor([[0, 0, 1], [5, 0, 6]])
+    log = []
+
+    def draw(rows, k):  # row 0: only filtered ids; row 1: one valid id (7) per round, so it needs 4 rounds
+        log.append(("draw", rows.tolist()))
+        return torch.tensor([[1, 2] * (k // 2) if int(i) == 0 else [7] + [1] * (k - 1) for i in rows])
+
+    def fallback(rows, k):
+        log.append(("fallback", rows.tolist()))
+        return torch.tensor([[3, 4, 5, 0, 1, 2, 3, 4][:k]] * rows.numel())
+
+    out = filter_and_refill(FilterIndex.from_triples(torch.tensor([[0, 0, 1], [0, 0, 2], [5, 0, 1]]), 10, 1),
+                            pos, "tail", 4, draw, fallback_fn=fallback)
+    assert out.tolist() == [[3, 4, 5, 0], [7, 7, 7, 7]]
+    # round 1: both rows from the primary draw, row 0 gets nothing and falls back; later rounds: row 0 never
+    # returns to the primary draw (it was filled by its first fallback round), row 1 never falls back
+    assert log == [("draw", [0, 1]), ("draw", [1]), ("fallback", [0]), ("draw", [1]), ("draw", [1])]
+    # without a fallback every round uses the primary draw: a row that only ever draws filtered ids is an error
+    with pytest.raises(EmukgError, match="-if_CE 1"):
+        filter_and_refill(filt, pos[:1], "tail", 4, draw, max_rounds=5)
 
 
 def test_unfillable_row_raises():
@@ -98,11 +131,11 @@ def test_unfillable_row_raises():
 
 def test_build_sampler_modes(kg):
     g = gen()
-    assert build_sampler(Config(ce_mode=0), kg, "cpu", g).name == "uniform-filtered"
-    assert build_sampler(Config(ce_mode=2), kg, "cpu", g).name == "uniform-filtered"
-    assert build_sampler(Config(ce_mode=1), kg, "cpu", g).name == "uniform"
-    assert build_sampler(Config(ce_mode=3, model="DistMult"), kg, "cpu", g) is None
-    s = build_sampler(Config(ce_mode=2, negative_sample_size=9), kg, "cpu", g)
+    assert build_sampler(Config(loss="sigmoid"), kg, "cpu", g).name == "uniform-filtered"
+    assert build_sampler(Config(loss="ce", sampler="filtered"), kg, "cpu", g).name == "uniform-filtered"
+    assert build_sampler(Config(loss="ce", sampler="uniform"), kg, "cpu", g).name == "uniform"
+    assert build_sampler(Config(loss="1vsall", model="DistMult"), kg, "cpu", g) is None
+    s = build_sampler(Config(loss="ce", negative_sample_size=9), kg, "cpu", g)
     assert s.num_negatives == 9
 
 
@@ -113,7 +146,7 @@ def test_register_sampler_and_from_config(kg):
             return torch.zeros(positives.shape[0], self.num_negatives, dtype=torch.long)
 
     try:
-        s = build_sampler(Config(ce_mode=2, sampler="uniform"), kg, "cpu", gen())
+        s = build_sampler(Config(loss="ce", sampler="filtered"), kg, "cpu", gen())
         assert isinstance(s, NegativeSampler)
         c = SAMPLERS["test-constant"].from_config(Config(negative_sample_size=3), kg, "cpu", gen())
         assert c.sample(kg.train, "tail").shape == (kg.train.shape[0], 3)

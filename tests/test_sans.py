@@ -1,4 +1,4 @@
-"""SANS neighbourhoods (exact and random-walk), their disk cache, and the "sans" sampler."""
+"""SANS neighbourhoods (exact and random-walk), their disk cache, and the "sans" sampler (emukg.sampling)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from emukg import sans
 from emukg.data import KnowledgeGraph
 from emukg.errors import EmukgError
+from emukg.sampling import SANSSampler
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +31,7 @@ def rows_of(indptr, indices):
 def dense_adjacency(tr, N):
     A = np.zeros((N, N), dtype=np.int64)
     for h, _, t in tr:
-        if h != t:
-            A[h, t] = A[t, h] = 1
+        A[h, t] = A[t, h] = 1  # self loops included, as in the reference
     return A
 
 
@@ -47,11 +47,19 @@ def random_graph(N=40, E=70, seed=0, isolated=(), self_loops=()):
 # --------------------------------------------------------------------------- adjacency and exact neighbourhoods
 
 
-def test_adjacency_is_binary_undirected_without_self_loops():
-    tr = np.array([(0, 0, 1), (1, 1, 0), (0, 2, 1), (2, 0, 2), (1, 0, 3)])
+def test_adjacency_is_binary_undirected_with_self_loops():
+    # (2, 0, 2) twice and (1, 2, 1): self loops are edges of A, as in the reference (A[h,t] = A[t,h] = 1 per triple)
+    tr = np.array([(0, 0, 1), (1, 1, 0), (0, 2, 1), (2, 0, 2), (1, 0, 3), (2, 1, 2), (1, 2, 1)])
     indptr, indices = sans.undirected_adjacency(tr, 5)
-    assert rows_of(indptr, indices) == [{1}, {0, 3}, set(), {1}, set()]
+    assert rows_of(indptr, indices) == [{1}, {0, 1, 3}, {2}, {1}, set()]
+    assert indptr.tolist() == [0, 1, 4, 5, 6, 6]  # one entry per distinct edge, the loop of 2 counted once
     assert indptr.dtype == np.int64 and indices.dtype == np.int32
+
+
+def test_cache_format_version_covers_self_loops():
+    """Neighbourhoods cached before self loops were kept (format 1) are not reused."""
+    assert sans.FORMAT_VERSION >= 2
+    assert sans.neighbourhood_key(triples([(0, 1)]), 2, 2, 0)["format"] == sans.FORMAT_VERSION
 
 
 @pytest.mark.parametrize("method", ["sparse", "bitset"])
@@ -69,14 +77,20 @@ def test_exact_path_graph(method):
 
 @pytest.mark.parametrize("method", ["sparse", "bitset"])
 def test_exact_star_graph_with_isolated_and_self_loop(method):
-    # centre 0, leaves 1..4; entity 5 has no triple; entity 6 only a self loop (no edge of A)
+    # centre 0, leaves 1..4; entity 5 has no triple; entity 6 only a self loop (its one edge of A goes to itself)
     tr = np.concatenate([triples([(0, 1), (0, 2), (3, 0), (4, 0)]), triples([(6, 6)], rel=1)])
     k2 = rows_of(*sans.build_neighbourhood(tr, 7, 2, 0, method=method))
     assert k2[0] == {0, 1, 2, 3, 4}
     assert k2[1] == {0, 1, 2, 3, 4}  # leaf: A^1 = centre, A^2 = all leaves including itself
-    assert k2[5] == set() and k2[6] == set()  # no edges: empty for k >= 2 (the sampler draws uniformly)
+    assert k2[5] == set()  # no edges: empty for k >= 2 (the sampler draws uniformly)
+    assert k2[6] == {6}  # the self loop: every walk stays at 6
     k1 = rows_of(*sans.build_neighbourhood(tr, 7, 1, 0, method=method))
     assert k1[1] == {0, 1} and k1[5] == {5} and k1[6] == {6}  # A^0 = I
+    # a self loop on the centre adds the centre to its own row of A
+    loop = np.concatenate([tr, triples([(0, 0)])])
+    indptr, indices = sans.undirected_adjacency(loop, 7)
+    assert rows_of(indptr, indices)[0] == {0, 1, 2, 3, 4}
+    assert rows_of(*sans.build_neighbourhood(loop, 7, 1, 0, method=method))[0] == {0, 1, 2, 3, 4}
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
@@ -179,12 +193,15 @@ def test_isolated_entities_get_uniform_entities():
     N = 20
     tr = np.concatenate([triples([(0, 1), (1, 2)]), triples([(3, 3)])])  # 3: self loop only; 4..19: no triple
     indptr, indices = sans.undirected_adjacency(tr, N)
-    ends = sans.random_walk_end_nodes(indptr, indices, np.array([3, 4]), 2, 4000, "restart", rng=1)
+    ends = sans.random_walk_end_nodes(indptr, indices, np.array([4, 5]), 2, 4000, "restart", rng=1)
     for row in ends:
         counts = np.bincount(row, minlength=N)
         assert counts.min() > 0 and np.abs(counts / 4000 - 1 / N).max() < 0.02
+    for mode in ("restart", "chained"):  # the self loop is 3's only edge: its walks never leave it
+        assert np.all(sans.random_walk_end_nodes(indptr, indices, np.array([3]), 2, 50, mode, rng=1) == 3)
     hood = rows_of(*sans.build_neighbourhood(tr, N, 2, 5, "restart", seed=0))
-    for e in range(3, N):
+    assert hood[3] == {3}
+    for e in range(4, N):
         assert 1 <= len(hood[e]) <= 5
     assert hood[0] == {0, 2}  # two steps from an end of the path: back to itself or on to the far end
 
@@ -325,7 +342,7 @@ def test_sampler_draws_from_the_kept_side_neighbourhood():
     tr[:, 1] %= 2
     kg = make_kg(tr, N)
     g = torch.Generator().manual_seed(0)
-    sampler = sans.SANSSampler(kg, 16, "cpu", g, khop=1, num_random_walks=0)
+    sampler = SANSSampler(kg, 16, "cpu", g, khop=1, num_random_walks=0)
     hood = rows_of(sampler.indptr.numpy(), sampler.indices.numpy())
     pos = kg.train[:64]
     for side, kept in (("head", pos[:, 2]), ("tail", pos[:, 0])):
@@ -349,19 +366,42 @@ def test_sampler_never_returns_training_triples_even_when_the_neighbourhood_runs
     tr = np.concatenate([tr, triples([(0, 0)])])  # the centre itself is a true tail too: the neighbourhood is dry
     N = 30
     kg = make_kg(tr, N, R=1)
-    sampler = sans.SANSSampler(kg, 8, "cpu", torch.Generator().manual_seed(1), khop=1, num_random_walks=0)
+    sampler = SANSSampler(kg, 8, "cpu", torch.Generator().manual_seed(1), khop=1, num_random_walks=0)
     pos = torch.tensor([[0, 0, 1]] * 5)
     neg = sampler.sample(pos, "tail")
     assert neg.shape == (5, 8)
     assert not set(neg.flatten().tolist()) & {0, *leaves}
-    # an entity whose only triple is a self loop has no neighbourhood (k=2): uniform draws
-    kg2 = make_kg(np.concatenate([tr, triples([(20, 20)])]), N, R=1)
-    sampler2 = sans.SANSSampler(kg2, 8, "cpu", torch.Generator().manual_seed(1), khop=2, num_random_walks=0)
+    # an entity without any triple has no neighbourhood (k=2): uniform draws
+    sampler2 = SANSSampler(kg, 8, "cpu", torch.Generator().manual_seed(1), khop=2, num_random_walks=0)
     assert int(sampler2.neighbourhood_sizes()[20]) == 0
     cand = sampler2.draw_fn(torch.tensor([[20, 0, 20]]), "head")(torch.tensor([0]), 400)
     assert len(set(cand.flatten().tolist())) > N // 2
-    neg = sampler2.sample(torch.tensor([[20, 0, 20]] * 3), "head")
-    assert neg.shape == (3, 8) and not bool((neg == 20).any())
+    # an entity whose only triple is a self loop has the neighbourhood {itself}, all filtered: uniform fallback
+    kg3 = make_kg(np.concatenate([tr, triples([(20, 20)])]), N, R=1)
+    sampler3 = SANSSampler(kg3, 8, "cpu", torch.Generator().manual_seed(1), khop=2, num_random_walks=0)
+    assert int(sampler3.neighbourhood_sizes()[20]) == 1
+    neg = sampler3.sample(torch.tensor([[20, 0, 20]] * 3), "head")
+    assert neg.shape == (3, 8) and not bool((neg == 20).any()) and len(set(neg.flatten().tolist())) > 5
+
+
+def test_sampler_fallback_is_sticky_per_positive():
+    """A positive whose neighbourhood round is wholly filtered switches to uniform draws; one whose round kept
+    survivors keeps drawing from its neighbourhood, so all its negatives lie in it."""
+    N, leaves = 40, list(range(1, 9))
+    # centre 0 with leaves 1..8 and a self loop under r0: every entity of 0's 1-hop row {0..8} is a true tail of
+    # (0, r0); under r1 only 5 is
+    tr = np.concatenate([triples([(0, leaf) for leaf in leaves] + [(0, 0)]), triples([(0, 5)], rel=1),
+                         triples([(i, i + 1) for i in range(10, 39)], rel=1)])
+    kg = make_kg(tr, N)
+    sampler = SANSSampler(kg, 8, "cpu", torch.Generator().manual_seed(2), khop=1, num_random_walks=0)
+    hood = set(range(9))
+    assert rows_of(sampler.indptr.numpy(), sampler.indices.numpy())[0] == hood
+    pos = torch.tensor([[0, 0, 1]] * 20 + [[0, 1, 5]] * 20)
+    neg = sampler.sample(pos, "tail")
+    dry, wet = neg[:20], neg[20:]
+    assert not set(dry.flatten().tolist()) & hood  # fell back: uniform over the entities outside the row
+    assert len(set(dry.flatten().tolist())) > 20
+    assert set(wet.flatten().tolist()) == hood - {5}  # (1/9)^16 per round to draw nothing valid: never falls back
 
 
 def test_sampler_registered_and_built_from_config(tiny_dataset):
@@ -369,12 +409,12 @@ def test_sampler_registered_and_built_from_config(tiny_dataset):
     from emukg.data import load_folder
     from emukg.sampling import SAMPLERS, build_sampler
 
-    assert SAMPLERS["sans"] is sans.SANSSampler
+    assert SAMPLERS["sans"] is SANSSampler
     kg = load_folder(tiny_dataset)
-    cfg = Config(dataset=str(tiny_dataset), sampler="sans", ce_mode=2, khop=2, num_random_walks=20, walk_mode="chained",
+    cfg = Config(dataset=str(tiny_dataset), sampler="sans", loss="ce", khop=2, num_random_walks=20, walk_mode="chained",
                  negative_sample_size=4, seed=3)
     sampler = build_sampler(cfg, kg, "cpu", torch.Generator().manual_seed(0))
-    assert isinstance(sampler, sans.SANSSampler)
+    assert isinstance(sampler, SANSSampler)
     assert (sampler.khop, sampler.num_random_walks, sampler.walk_mode) == (2, 20, "chained")
     want = sans.build_neighbourhood(kg.train, kg.num_entities, 2, 20, "chained", 3)
     assert np.array_equal(sampler.indices.numpy(), want[1])
@@ -390,7 +430,7 @@ def test_memory_budget_setting_reaches_the_sampler(tiny_dataset, monkeypatch):
     from emukg.sampling import build_sampler
 
     kg = load_dataset(str(tiny_dataset))
-    cfg = Config(dataset=str(tiny_dataset), ce_mode=2, sampler="sans", khop=2, num_random_walks=0, negative_sample_size=2,
+    cfg = Config(dataset=str(tiny_dataset), loss="ce", sampler="sans", khop=2, num_random_walks=0, negative_sample_size=2,
                  sans_memory_mb=1)
     seen = []
     real = sans.load_or_build_neighbourhood
@@ -403,7 +443,7 @@ def test_memory_budget_setting_reaches_the_sampler(tiny_dataset, monkeypatch):
     assert build_sampler(cfg, kg, "cpu", torch.Generator().manual_seed(0)).name == "sans"  # a tiny table fits in 1 MiB
     assert seen == [1 << 20]
     with pytest.raises(EmukgError) as err:
-        sans.SANSSampler.from_config(cfg, kg, "cpu", torch.Generator(), memory_budget_bytes=16, use_cache=False)
+        SANSSampler.from_config(cfg, kg, "cpu", torch.Generator(), memory_budget_bytes=16, use_cache=False)
     assert "--num-random-walks" in str(err.value) and "--sans-memory-mb" in str(err.value)
-    with pytest.raises(EmukgError, match="--sans-memory-mb"):
+    with pytest.raises(EmukgError, match="sans_memory_mb"):  # named as the caller spells it (Python here)
         Config(sans_memory_mb=0).validate()

@@ -11,8 +11,11 @@ A sampler is looked up by name in :data:`SAMPLERS` and built by :func:`build_sam
 * ``"uniform-filtered"``: the reference's data-side negatives: draw 2n candidates, drop those that form a
   *training* triple with the kept pair, keep the first n valid ones in draw order, and draw again for the rows
   still short (:func:`filter_and_refill`).
-* ``"sans"``: registered by :mod:`emukg.sans`; it supplies only the candidate draw and reuses
-  :func:`filter_and_refill`.
+* ``"sans"``: :class:`SANSSampler`, candidates from the kept entity's k-hop neighbourhood (built and cached by
+  :mod:`emukg.sans`), the same filter and refill, and a per-row sticky fallback to uniform draws.
+
+All three are registered when this module is imported.  The dependency is one-directional: this module imports
+:mod:`emukg.sans` (neighbourhood tables), which imports nothing from here.
 
 Everything is batched tensor code on the training device; randomness comes from the passed ``torch.Generator``.
 """
@@ -22,8 +25,10 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+import numpy as np
 import torch
 
+from . import sans
 from .errors import EmukgError
 
 log = logging.getLogger("emukg")
@@ -60,11 +65,18 @@ def filter_and_refill(kg_filter, positives: torch.Tensor, side: str, n: int, dra
 
     Each round draws ``2n`` candidates for every row that is still short (``draw_fn(rows, 2n)`` → (len(rows), 2n),
     ``rows`` the row indices into ``positives``), drops those for which ``kg_filter.contains`` is true, and appends
-    the survivors in draw order until the row holds ``n``.  ``fallback_fn`` (e.g. a uniform draw, for SANS) redraws,
-    in the same round, the rows whose ``draw_fn`` candidates were all filtered out.  Rows whose kept pair is true
-    for every entity can never be filled: they raise :class:`EmukgError`.  ``generator`` is unused here (the draw
-    functions carry their own) and kept for symmetry with the samplers.  ``native``: None = the CPU kernel when
-    available, False = tensor ops only; both give identical results for the same draws.
+    the survivors in draw order until the row holds ``n``.
+
+    ``fallback_fn`` (a uniform draw, for SANS) makes the switch sticky and per row, as in the reference code: a
+    row whose ``draw_fn`` round leaves **zero** survivors is flagged "fallen back" (that round adds nothing), and a
+    flagged row draws from ``fallback_fn`` in every later round; a row that keeps getting survivors keeps using
+    ``draw_fn`` however many rounds it needs.  Without ``fallback_fn`` every round uses ``draw_fn``.
+
+    Rows whose kept pair is true for every entity can never be filled: they raise :class:`EmukgError` after the
+    first round; ``max_rounds`` is only a safety net against draws that never produce survivors (EmukgError).
+    Cost per round: ``2n`` draws and lookups per short row.  ``generator`` is unused here (the draw functions carry
+    their own) and kept for symmetry with the samplers.  ``native``: None = the CPU kernel when available, False =
+    tensor ops only; both give identical results for the same draws.
     """
     B = positives.shape[0]
     device = positives.device
@@ -76,16 +88,25 @@ def filter_and_refill(kg_filter, positives: torch.Tensor, side: str, n: int, dra
         raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
     filled = torch.zeros(B, dtype=torch.long, device=device)
     rows = torch.arange(B, device=device)
+    fallen = torch.zeros(B, dtype=torch.bool, device=device)  # sticky per-row "draws from fallback_fn" flag
+    any_fallen = False
     valid = _Validity(kg_filter, h, r, t, side, native=native)
     k = 2 * n
     for round_ in range(max_rounds):
-        cand = draw_fn(rows, k)
-        found = valid.fill(rows, cand, out, filled, n)
-        if fallback_fn is not None:
-            empty = found == 0  # nothing survived, so nothing was appended: redraw these rows in this round
-            if bool(empty.any()):
-                redo = rows[empty]
-                valid.fill(redo, fallback_fn(redo, k), out, filled, n)
+        if any_fallen:
+            flag = fallen[rows]
+            primary, backup = rows[~flag], rows[flag]
+        else:
+            primary, backup = rows, rows[:0]
+        if primary.numel():
+            found = valid.fill(primary, draw_fn(primary, k), out, filled, n)
+            if fallback_fn is not None:
+                empty = found.to(device) == 0  # nothing survived, so nothing was appended: fall back from now on
+                if bool(empty.any()):
+                    fallen[primary[empty]] = True
+                    any_fallen = True
+        if backup.numel():
+            valid.fill(backup, fallback_fn(backup, k), out, filled, n)
         rows = rows[filled[rows] < n]
         if rows.numel() == 0:
             return out
@@ -205,6 +226,112 @@ class FilteredUniformSampler(NegativeSampler):
         return filter_and_refill(self.filter, positives, side, self.num_negatives, self.draw, self.generator)
 
 
+@register_sampler("sans")
+class SANSSampler(NegativeSampler):
+    """Structure-aware negatives: ``n`` filtered draws per positive from the kept entity's k-hop neighbourhood.
+
+    Head-batch (``side='head'``) draws from the neighbourhood of the tail, tail-batch from that of the head,
+    uniformly over its entries (with replacement: entry ``indptr[e] + floor(u * size[e])``).  Candidates forming a
+    training triple with the kept pair are dropped and refilled by :func:`filter_and_refill` with the reference's
+    sticky fallback: a positive whose neighbourhood round of ``2n`` draws leaves zero survivors draws uniformly for
+    all its remaining rounds; until then it draws from the neighbourhood, with no cap on the number of rounds.  An
+    entity with an empty neighbourhood (no triple at all, ``k >= 2`` exact) draws uniformly from the start.
+    ``max_rounds`` is only the safety net of :func:`filter_and_refill`.  The neighbourhood (CSR on the training
+    device) comes from :func:`emukg.sans.load_or_build_neighbourhood`.
+    """
+
+    def __init__(
+        self,
+        kg,
+        num_negatives: int,
+        device,
+        generator: torch.Generator | None = None,
+        *,
+        khop: int = 3,
+        num_random_walks: int = 0,
+        walk_mode: str = "restart",
+        seed: int = 0,
+        memory_budget_bytes: int = sans.DEFAULT_MEMORY_BUDGET,
+        use_cache: bool = True,
+        max_rounds: int = 10_000,
+        neighbourhood: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
+        super().__init__(kg, num_negatives, device, generator)
+        self.khop, self.num_random_walks, self.walk_mode = int(khop), int(num_random_walks), walk_mode
+        self.max_rounds = int(max_rounds)
+        N = kg.num_entities
+        if neighbourhood is None:
+            neighbourhood = sans.load_or_build_neighbourhood(
+                kg.train, N, khop, num_random_walks, walk_mode, seed, memory_budget_bytes, use_cache=use_cache
+            )
+        indptr, indices = np.asarray(neighbourhood[0]), np.asarray(neighbourhood[1])
+        problem = sans.check_csr(indptr, indices, N)
+        if problem:
+            raise ValueError(f"invalid neighbourhood table: {problem}")
+        self.indptr = torch.from_numpy(np.ascontiguousarray(indptr, dtype=np.int64)).to(self.device)
+        self.indices = torch.from_numpy(np.ascontiguousarray(indices)).to(self.device)
+        self.filter = kg.train_filter.to(self.device)
+        self.uniform = uniform_draw(N, generator, self.device)
+        # floor(u * c) < c for float32 u <= 1 - 2**-24 and integer c < 2**24; beyond that use float64.
+        big = max(N, int(np.diff(indptr).max(initial=0)))
+        self._float = torch.float32 if big < 2**24 else torch.float64
+
+    @classmethod
+    def from_config(cls, config, kg, device, generator: torch.Generator | None = None, **kwargs) -> "SANSSampler":
+        return cls(
+            kg,
+            config.negative_sample_size,
+            device,
+            generator,
+            khop=config.khop,
+            num_random_walks=config.num_random_walks,
+            walk_mode=config.walk_mode,
+            seed=config.seed,
+            **{"memory_budget_bytes": int(getattr(config, "sans_memory_mb", sans.DEFAULT_MEMORY_BUDGET >> 20)) << 20, **kwargs},
+        )
+
+    def neighbourhood_sizes(self) -> torch.Tensor:
+        """Entries per entity, (N,) int64."""
+        return self.indptr[1:] - self.indptr[:-1]
+
+    def __repr__(self) -> str:
+        how = "exact" if self.num_random_walks == 0 else f"{self.num_random_walks} {self.walk_mode} walks"
+        return f"SANSSampler(n={self.num_negatives}, k={self.khop}, {how})"
+
+    def draw_fn(self, positives: torch.Tensor, side: str) -> DrawFn:
+        """The neighbourhood draw of :meth:`sample`: ``draw(rows, k)`` → (len(rows), k) ids, uniform over the kept
+        entities' neighbourhood entries (uniform over all entities for an empty neighbourhood)."""
+        if side == "head":
+            kept = positives[:, 2]
+        elif side == "tail":
+            kept = positives[:, 0]
+        else:
+            raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
+        kept = kept.long()
+        size = self.indptr[kept + 1] - self.indptr[kept]
+        start = torch.where(size > 0, self.indptr[kept], torch.zeros_like(size))  # empty rows: a valid dummy index
+        empty = size == 0
+        any_empty = bool(empty.any())
+        N, indices = self.num_entities, self.indices
+
+        def draw(rows: torch.Tensor, k: int) -> torch.Tensor:
+            u = torch.rand((rows.numel(), k), generator=self.generator, device=kept.device, dtype=self._float)
+            if indices.numel() == 0:
+                return (u * N).long()
+            # floor(u * c) < c for float32 u <= 1 - 2**-24 and integer c < 2**24 (float64 beyond): no clamp needed.
+            out = indices[(u * size[rows, None]).long().add_(start[rows, None])].long()
+            if any_empty:
+                out = torch.where(empty[rows, None], (u * N).long(), out)
+            return out
+
+        return draw
+
+    def sample(self, positives: torch.Tensor, side: str) -> torch.Tensor:
+        draw = self.draw_fn(positives, side)
+        return filter_and_refill(self.filter, positives, side, self.num_negatives, draw, self.generator,
+                                 fallback_fn=self.uniform, max_rounds=self.max_rounds)
+
+
 def sampler_name(config) -> str | None:
     """The sampler a config trains with: modes 0 and 2 use ``config.sampler``, mode 1 unfiltered uniform, mode 3 none."""
     if config.ce_mode == 3:
@@ -219,11 +346,6 @@ def build_sampler(config, kg, device, generator: torch.Generator) -> NegativeSam
     name = sampler_name(config)
     if name is None:
         return None
-    if name not in SAMPLERS and name == "sans":
-        try:
-            from . import sans  # noqa: F401  (registers "sans")
-        except ImportError:
-            pass
     if name not in SAMPLERS:
         raise EmukgError(f"--sampler {config.sampler}: no negative sampler named {name!r} is available; "
                          f"choose one of {', '.join(sorted(SAMPLERS))}.")

@@ -1,8 +1,12 @@
-"""SANS structure-aware negatives: k-hop neighbourhoods, their disk cache, and the ``"sans"`` sampler.
+"""SANS structure-aware negatives: k-hop neighbourhoods and their disk cache.
 
 A negative for a training triple is drawn from the graph neighbourhood of the entity that is *kept*:
 head-batch (the head is corrupted) draws from the neighbourhood of the tail, tail-batch from that of the head.
-Neighbourhoods live on the undirected training adjacency ``A`` (h–t in both directions, no self loops, binary).
+The ``"sans"`` sampler that draws from these tables is :class:`emukg.sampling.SANSSampler`; this module builds and
+caches the tables only and does not import :mod:`emukg.sampling` (the dependency runs sampling → sans).
+Neighbourhoods live on the undirected training adjacency ``A``: binary, ``A[h, t] = A[t, h] = 1`` for every
+training triple, *including* ``h == t`` — a triple (e, r, e) gives e a self loop, as in the reference code
+(WN18RR has 7 such training triples).  A self loop lets a walk stay put, so it enters both kinds of neighbourhood.
 
 Two kinds of neighbourhood, both returned as CSR arrays ``(indptr int64 (N+1,), indices int32 (nnz,))`` with
 each row sorted and free of duplicates:
@@ -12,7 +16,8 @@ each row sorted and free of duplicates:
   itself*: ``A^0 = I`` for ``k = 1``, and for ``k >= 2`` every entity with an edge reaches itself in two steps.
   We keep it, as the formula gives it — the entity itself is a perfectly good corruption candidate, and it is
   filtered out like any other candidate exactly when it forms a training triple.  An entity without edges has an
-  empty row for ``k >= 2`` (the sampler then draws uniformly).  Built with boolean sparse products (sparse
+  empty row for ``k >= 2`` (the sampler then draws uniformly); an entity whose only triple is a self loop has the
+  row ``{itself}``.  Built with boolean sparse products (sparse
   results) or bit-packed breadth-first expansion (dense results, e.g. FB15k-237 with ``k = 3``), whichever a
   cost model predicts to be cheaper; both give the same pattern.  The size of the result is bounded from walk
   counts before anything is built, estimated from a sample of rows when the bound is over the memory budget,
@@ -24,7 +29,7 @@ each row sorted and free of duplicates:
   ``j-1`` ended (the first starts at the source).  All walks of a chunk of entities advance together as array
   operations (``next = indices[indptr[cur] + floor(u * degree[cur])]``), so FB15k-237 with ``k=3, w=1000`` takes
   well under a second instead of the reference's quarter of an hour.  Entities without edges get ``w`` uniformly
-  random entities.  The walks are seeded from the run's seed (a NumPy ``Generator``), so a neighbourhood depends
+  random entities (an entity with only a self loop has an edge: its walks never leave it).  The walks are seeded from the run's seed (a NumPy ``Generator``), so a neighbourhood depends
   only on (training triples, N, k, w, walk mode, seed).  Every end node of a ``restart`` walk lies in the exact
   ``k``-hop pattern; the entity itself can be an end node (a walk that returns), and is kept like any other.
 
@@ -49,15 +54,13 @@ import torch
 
 from .errors import EmukgError
 from .io_utils import atomic_path, user_cache_dir
-from .sampling import NegativeSampler, filter_and_refill, register_sampler, uniform_draw
 
 log = logging.getLogger("emukg")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the adjacency keeps self loops (neighbourhoods of version 1 lacked them)
 # Bytes of neighbourhood table (indices + indptr) a build may produce; the build's peak is about twice that (blocks
 # are concatenated at the end) plus one block of working memory (_WORK_BYTES).
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
-DEFAULT_MAX_ROUNDS = 10  # refill rounds per row from the neighbourhood before falling back to uniform draws
 WALK_MODES = ("restart", "chained")
 
 # Fixed chunk sizes (entities per chunk).  They shape the order in which random numbers are consumed, so they are
@@ -88,18 +91,17 @@ def _index_dtype(num_entities: int):
 
 
 def undirected_adjacency(train_triples, num_entities: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR ``(indptr int64, indices)`` of the binary undirected training graph: h–t both ways, no self loops.
+    """CSR ``(indptr int64, indices)`` of the binary undirected training graph: ``A[h,t] = A[t,h] = 1`` per triple.
 
-    Rows are sorted and duplicate-free; relations are ignored (several relations between two entities give one
-    edge).
+    Self loops are kept: a triple (e, r, e) puts e in its own row (one entry, however many such triples).  Rows are
+    sorted and duplicate-free; relations are ignored (several relations between two entities give one edge).
+    Cost: one sort of ``2 * len(train)`` int64 keys.
     """
     tr = _as_triples(train_triples)
     N = int(num_entities)
     h, t = tr[:, 0], tr[:, 2]
     if tr.size and (min(h.min(), t.min()) < 0 or max(h.max(), t.max()) >= N):
         raise EmukgError(f"the training triples mention entity ids outside 0..{N - 1}; the dataset's entities.dict and its splits disagree.")
-    keep = h != t
-    h, t = h[keep], t[keep]
     key = np.sort(np.concatenate([h * N + t, t * N + h]))
     if key.size:
         key = key[np.concatenate([[True], key[1:] != key[:-1]])]  # sort + drop repeats (faster than np.unique)
@@ -589,113 +591,3 @@ def load_or_build_neighbourhood(
     if use_cache:
         _write_cache(path, key, indptr, indices)
     return indptr, indices
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# the sampler
-
-
-@register_sampler("sans")
-class SANSSampler(NegativeSampler):
-    """Structure-aware negatives: ``n`` filtered draws per positive from the kept entity's k-hop neighbourhood.
-
-    Head-batch (``side='head'``) draws from the neighbourhood of the tail, tail-batch from that of the head,
-    uniformly over its entries (with replacement).  Candidates forming a training triple with the kept pair are
-    dropped and refilled by :func:`emukg.sampling.filter_and_refill`.  Uniform draws stand in where the reference
-    falls back to them: for an entity with an empty neighbourhood, for a row whose whole draw of ``2n`` was
-    filtered out (in that round), and — a bound on latency — for a row still short after ``max_rounds`` rounds.
-    The neighbourhood (CSR on the training device) comes from :func:`load_or_build_neighbourhood`.
-    """
-
-    def __init__(
-        self,
-        kg,
-        num_negatives: int,
-        device,
-        generator: torch.Generator | None = None,
-        *,
-        khop: int = 3,
-        num_random_walks: int = 0,
-        walk_mode: str = "restart",
-        seed: int = 0,
-        memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
-        use_cache: bool = True,
-        max_rounds: int = DEFAULT_MAX_ROUNDS,
-        neighbourhood: tuple[np.ndarray, np.ndarray] | None = None,
-    ):
-        super().__init__(kg, num_negatives, device, generator)
-        self.khop, self.num_random_walks, self.walk_mode = int(khop), int(num_random_walks), walk_mode
-        self.max_rounds = int(max_rounds)
-        N = kg.num_entities
-        if neighbourhood is None:
-            neighbourhood = load_or_build_neighbourhood(
-                kg.train, N, khop, num_random_walks, walk_mode, seed, memory_budget_bytes, use_cache=use_cache
-            )
-        indptr, indices = np.asarray(neighbourhood[0]), np.asarray(neighbourhood[1])
-        problem = check_csr(indptr, indices, N)
-        if problem:
-            raise ValueError(f"invalid neighbourhood table: {problem}")
-        self.indptr = torch.from_numpy(np.ascontiguousarray(indptr, dtype=np.int64)).to(self.device)
-        self.indices = torch.from_numpy(np.ascontiguousarray(indices)).to(self.device)
-        self.filter = kg.train_filter.to(self.device)
-        self.uniform = uniform_draw(N, generator, self.device)
-        # floor(u * c) < c for float32 u <= 1 - 2**-24 and integer c < 2**24; beyond that use float64.
-        big = max(N, int(np.diff(indptr).max(initial=0)))
-        self._float = torch.float32 if big < 2**24 else torch.float64
-
-    @classmethod
-    def from_config(cls, config, kg, device, generator: torch.Generator | None = None, **kwargs) -> "SANSSampler":
-        return cls(
-            kg,
-            config.negative_sample_size,
-            device,
-            generator,
-            khop=config.khop,
-            num_random_walks=config.num_random_walks,
-            walk_mode=config.walk_mode,
-            seed=config.seed,
-            **{"memory_budget_bytes": int(getattr(config, "sans_memory_mb", DEFAULT_MEMORY_BUDGET >> 20)) << 20, **kwargs},
-        )
-
-    def neighbourhood_sizes(self) -> torch.Tensor:
-        """Entries per entity, (N,) int64."""
-        return self.indptr[1:] - self.indptr[:-1]
-
-    def __repr__(self) -> str:
-        how = "exact" if self.num_random_walks == 0 else f"{self.num_random_walks} {self.walk_mode} walks"
-        return f"SANSSampler(n={self.num_negatives}, k={self.khop}, {how})"
-
-    def draw_fn(self, positives: torch.Tensor, side: str):
-        """The candidate draw of :meth:`sample`: ``draw(rows, k)`` → (len(rows), k) ids from the kept entities'
-        neighbourhoods (uniform for empty neighbourhoods and for rows past ``max_rounds`` calls)."""
-        if side == "head":
-            kept = positives[:, 2]
-        elif side == "tail":
-            kept = positives[:, 0]
-        else:
-            raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
-        kept = kept.long()
-        size = self.indptr[kept + 1] - self.indptr[kept]
-        start = torch.where(size > 0, self.indptr[kept], torch.zeros_like(size))  # empty rows: a valid dummy index
-        calls = torch.zeros(kept.shape[0], dtype=torch.int32, device=kept.device)
-        N, indices, max_rounds = self.num_entities, self.indices, self.max_rounds
-
-        def draw(rows: torch.Tensor, k: int) -> torch.Tensor:
-            calls[rows] += 1
-            u = torch.rand((rows.numel(), k), generator=self.generator, device=kept.device, dtype=self._float)
-            if indices.numel() == 0:
-                return (u * N).long()
-            c = size[rows]
-            # floor(u * c) < c for float32 u <= 1 - 2**-24 and integer c < 2**24 (float64 beyond): no clamp needed.
-            out = indices[(u * c[:, None]).long().add_(start[rows, None])].long()
-            uniform = (c == 0) | (calls[rows] > max_rounds)
-            if bool(uniform.any()):
-                r = uniform.nonzero().squeeze(1)
-                out[r] = (u[r] * N).long()
-            return out
-
-        return draw
-
-    def sample(self, positives: torch.Tensor, side: str) -> torch.Tensor:
-        draw = self.draw_fn(positives, side)
-        return filter_and_refill(self.filter, positives, side, self.num_negatives, draw, self.generator, fallback_fn=self.uniform)

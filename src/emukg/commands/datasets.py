@@ -63,10 +63,27 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _check_json(path) -> None:
+    """Refuse an unwritable ``--json FILE`` before any work, creating nothing (a missing folder is refused too)."""
+    from ..io_utils import check_writable_file
+
+    if path:
+        check_writable_file(path, "--json", create_parents=False)
+
+
+def _write_json(path, obj) -> None:
+    from ..io_utils import atomic_write_json, write_error
+
+    try:
+        atomic_write_json(path, obj)
+    except OSError as exc:
+        raise write_error(path, exc, "pass another --json file") from None
+
+
 def cmd_list(args) -> int:
     from ..data import registry
-    from ..io_utils import atomic_write_json
 
+    _check_json(args.json)
     rows, records = [], []
     for info in registry.list_datasets():
         local = registry.find_local(info.name)
@@ -82,7 +99,7 @@ def cmd_list(args) -> int:
         records.append({**info.to_dict(), "local_path": str(local) if local else None})
     print(_table(rows, ["NAME", "ENTITIES", "RELATIONS", "TRIPLES (train / valid / test)", "VERIFIED", "LOCAL COPY"]))
     if args.json:
-        atomic_write_json(args.json, {"datasets": records, "cache_dir": str(registry.cache_dir())})
+        _write_json(args.json, {"datasets": records, "cache_dir": str(registry.cache_dir())})
     return 0
 
 
@@ -102,8 +119,8 @@ def _quiet(logger_name: str, enabled: bool):
 def cmd_info(args) -> int:
     from ..data import registry
     from ..data.graph import load_folder
-    from ..io_utils import atomic_write_json
 
+    _check_json(args.json)
     path = registry.resolve_dataset(args.dataset, download=False)
     is_folder = Path(args.dataset).expanduser().is_dir()
     info = registry.find_registered(path.name if is_folder else args.dataset)
@@ -136,7 +153,7 @@ def cmd_info(args) -> int:
         if info is not None:
             record["registered"] = info.to_dict()
         record["source"] = registry.read_source_record(path)
-        atomic_write_json(args.json, record)
+        _write_json(args.json, record)
     return 0
 
 

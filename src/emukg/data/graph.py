@@ -280,6 +280,8 @@ def load_folder(path: str | os.PathLike, name: str | None = None) -> KnowledgeGr
     if not path.is_dir():
         raise EmukgError(f"{path}: dataset folder not found; pass an existing folder or a registered dataset name (see 'emukg datasets list').")
     for s in SPLITS:
+        if (path / f"{s}.txt").is_dir():
+            raise EmukgError(f"{path / (s + '.txt')}: is a folder, expected a text file of 'head<TAB>relation<TAB>tail' lines; remove or rename that folder.")
         if not (path / f"{s}.txt").is_file():
             raise EmukgError(f"{path / (s + '.txt')}: file not found; a dataset folder needs train.txt, valid.txt and test.txt.")
     rows = {s: read_triples(path / f"{s}.txt") for s in SPLITS}

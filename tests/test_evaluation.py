@@ -363,7 +363,7 @@ def test_evaluate_cli(tmp_path, tiny_dataset, capsys):
     from emukg.cli import main
 
     run = make_run(tmp_path, tiny_dataset)
-    out = tmp_path / "res" / "eval.json"
+    out = tmp_path / "eval.json"
     assert main(["evaluate", str(run), "--split", "test", "--json", str(out), "--tie-policy", "optimistic",
                  "--memory-mb", "16", "--device", "cpu"]) == 0
     text = capsys.readouterr().out

@@ -26,7 +26,7 @@ def resolve_name(name, table: dict[str, int], what: str, flag: str, dataset: str
     if close:
         hint = "did you mean " + ", ".join(repr(c) for c in close[:3]) + "?"
     else:
-        hint = f"no similar name; the {what} names are listed in the dataset's {what}s.dict."
+        hint = f"no similar name; the {what} names are listed in the dataset's {'entities' if what == 'entity' else 'relations'}.dict."
     raise EmukgError(f"{flag} {name!r}: not a known {what}{where}; {hint}")
 
 

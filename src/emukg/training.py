@@ -183,18 +183,20 @@ class Trainer:
             raise ConfigError("save_path", cfg.save_path, "is required: the run folder for checkpoints, embeddings and logs.")
         # --- every check first: a refused run writes nothing ---------------------------------
         self.folder = folder = RunFolder(cfg.save_path)
-        folder.check_target("--save-path")
+        # flags as the caller spells them: emukg train's, or the reference's for its command line
+        save_flag, resume_flag = ("-save", "-init") if resume == "reference" else ("--save-path", "--resume")
+        folder.check_target(save_flag)
         source = RunFolder(cfg.init_checkpoint) if cfg.init_checkpoint else None
         same_folder = source is not None and source.path.resolve() == folder.path.resolve()
         if folder.has_run() and not same_folder and not overwrite:
-            raise EmukgError(f"--save-path {folder.path}: a run already exists there; continue it with --resume {folder.path}, "
+            raise EmukgError(f"{save_flag} {folder.path}: a run already exists there; continue it with {resume_flag} {folder.path}, "
                              "pick another folder, or pass --overwrite to replace it.")
         saved_info: dict = {}
         self.changes: dict = {}
         if source is not None:
             if not source.has_checkpoint("last"):
                 if not (same_folder and resume == "strict" and source.file(CONFIG).is_file()):
-                    raise EmukgError(f"--resume {source.path}: no checkpoint there yet; start the run again without --resume.")
+                    raise EmukgError(f"{resume_flag} {source.path}: no checkpoint there yet; start the run again without {resume_flag}.")
                 # stopped before its first checkpoint: the run starts again from step 0 (same seed, same run)
                 source, same_folder, overwrite = None, False, True
         if source is not None:
@@ -205,7 +207,7 @@ class Trainer:
         self.dataset_record = dataset_record(cfg.dataset) if kg is None else {"name": getattr(kg, "name", ""), "given": cfg.dataset}
         old_sums = (saved_info.get("dataset_record") or {}).get("sha256")
         if resume == "strict" and old_sums and self.dataset_record.get("sha256") not in (None, old_sums):
-            raise EmukgError(f"--resume {source.path}: the dataset's files changed since the run started "
+            raise EmukgError(f"{resume_flag} {source.path}: the dataset's files changed since the run started "
                              f"({self.dataset_record.get('path')}); resume with the data it was trained on, or start a new run.")
         if cfg.threads:
             torch.set_num_threads(max(1, min(int(cfg.threads), os.cpu_count() or 1)))

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training import resolve_device
 
     if args.json:  # refuse an unwritable --json before the evaluation runs
-        check_writable_file(args.json, "--json")
+        check_writable_file(args.json, "--json", create_parents=False)  # like a shell redirection: the folder must exist
     if args.memory_mb is not None and not args.memory_mb > 0:
         raise EmukgError(f"--memory-mb {args.memory_mb}: must be positive.")
     device = resolve_device(args.device)

@@ -46,10 +46,10 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Conf
     data.update(flags)
     try:
         return Config.from_dict(data, source=getattr(args, "config", None) or "command line")
-    except ConfigError as exc:
+    except ConfigError as exc:  # spelled here, where it is known whether the value came from a flag or the file
         if exc.param in from_yaml and exc.param not in flags:
-            raise exc.restyle("yaml", args.config) from None
-        raise exc.restyle("cli") from None
+            raise EmukgError(exc.render("yaml", args.config)) from None
+        raise EmukgError(exc.render("cli")) from None
 
 
 def run(args: argparse.Namespace) -> int:

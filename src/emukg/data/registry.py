@@ -195,7 +195,10 @@ def _suggest(name: str) -> str:
     close = difflib.get_close_matches(name.lower(), list(choices), n=5, cutoff=0.5)
     close += difflib.get_close_matches(_key(name), list(choices), n=5, cutoff=0.5)
     names = list(dict.fromkeys(choices[c] for c in close))[:3]
-    return f"did you mean {', '.join(names)}? " if names else ""
+    if not names:
+        return ""
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return f"did you mean {listed}; "
 
 
 def get_dataset(name: str) -> DatasetInfo:

@@ -9,9 +9,12 @@ case name to a number (plus ``machine``):
 * ``sans_build_s``       dataset → seconds to build SANS neighbourhoods (k=3, w=1000, restart walks)
 * ``load_s``             dataset → seconds to load files + filter indexes
 * ``peak_rss_mb``        ``suite`` and ``eval/MODEL`` → peak resident memory in MiB
-* ``machine``            CPU/GPU name, threads, torch version
+* ``machine``            CPU/GPU name, threads, torch version, and ``kernels``: which CPU path runs
+                         ("native C kernels (…)" or "PyTorch fallback: <reason>", emukg.kernels.describe())
 
-Warm-up is excluded and medians over repeats are reported.  ``--quick`` runs a subset with fewer repeats and
+The first printed line says which CPU path runs (native C kernels or the PyTorch fallback and why): CPU figures
+from the fallback are several times slower and not comparable.  Warm-up is excluded and medians over repeats are
+reported.  ``--quick`` runs a subset with fewer repeats and
 finishes in under two minutes on a 2-core machine.  Timings are never asserted in tests.
 
     EMUKG_DATA_DIR=../shared/datasets emukg bench --quick --json bench.json
@@ -36,6 +39,8 @@ MAIN_MODELS = ["TransE", "DistMult", "ComplEx", "RotatE"]
 def machine_info(device: str) -> dict:
     import torch
 
+    from emukg import kernels
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -46,7 +51,7 @@ def machine_info(device: str) -> dict:
     except OSError:
         pass
     info = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "device": device}
+            "device": device, "kernels": kernels.describe()}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -62,6 +67,7 @@ def run_suite(quick: bool = False, device: str = "cpu", log=print) -> dict:
 
     t_start = time.perf_counter()
     out: dict = {"machine": machine_info(device), "quick": quick}
+    log(f"== CPU kernels: {out['machine']['kernels']}")
 
     datasets = ["FB15k-237"] if quick else ["FB15k-237", "wn18rr"]
     log("== load_s: dataset loading (files + filter indexes)")

@@ -36,7 +36,6 @@ whole run stays determined by ``--seed``.  Nothing is drawn with NumPy or on the
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +46,6 @@ MASK_BITS = 24
 HASH_CHUNK = 1 << 20  # elements of int64 hash temporaries at a time in hash_mask
 SCRATCH_BUDGET = 512 << 20  # bytes of per-thread gradient accumulators the kernel may use
 _M32 = 0xFFFFFFFF
-_KIND = {"l1": 0, "dot": 1, "c2": 2}
 
 
 # --- the counter-based mask RNG ------------------------------------------------------------------
@@ -154,27 +152,9 @@ class Mutation:
 
 
 # --- candidate scoring ---------------------------------------------------------------------------
-_I64, _INT, _U32, _F32, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_uint32, ctypes.c_float, ctypes.c_void_p
-_ARGTYPES = {
-    "emukg_cand_fwd": [_I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _F32, _INT, _U32, _U32, _U32, _PTR, _PTR, _INT],
-    "emukg_cand_bwd": [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _INT, _U32, _U32, _U32, _PTR, _PTR, _PTR,
-                       _PTR, _PTR, _INT],
-    "emukg_emu_mask": [_I64, _I64, _I64, _U32, _U32, _U32, _PTR, _INT],
-}
-
-
+# The native kernel is reached only through the checked wrappers of emukg.kernels (cand_fwd, cand_bwd, emu_mask).
 def _lib():
-    lib = kernels.load("transe_step")
-    if lib is not None and not getattr(lib, "_emukg_typed", False):
-        for name, types in _ARGTYPES.items():
-            fn = getattr(lib, name)
-            fn.argtypes, fn.restype = types, None
-        lib._emukg_typed = True
-    return lib
-
-
-def _p(t: torch.Tensor | None):
-    return None if t is None else t.data_ptr()
+    return kernels.load("transe_step")
 
 
 def kernel_available() -> bool:
@@ -189,7 +169,8 @@ def _uses_kernel(model, device: torch.device, use_kernel: bool | None) -> bool:
         return False
     ok = _lib() is not None
     if use_kernel and not ok:
-        raise RuntimeError("the native kernel is not available (no C compiler, or EMUKG_NO_NATIVE=1)")
+        raise RuntimeError(f"use_kernel=True, but the native kernel is not available ({kernels.describe()}); "
+                           "pass use_kernel=None to fall back to PyTorch.")
     return ok
 
 
@@ -206,6 +187,10 @@ class CandidateScorer:
     ``side='tail'``: the candidates replace the tail (anchor = head); ``'head'``: they replace the head.
     ``use_kernel``: None = the fused native kernel where possible (CPU, float32, a model with a ``kernel_query``),
     False = the plain PyTorch path (gather, mutate, ``model.score``), True = require the kernel.
+
+    Ids are checked once per call on either path (one min/max reduction each; on a GPU one host sync): the kept
+    anchor and relation of ``positives`` and every candidate must be below the model's number of entities /
+    relations, else ``IndexError`` (instead of a crash in C or a device-side assert).
     """
 
     def __init__(self, model, positives: torch.Tensor, side: str, use_kernel: bool | None = None):
@@ -217,6 +202,8 @@ class CandidateScorer:
             raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
         self.model, self.side = model, side
         E, R = model.entity_embedding, model.relation_embedding
+        kernels.check_ids("CandidateScorer", f"positives[:, {0 if side == 'tail' else 2}] (entity ids)", anchor, E.shape[0])
+        kernels.check_ids("CandidateScorer", "positives[:, 1] (relation ids)", positives[:, 1], R.shape[0])
         self.a_emb, self.r_emb = E.index_select(0, anchor), R.index_select(0, positives[:, 1])
         self.hook = None
         if _uses_kernel(model, positives.device, use_kernel):
@@ -227,6 +214,7 @@ class CandidateScorer:
     def __call__(self, candidates: torch.Tensor, mutation: Mutation | None = None) -> torch.Tensor:
         """Scores (B, C); column 0 of ``candidates`` must be the positive's own entity (x⁺ of the mutation)."""
         E = self.model.entity_embedding
+        kernels.check_ids("CandidateScorer", "candidates", candidates, E.shape[0])
         if self.hook is not None:
             kind, q, bias = self.hook
             return fused_scores(q, E, candidates, kind, bias, mutation)
@@ -256,63 +244,44 @@ def fused_scores(q: torch.Tensor, E: torch.Tensor, candidates: torch.Tensor, kin
     """The native kernel: s[b, j] = bias − ‖q_b − x'_bj‖₁ (kind 'l1'), bias + q_b·x'_bj (kind 'dot'), or
     bias − Σₖ |q_bk − x'_bjk| over complex coordinates k (kind 'c2'; rows [real half, imaginary half], D ≥ 32)."""
     D = E.shape[1]
-    if kind == "c2" and D < 32:
+    metric = kernels.metric_code(kind)
+    if metric == kernels.Metric.COMPLEX_L1 and D < 2 * kernels.MIN_ROW_FLOATS:
         raise ValueError("the 'c2' kernel needs at least 16 complex coordinates")
-    if D < 16:  # the kernel works on 16-float chunks; zero columns add nothing to either score
-        q = torch.nn.functional.pad(q, (0, 16 - D))
-        E = torch.nn.functional.pad(E, (0, 16 - D))
-    mut, s0, s1, T, ratio = 0, 0, 0, 0, None
+    if D < kernels.MIN_ROW_FLOATS:  # the kernel works on 16-float chunks; zero columns add nothing to either score
+        q = torch.nn.functional.pad(q, (0, kernels.MIN_ROW_FLOATS - D))
+        E = torch.nn.functional.pad(E, (0, kernels.MIN_ROW_FLOATS - D))
+    mut, s0, s1, T, ratio = kernels.Mut.NONE, 0, 0, 0, None
     if mutation is not None and mutation.kind == "emu":
-        mut, T = 1, keep_threshold(mutation.p)
+        mut, T = kernels.Mut.EMU, keep_threshold(mutation.p)
         s0, s1 = (int(v) & _M32 for v in mutation.seed.tolist())
     elif mutation is not None and mutation.kind == "mixup":
-        mut, ratio = 2, mutation.ratio.to(torch.float32).contiguous()
-    return _FusedScores.apply(q.contiguous(), E.contiguous(), candidates.to(torch.int64).contiguous(), ratio, _KIND[kind],
+        mut, ratio = kernels.Mut.MIXUP, mutation.ratio.to(torch.float32).contiguous()
+    return _FusedScores.apply(q.contiguous(), E.contiguous(), candidates.to(torch.int64).contiguous(), ratio, metric,
                               float(bias), mut, s0, s1, T)
 
 
 class _FusedScores(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, E, cand, ratio, kind, bias, mut, s0, s1, T):
-        lib = _lib()
-        B, C = cand.shape
-        D = E.shape[1]
-        out = torch.empty(B, C, dtype=torch.float32)
-        lib.emukg_cand_fwd(B, C, D, _p(q), _p(E), _p(cand), kind, bias, mut, s0, s1, T, _p(ratio), _p(out),
-                           torch.get_num_threads())
+        out = kernels.cand_fwd(q, E, cand, kind, bias, mut, s0, s1, T, ratio)
         ctx.save_for_backward(q, E, cand, ratio)
         ctx.args = (kind, mut, s0, s1, T)
         return out
 
     @staticmethod
     def backward(ctx, gout):
-        lib = _lib()
         q, E, cand, ratio = ctx.saved_tensors
         kind, mut, s0, s1, T = ctx.args
-        B, C = cand.shape
-        N, D = E.shape
-        need_q, need_E = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        gout = gout.to(torch.float32).contiguous()
-        gq = torch.empty(B, D, dtype=torch.float32) if need_q else None
-        gE = torch.empty(N, D, dtype=torch.float32) if need_E else None
-        nt = max(1, min(torch.get_num_threads(), B))
-        if need_E:
-            nt = max(1, min(nt, 1 + SCRATCH_BUDGET // max(1, 4 * N * D)))
-        scratch = torch.empty((nt - 1) * N * D if need_E and nt > 1 else 0, dtype=torch.float32)
-        lib.emukg_cand_bwd(B, C, D, N, _p(q), _p(E), _p(cand), kind, mut, s0, s1, T, _p(ratio), _p(gout), _p(gq),
-                           _p(gE), _p(scratch) if scratch.numel() else None, nt)
+        gq, gE = kernels.cand_bwd(q, E, cand, gout.to(torch.float32).contiguous(), kind, mut, s0, s1, T, ratio,
+                                  need_q=ctx.needs_input_grad[0], need_E=ctx.needs_input_grad[1],
+                                  scratch_bytes=SCRATCH_BUDGET)
         return gq, gE, None, None, None, None, None, None, None, None
 
 
 def kernel_mask(seed: torch.Tensor, B: int, C: int, D: int, p: float) -> torch.Tensor:
     """The mask the native kernel uses, as (B, C, D) bool (for tests); requires the kernel."""
-    lib = _lib()
-    if lib is None:
-        raise RuntimeError("the native kernel is not available")
     s0, s1 = (int(v) & _M32 for v in seed.tolist())
-    out = torch.empty(B, C, D, dtype=torch.uint8)
-    lib.emukg_emu_mask(B, C, D, s0, s1, keep_threshold(p), _p(out), torch.get_num_threads())
-    return out.view(torch.bool)
+    return kernels.emu_mask(B, C, D, s0, s1, keep_threshold(p)).view(torch.bool)
 
 
 def expected_keep_fraction(p: float) -> float:

@@ -29,7 +29,6 @@ The chunk (and, for very large graphs, the entity slice) is sized from ``memory_
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import time
@@ -47,7 +46,6 @@ METRICS = ("MRR", "MR", "HITS@1", "HITS@3", "HITS@10")
 SIDES = ("tail", "head")
 BACKENDS = ("auto", "native", "torch")
 
-_KINDS = {"l1": 0, "complex_l1": 1, "dot": 2}  # metric codes of emukg_rank_fused
 NATIVE_MAX_CHUNK = 4096  # queries per native call: large enough that Python overhead vanishes
 NATIVE_RANGE_BYTES = 256 * 1024  # RANGE_BYTES of score_all.c: entity rows per task
 TORCH_MAX_CHUNK = 1024  # queries per block on the PyTorch path
@@ -73,29 +71,11 @@ log = logging.getLogger("emukg")
 
 
 # ---------------------------------------------------------------------------------------------------------
-# native library
-_LIB = None
-_LIB_LOADED = False
-
-
+# native library: reached only through the checked wrappers emukg.kernels.rank_fused / rank_dense
 def native_library():
-    """The compiled ``score_all`` kernels (ctypes.CDLL with argtypes set), or None (no compiler, EMUKG_NO_NATIVE)."""
-    global _LIB, _LIB_LOADED
-    if not _LIB_LOADED:
-        lib = kernels.load("score_all")
-        if lib is not None:
-            i64, vp = ctypes.c_int64, ctypes.c_void_p
-            lib.emukg_rank_fused.argtypes = [ctypes.c_int, vp, i64, i64, vp, i64, i64, vp, vp, vp, vp, vp, vp, vp, ctypes.c_int]
-            lib.emukg_rank_fused.restype = ctypes.c_int
-            lib.emukg_rank_dense.argtypes = [vp, i64, i64, i64, i64, vp, vp, vp, vp, vp, vp, vp, vp, ctypes.c_int]
-            lib.emukg_rank_dense.restype = None
-            lib.emukg_score_all_lanes.restype = ctypes.c_int
-        _LIB, _LIB_LOADED = lib, True
-    return _LIB
-
-
-def _p(t: torch.Tensor | None):
-    return None if t is None else kernels.ptr(t)
+    """The compiled ``score_all`` kernels (ctypes.CDLL), or None (no compiler, EMUKG_NO_NATIVE); an availability
+    test — calls go through :func:`emukg.kernels.rank_fused` and :func:`emukg.kernels.rank_dense`."""
+    return kernels.load("score_all")
 
 
 def fast_query(model, anchor_emb: torch.Tensor, rel_emb: torch.Tensor, side: str):
@@ -110,7 +90,7 @@ def fast_query(model, anchor_emb: torch.Tensor, rel_emb: torch.Tensor, side: str
         if hook is None:
             continue
         out = hook(anchor_emb, rel_emb, side)
-        if out is not None and out[0] in _KINDS:
+        if out is not None and out[0] in kernels.METRIC_CODES:
             return out[0], out[1]
     return None
 
@@ -239,19 +219,12 @@ class _Ranker:
         q = q.detach().to(torch.float32).contiguous()
         if not all_finite(q):
             return None  # NaN/inf queries: the PyTorch path applies the NaN policy
-        nq = q.shape[0]
-        gt = torch.empty(nq, dtype=torch.int64)
-        ge = torch.empty(nq, dtype=torch.int64)
-        thr = torch.empty(nq, dtype=torch.float32)
-        answer = answer.contiguous()
         if self.index is not None:
             start, count, vals = self.index.segments(anchor, relation, side)
         else:
             start = count = vals = None
-        rc = self.lib.emukg_rank_fused(_KINDS[kind], _p(q), nq, q.shape[1], _p(self.E), self.N, self.E.shape[1],
-                                       _p(answer), _p(start), _p(count), _p(vals), _p(gt), _p(ge), _p(thr), self.threads)
-        if rc != 0:
-            raise MemoryError("emukg_rank_fused: out of memory")
+        gt, ge, _ = kernels.rank_fused(kernels.metric_code(kind), q, self.E.contiguous(), answer.contiguous(), start,
+                                       count, vals, self.threads)
         self.native_chunks += 1
         return gt, ge
 
@@ -289,7 +262,7 @@ class _Ranker:
             if thr is None:
                 thr = S[torch.arange(nq, device=device), answer]
             if dense_c:
-                g, e, n_nan = rank_block_native(S, thr, answer, *csr, col0=e0, threads=self.threads)
+                g, e, n_nan = rank_block_native(S, thr, answer, *csr, col0=e0, threads=self.threads, num_entities=N)
             else:
                 if entity_slice < N:
                     keep = (ex_e >= e0) & (ex_e < e1)
@@ -325,18 +298,13 @@ def rank_block_torch(S: torch.Tensor, thr: torch.Tensor, ex_q: torch.Tensor, ex_
 
 
 def rank_block_native(S: torch.Tensor, thr: torch.Tensor, answer: torch.Tensor, start, count, vals, col0: int = 0,
-                      threads: int | None = None):
+                      threads: int | None = None, num_entities: int | None = None):
     """C version of :func:`rank_block_torch` for a CPU float32 block holding entities ``col0 ..``; exclusions
-    as CSR (``start``/``count`` into ``vals``, entity ids) plus each query's ``answer``.  Returns (gt, ge, nan)."""
-    lib = native_library()
-    S = S.to(torch.float32).contiguous()
-    nq, n = S.shape
-    gt = torch.zeros(nq, dtype=torch.int64)
-    ge = torch.zeros(nq, dtype=torch.int64)
-    nan = torch.zeros(nq, dtype=torch.int64)
-    thr = thr.to(torch.float32).contiguous()
-    lib.emukg_rank_dense(_p(S), nq, n, S.stride(0), col0, _p(thr), _p(answer.contiguous()), _p(start), _p(count), _p(vals),
-                         _p(gt), _p(ge), _p(nan), threads or torch.get_num_threads())
+    as CSR (``start``/``count`` into ``vals``, entity ids below ``num_entities``, default col0 + columns) plus each
+    query's ``answer``.  Returns (gt, ge, nan).  Through the checked wrapper :func:`emukg.kernels.rank_dense`."""
+    gt, ge, nan = kernels.rank_dense(S.to(torch.float32).contiguous(), thr.to(torch.float32).contiguous(),
+                                     answer.contiguous(), start, count, vals, col0=col0, num_entities=num_entities,
+                                     threads=threads)
     return gt, ge, int(nan.sum())
 
 
@@ -381,10 +349,26 @@ def _per_group(ranks: torch.Tensor, groups: torch.Tensor, size: int) -> list[dic
 # ---------------------------------------------------------------------------------------------------------
 def _split_triples(kg: KnowledgeGraph, split) -> tuple[str, torch.Tensor]:
     if isinstance(split, torch.Tensor):
+        if split.is_floating_point() or split.is_complex() or split.dtype == torch.bool:
+            raise EmukgError(f"split: a tensor of triples must hold integer ids, not {split.dtype}; pass an (n, 3) int64 tensor.")
+        if split.numel() % 3:
+            raise EmukgError(f"split: a tensor of triples must have shape (n, 3), not {tuple(split.shape)}.")
         return "custom", split.reshape(-1, 3).long()
     if split not in kg.splits:
         raise EmukgError(f"--split {split}: no such split; choose one of {', '.join(kg.splits)}.")
     return split, kg.splits[split]
+
+
+def check_triples(triples: torch.Tensor, num_entities: int, num_relations: int, name: str = "custom") -> None:
+    """EmukgError unless every head/tail id of ``triples`` (n, 3) lies in [0, num_entities) and every relation id
+    in [0, num_relations): one min/max reduction per column group (no per-triple loop), on any device."""
+    what = "the triples passed as split" if name == "custom" else f"split {name!r}"
+    for cols, n, kind, kinds in (([0, 2], num_entities, "entity", "entities"), ([1], num_relations, "relation", "relations")):
+        r = kernels.id_range(triples[:, cols])
+        if r is not None and (r[0] < 0 or r[1] >= n):
+            bad = r[0] if r[0] < 0 else r[1]
+            raise EmukgError(f"evaluate: {what} holds {kind} id {bad}, outside 0..{n - 1}; pass {kind} ids below the "
+                             f"number of {kinds} ({n}) of the model and dataset.")
 
 
 @dataclass
@@ -418,6 +402,8 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
     name, triples = _split_triples(kg, split)
     if triples.shape[0] == 0:
         raise EmukgError(f"split {name!r} of {kg.name or 'the dataset'} has no triples to evaluate.")
+    check_triples(triples, min(kg.num_entities, model.entity_embedding.shape[0]),
+                  min(kg.num_relations, model.relation_embedding.shape[0]), name)
     device = model.entity_embedding.device
     triples = triples.to(device)
     n_trip = triples.shape[0]

@@ -122,13 +122,14 @@ class _Validity:
 
     On the CPU with the native library (``kernels/sample_step.c``), ``fill`` filters and compacts in one pass,
     checking each row against its own CSR answer list (``FilterIndex.segments``; a bitmap over the entities
-    for long lists).  Otherwise tensor ops: ``FilterIndex.contains`` (a search over all triple keys) and a
+    for long lists), through the checked wrapper :func:`emukg.kernels.filter_fill` (ids, shapes and segments
+    checked before C runs).  Otherwise tensor ops: ``FilterIndex.contains`` (a search over all triple keys) and a
     cumsum scatter.
     """
 
     def __init__(self, kg_filter, h, r, t, side, native: bool | None = None):
         self.filter, self.h, self.r, self.t, self.side = kg_filter, h, r, t, side
-        self.lib = None
+        self.lib = None  # the loaded sample_step library when the native path is used (an availability flag only)
         if native is not False and h.device.type == "cpu" and hasattr(kg_filter, "segments"):
             from . import kernels
 
@@ -147,19 +148,12 @@ class _Validity:
         """Append row ``rows[i]``'s valid candidates ``cand[i]`` (in order) to ``out`` while it holds fewer than ``n``
         (``filled`` counts, updated in place); returns the number of valid candidates per row, (len(rows),)."""
         if self.lib is not None:
-            import ctypes
+            from . import kernels
 
-            cand = cand.to(torch.int64).contiguous()
-            rows = rows.contiguous()
-            found = torch.empty(rows.shape[0], dtype=torch.int64)
-            p, i64 = ctypes.c_void_p, ctypes.c_int64
-            rc = self.lib.emukg_filter_fill(i64(cand.shape[0]), i64(cand.shape[1]), i64(n), i64(self.filter.num_entities),
-                                            p(rows.data_ptr()), p(self.start.data_ptr()), p(self.count.data_ptr()),
-                                            p(self.vals.data_ptr()), p(cand.data_ptr()), p(out.data_ptr()),
-                                            p(filled.data_ptr()), p(found.data_ptr()), ctypes.c_int(torch.get_num_threads()))
-            if rc != 0:
-                raise MemoryError("emukg_filter_fill: out of memory for the per-thread entity bitmaps")
-            return found
+            if n != out.shape[1]:
+                raise ValueError(f"fill: n ({n}) must equal out.shape[1] ({out.shape[1]}) on the native path.")
+            return kernels.filter_fill(rows.to(torch.int64).contiguous(), cand.to(torch.int64).contiguous(), out, filled,
+                                       self.start, self.count, self.vals, self.filter.num_entities)
         ok = self(rows, cand)
         slot = filled[rows].unsqueeze(1) + torch.cumsum(ok, 1) - 1  # output column of each survivor
         keep = ok & (slot < n)

@@ -30,6 +30,12 @@ def run(args: argparse.Namespace) -> int:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     res = module.run_suite(quick=args.quick, device=args.device)
+    machine = res.setdefault("machine", {})
+    if "kernels" not in machine:  # a suite from another checkout (EMUKG_BENCHMARKS) that does not say it
+        from .. import kernels
+
+        machine["kernels"] = kernels.describe()
+        print(f"CPU kernels: {machine['kernels']}")
     if args.json:
         atomic_write_json(args.json, res)
         print(f"wrote {args.json}")

@@ -1,14 +1,30 @@
-"""Small native CPU kernels, compiled on first use with the system C compiler and loaded with ctypes.
+"""The one boundary to emukg's native CPU kernels: compiling, loading, prototypes, metric codes, checked calls.
 
-Each kernel is a C file in this folder.  :func:`load` compiles it once (``cc -O3 -march=native -fopenmp``)
-into the user cache directory, keyed by a hash of the source, the compiler flags and the CPU, and returns a
-``ctypes.CDLL`` — or ``None`` when no compiler is available or ``EMUKG_NO_NATIVE=1`` is set, in which case
-callers fall back to plain PyTorch (same maths, slower).  GPU runs never use these kernels.
+Each kernel is a C file in this folder (``transe_step.c``: fused candidate scoring for training; ``score_all.c``:
+evaluation ranking; ``sample_step.c``: filtered negatives), all including ``emukg_kernels.h`` (the metric,
+mutation and status codes below).  :func:`load` compiles a kernel once (``cc -O3 -march=native -fopenmp``) into
+the user cache directory, keyed by a hash of the C source, the header, the compiler flags and the CPU (so an
+edited source never reuses a stale ``.so``), declares the prototype (argtypes/restype) of every exported
+function from :data:`PROTOTYPES`, and returns the ``ctypes.CDLL`` — or ``None`` when no compiler works or
+``EMUKG_NO_NATIVE=1`` is set, in which case callers use plain PyTorch (same results, several times slower on
+the CPU).  An unexpected fallback is reported by ONE ``logging.warning`` line per process naming the reason
+(a deliberate ``EMUKG_NO_NATIVE=1`` only at INFO); :func:`status` and :func:`describe` say which path runs.
+GPU runs never use these kernels.
+
+**Calling a kernel.**  Only through the typed wrappers here — :func:`cand_fwd`, :func:`cand_bwd`,
+:func:`emu_mask`, :func:`rank_fused`, :func:`rank_dense`, :func:`filter_fill`, :func:`score_all_lanes`.  Before
+C sees a pointer they check, with explicit ``if … raise`` (kept under ``python -O``): dtype, CPU device,
+contiguity, shapes, and that every id is in range (0 ≤ id < N; CSR segments inside their value array) with one
+``aminmax`` reduction per id tensor per call (≈60 µs per 250k ids, nothing per element in Python).  Programming
+errors raise ``ValueError`` (dtype, device, layout, shape, code) or ``IndexError`` (ids); a kernel that cannot
+allocate its working memory returns ``EMUKG_ENOMEM``, turned into ``MemoryError`` naming the kernel and the bytes.
+Functions that check user input (``evaluate``'s triples) raise :class:`~emukg.errors.EmukgError` themselves.
 """
 
 from __future__ import annotations
 
 import ctypes
+import enum
 import hashlib
 import logging
 import os
@@ -19,14 +35,91 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+import torch
+
 from ..io_utils import user_cache_dir
 
 log = logging.getLogger("emukg")
 
 HERE = Path(__file__).resolve().parent
+HEADER = HERE / "emukg_kernels.h"
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+KERNELS = ("transe_step", "score_all", "sample_step")
+COMPILE_TIMEOUT_S = 600
+FALLBACK_COST = "using the plain PyTorch path instead: same results, several times slower on CPU"
 
 
+# ---------------------------------------------------------------------------------------------------------
+# codes shared with emukg_kernels.h
+class Metric(enum.IntEnum):
+    """Distance/similarity codes of every kernel (``EMUKG_METRIC_*``): one numbering for training and evaluation.
+
+    L1: Σᵢ |qᵢ − xᵢ| (TransE); DOT: Σᵢ qᵢ·xᵢ (DistMult, ComplEx); COMPLEX_L1: Σₖ |q_k − x_k| over complex
+    coordinates k, rows [real half, imaginary half] (RotatE).
+    """
+
+    L1 = 0
+    DOT = 1
+    COMPLEX_L1 = 2
+
+
+class Mut(enum.IntEnum):
+    """Candidate mutation codes of the training kernel (``EMUKG_MUT_*``)."""
+
+    NONE = 0
+    EMU = 1
+    MIXUP = 2
+
+
+STATUS_OK = 0
+STATUS_ENOMEM = -1
+
+# The kind names of the model hooks (``kernel_query``: 'l1', 'dot', 'c2'; ``eval_kernel_query``: 'complex_l1')
+# mapped to the one numbering.  'c2' and 'complex_l1' are the same metric.
+METRIC_CODES: dict[str, Metric] = {"l1": Metric.L1, "dot": Metric.DOT, "c2": Metric.COMPLEX_L1,
+                                   "complex_l1": Metric.COMPLEX_L1}
+
+
+def metric_code(kind: str) -> Metric:
+    """The :class:`Metric` of a model hook's kind name ('l1', 'dot', 'c2' / 'complex_l1')."""
+    code = METRIC_CODES.get(kind)
+    if code is None:
+        raise ValueError(f"kind must be one of {sorted(METRIC_CODES)}, not {kind!r}.")
+    return code
+
+
+# ---------------------------------------------------------------------------------------------------------
+# prototypes of every exported C function, per kernel
+_I64, _INT, _U32, _F32, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_uint32, ctypes.c_float, ctypes.c_void_p
+PROTOTYPES: dict[str, dict[str, tuple]] = {
+    "transe_step": {
+        # (B, C, D, q, E, cand, kind, bias, mut, s0, s1, T, ratio, out, nthreads) -> status
+        "emukg_cand_fwd": (_INT, [_I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _F32, _INT, _U32, _U32, _U32, _PTR, _PTR,
+                                  _INT]),
+        # (B, C, D, N, q, E, cand, kind, mut, s0, s1, T, ratio, gout, gq, gE, scratch, nthreads) -> status
+        "emukg_cand_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _INT, _U32, _U32, _U32, _PTR, _PTR,
+                                  _PTR, _PTR, _PTR, _INT]),
+        # (B, C, D, s0, s1, T, out, nthreads) -> status
+        "emukg_emu_mask": (_INT, [_I64, _I64, _I64, _U32, _U32, _U32, _PTR, _INT]),
+    },
+    "score_all": {
+        # (metric, Q, nq, dim, E, n_ent, ld, ans, ex_start, ex_count, ex_vals, gt, ge, thr, nthreads) -> status
+        "emukg_rank_fused": (_INT, [_INT, _PTR, _I64, _I64, _PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR,
+                                    _INT]),
+        # (S, nq, n, ld, col0, thr, ans, ex_start, ex_count, ex_vals, gt, ge, nan_count, nthreads)
+        "emukg_rank_dense": (None, [_PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR,
+                                    _INT]),
+        "emukg_score_all_lanes": (_INT, []),
+    },
+    "sample_step": {
+        # (R, K, n, N, rows, start, count, vals, cand, out, filled, found, nthreads) -> status
+        "emukg_filter_fill": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compiling and loading
 def cache_dir() -> Path:
     return user_cache_dir("kernels")
 
@@ -42,37 +135,449 @@ def _cpu_tag() -> str:
     return platform.processor()
 
 
-@lru_cache(maxsize=None)
-def load(name: str):
-    """Compile (once) and load ``kernels/<name>.c``; ``None`` if native kernels are unavailable."""
-    if os.environ.get("EMUKG_NO_NATIVE", "") not in ("", "0"):
-        return None
+def _disabled() -> bool:
+    return os.environ.get("EMUKG_NO_NATIVE", "") not in ("", "0")
+
+
+_REASONS: dict[str, str] = {}  # kernel name -> why it is not loaded ('' when it is)
+_REPORTED = False
+
+
+def _report_fallback(reason: str, deliberate: bool) -> None:
+    """One line per process: WARNING for an unexpected fallback, INFO for EMUKG_NO_NATIVE=1."""
+    global _REPORTED
+    if _REPORTED:
+        log.debug("native kernels: %s", reason)
+        return
+    _REPORTED = True
+    (log.info if deliberate else log.warning)("emukg: native C kernels unavailable (%s); %s.", reason, FALLBACK_COST)
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _compile(name: str, compiler: str, target: Path) -> str:
+    """Compile kernels/<name>.c to ``target``; '' on success, else the reason (one line)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([compiler, *FLAGS, "-I", str(HERE), "-o", tmp, str(HERE / f"{name}.c"), "-lm"],
+                              capture_output=True, text=True, errors="replace", timeout=COMPILE_TIMEOUT_S)
+        if proc.returncode != 0:
+            first = _first_line(proc.stderr) or _first_line(proc.stdout)
+            return (f"compiling {name}.c with {compiler} failed: {first}" if first else
+                    f"compiling {name}.c with {compiler} failed with exit status {proc.returncode} and no message")
+        os.replace(tmp, target)
+        return ""
+    except subprocess.TimeoutExpired:
+        return f"compiling {name}.c with {compiler} took over {COMPILE_TIMEOUT_S} s"
+    except OSError as exc:
+        return f"cannot run the C compiler {compiler}: {exc.strerror or exc}"
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def so_path(name: str) -> Path:
+    """Where the compiled ``<name>.c`` is cached: the file name carries a hash of the C source, the shared header,
+    the flags and the CPU, so any edit (e.g. of a metric code) compiles afresh instead of loading a stale .so."""
+    if name not in PROTOTYPES:
+        raise ValueError(f"name must be one of {', '.join(KERNELS)}, not {name!r}.")
+    source = (HERE / f"{name}.c").read_bytes() + HEADER.read_bytes()
+    key = hashlib.sha256(source + " ".join(FLAGS).encode() + _cpu_tag().encode() + platform.machine().encode()).hexdigest()[:16]
+    return cache_dir() / f"{name}-{key}.so"
+
+
+def _load(name: str):
+    """(lib or None, reason, deliberate)."""
+    target = so_path(name)
+    if _disabled():
+        return None, "disabled by EMUKG_NO_NATIVE=1", True
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
-        log.debug("no C compiler found; using the PyTorch fallback for %s", name)
-        return None
-    source = (HERE / f"{name}.c").read_bytes()
-    key = hashlib.sha256(source + " ".join(FLAGS).encode() + _cpu_tag().encode() + platform.machine().encode()).hexdigest()[:16]
-    target = cache_dir() / f"{name}-{key}.so"
+        return None, "no C compiler found (set CC or install gcc)", False
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
         try:
-            subprocess.run([compiler, *FLAGS, "-o", tmp, str(HERE / f"{name}.c"), "-lm"], check=True, capture_output=True)
-            os.replace(tmp, target)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            Path(tmp).unlink(missing_ok=True)
-            log.debug("compiling %s failed (%s); using the PyTorch fallback", name, exc)
-            return None
+            why = _compile(name, compiler, target)
+        except OSError as exc:  # the cache folder cannot be created or written
+            why = f"cannot write the kernel cache {target.parent}: {exc.strerror or exc} (set EMUKG_CACHE_DIR)"
+        if why:
+            return None, why, False
     try:
-        return ctypes.CDLL(str(target))
-    except OSError as exc:
-        log.debug("loading %s failed (%s); using the PyTorch fallback", target, exc)
+        lib = ctypes.CDLL(str(target))
+        for fn_name, (restype, argtypes) in PROTOTYPES[name].items():
+            fn = getattr(lib, fn_name)
+            fn.argtypes, fn.restype = argtypes, restype
+    except (OSError, AttributeError) as exc:
+        return None, f"loading {target.name} failed: {_first_line(str(exc))}", False
+    return lib, "", False
+
+
+@lru_cache(maxsize=None)
+def load(name: str):
+    """Compile (once) and load ``kernels/<name>.c`` with its prototypes declared; ``None`` if unavailable.
+
+    Callers outside this module should use the checked wrappers rather than the returned library.
+    """
+    lib, reason, deliberate = _load(name)
+    _REASONS[name] = reason
+    if lib is None:
+        _report_fallback(reason, deliberate)
+    return lib
+
+
+def available(name: str) -> bool:
+    """Whether kernel ``name`` ('transe_step', 'score_all', 'sample_step') compiled and loaded."""
+    return load(name) is not None
+
+
+def status() -> dict:
+    """``{"native": bool, "reason": str, "kernels": {name: {"native": bool, "reason": str}}}`` (loads every kernel).
+
+    ``native`` is True when every kernel loaded; ``reason`` is the first failure's reason ('' when native).
+    """
+    kernels = {}
+    for name in KERNELS:
+        ok = load(name) is not None
+        kernels[name] = {"native": ok, "reason": _REASONS.get(name, "")}
+    failed = [k for k in KERNELS if not kernels[k]["native"]]
+    return {"native": not failed, "reason": kernels[failed[0]]["reason"] if failed else "", "kernels": kernels}
+
+
+def describe() -> str:
+    """One line for logs and benchmark headers: 'native C kernels' or 'PyTorch fallback: <reason>'."""
+    st = status()
+    if st["native"]:
+        return "native C kernels (" + ", ".join(KERNELS) + ")"
+    missing = [k for k, v in st["kernels"].items() if not v["native"]]
+    if len(missing) == len(KERNELS):
+        return f"PyTorch fallback: {st['reason']}"
+    return f"native C kernels except {', '.join(missing)} (PyTorch fallback: {st['reason']})"
+
+
+def _require(name: str):
+    lib = load(name)
+    if lib is None:
+        raise RuntimeError(f"the native kernel {name} is not available ({_REASONS.get(name, '')}); "
+                           f"call the PyTorch path instead or check emukg.kernels.status().")
+    return lib
+
+
+# ---------------------------------------------------------------------------------------------------------
+# argument checks (explicit if/raise: they survive python -O)
+def ptr(tensor) -> int | None:
+    """Raw data pointer of a contiguous CPU tensor (None for None), for passing to a kernel."""
+    if tensor is None:
         return None
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, not {type(tensor).__name__}.")
+    if tensor.device.type != "cpu":
+        raise ValueError(f"the native kernels read CPU memory only; this tensor is on {tensor.device}.")
+    if not tensor.is_contiguous():
+        raise ValueError("the native kernels need a contiguous tensor; pass tensor.contiguous().")
+    return tensor.data_ptr()
 
 
-def ptr(tensor) -> ctypes.c_void_p:
-    """Raw data pointer of a contiguous CPU tensor, for passing to a kernel."""
-    assert tensor.is_contiguous() and tensor.device.type == "cpu"
-    return ctypes.c_void_p(tensor.data_ptr())
+def _tensor(fn: str, name: str, t, dtype: torch.dtype, shape: tuple) -> torch.Tensor:
+    """``t`` checked: a CPU, contiguous tensor of ``dtype`` and ``shape`` (None entries: any size)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, not {type(t).__name__}.")
+    if t.dtype != dtype:
+        raise ValueError(f"{fn}: {name} must have dtype {dtype}, not {t.dtype}; convert it with .to({dtype}).")
+    if t.device.type != "cpu":
+        raise ValueError(f"{fn}: {name} is on {t.device}, but the native kernels read CPU memory only; use the PyTorch path.")
+    if t.dim() != len(shape) or any(want is not None and have != want for have, want in zip(t.shape, shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{fn}: {name} must have shape {want}, not {tuple(t.shape)}.")
+    if not t.is_contiguous():
+        raise ValueError(f"{fn}: {name} must be contiguous; pass {name}.contiguous().")
+    return t
+
+
+def id_range(ids: torch.Tensor) -> tuple[int, int] | None:
+    """(min, max) of an id tensor in one reduction (one host sync on a GPU); None when empty."""
+    if ids.numel() == 0:
+        return None
+    lo, hi = torch.aminmax(ids)
+    return int(lo), int(hi)
+
+
+def check_ids(fn: str, name: str, ids: torch.Tensor, n: int, exc: type[Exception] = IndexError) -> None:
+    """Raise ``exc`` unless every value of ``ids`` (any device) lies in [0, n)."""
+    r = id_range(ids)
+    if r is not None and (r[0] < 0 or r[1] >= n):
+        bad = r[0] if r[0] < 0 else r[1]
+        raise exc(f"{fn}: {name} holds id {bad}, outside the valid range 0..{n - 1}; pass ids below {n}.")
+
+
+def _check_segments(fn: str, start, count, vals, rows: int, n: int):
+    """CSR exclusion/answer lists: all three or none; start/count int64 (rows,), every segment inside vals,
+    every value in [0, n).  Returns the (possibly None) tensors."""
+    given = [x is not None for x in (start, count, vals)]
+    if not any(given):
+        return None, None, None
+    if not all(given):
+        raise ValueError(f"{fn}: start, count and vals must be given together (or all None).")
+    _tensor(fn, "start", start, torch.int64, (rows,))
+    _tensor(fn, "count", count, torch.int64, (rows,))
+    _tensor(fn, "vals", vals, torch.int64, (None,))
+    if rows:
+        lo_s, _ = id_range(start)
+        lo_c, _ = id_range(count)
+        end = int((start + count).max())
+        if lo_s < 0 or lo_c < 0 or end > vals.numel():
+            raise IndexError(f"{fn}: the segments start/count reach outside vals (min start {lo_s}, min count {lo_c}, "
+                             f"max end {end}, len(vals) {vals.numel()}); pass the arrays of one FilterIndex.segments call.")
+    check_ids(fn, "vals", vals, n)
+    return start, count, vals
+
+
+def _threads(threads: int | None) -> int:
+    t = torch.get_num_threads() if threads is None else int(threads)
+    if t < 1:
+        raise ValueError(f"threads must be at least 1, not {t}.")
+    return t
+
+
+def _u32(fn: str, name: str, v) -> int:
+    v = int(v)
+    if not 0 <= v < 1 << 32:
+        raise ValueError(f"{fn}: {name} must lie in [0, 2**32), not {v}; mask it with & 0xFFFFFFFF.")
+    return v
+
+
+def _status(fn: str, rc: int, nbytes: int, hint: str) -> None:
+    if rc != STATUS_OK:
+        raise MemoryError(f"{fn}: could not allocate its working memory (about {nbytes:,} bytes); {hint}.")
+
+
+def _metric(fn: str, metric) -> Metric:
+    if isinstance(metric, str):
+        return metric_code(metric)
+    try:
+        return Metric(int(metric))
+    except ValueError:
+        raise ValueError(f"{fn}: metric must be one of {[m.name for m in Metric]}, not {metric!r}.") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# transe_step.c: fused candidate scoring (training)
+MIN_ROW_FLOATS = 16  # transe_step.c works on 16-float chunks: D (COMPLEX_L1: D/2) must be at least this
+
+
+def _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio):
+    metric = _metric(fn, metric)
+    try:
+        mut = Mut(int(mut))
+    except ValueError:
+        raise ValueError(f"{fn}: mut must be one of {[m.name for m in Mut]}, not {mut!r}.") from None
+    _tensor(fn, "E", E, torch.float32, (None, None))
+    N, D = E.shape
+    _tensor(fn, "cand", cand, torch.int64, (None, None))
+    B, C = cand.shape
+    _tensor(fn, "q", q, torch.float32, (B, D))
+    L = D // 2 if metric == Metric.COMPLEX_L1 else D
+    if L < MIN_ROW_FLOATS or (metric == Metric.COMPLEX_L1 and D % 2):
+        raise ValueError(f"{fn}: rows of {D} floats are too narrow for metric {metric.name}; the kernel needs "
+                         f"{'an even D with D/2' if metric == Metric.COMPLEX_L1 else 'D'} >= {MIN_ROW_FLOATS} (pad with zeros).")
+    if mut == Mut.MIXUP:
+        if ratio is None:
+            raise ValueError(f"{fn}: mut=MIXUP needs ratio, a float32 (B, C) tensor of mixing ratios.")
+        _tensor(fn, "ratio", ratio, torch.float32, (B, C))
+    elif ratio is not None:
+        raise ValueError(f"{fn}: ratio is only read with mut=MIXUP; pass ratio=None for mut={mut.name}.")
+    if C < 1 and B > 0:
+        raise ValueError(f"{fn}: cand must hold at least one column (the positive's entity).")
+    check_ids(fn, "cand", cand, N)
+    T = _u32(fn, "T", T)
+    if T > 1 << 24:
+        raise ValueError(f"{fn}: T must be at most 2**24 (keep_threshold(p)), not {T}.")
+    return metric, mut, B, C, D, N, _u32(fn, "s0", s0), _u32(fn, "s1", s1), T
+
+
+def cand_fwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, metric, bias: float = 0.0, mut=Mut.NONE,
+             s0: int = 0, s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None,
+             threads: int | None = None) -> torch.Tensor:
+    """Scores (B, C) float32 of candidates ``cand`` (B, C) int64 (column 0 the positive) against queries ``q``
+    (B, D) float32 over the entity table ``E`` (N, D) float32: ``bias − dist`` (L1, COMPLEX_L1) or ``bias + q·x``
+    (DOT) of the mutated candidate x' (see transe_step.c; ``mut`` EMU with seed words ``s0, s1`` and threshold
+    ``T``, MIXUP with ``ratio`` (B, C)).  Memory: the (B, C) output plus 4·D bytes in C."""
+    fn = "emukg_cand_fwd"
+    lib = _require("transe_step")
+    metric, mut, B, C, D, N, s0, s1, T = _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio)
+    out = torch.empty(B, C, dtype=torch.float32)
+    rc = lib.emukg_cand_fwd(B, C, D, q.data_ptr(), E.data_ptr(), cand.data_ptr(), int(metric), float(bias), int(mut),
+                            s0, s1, T, ratio.data_ptr() if ratio is not None else None, out.data_ptr(), _threads(threads))
+    _status(fn, rc, 4 * D, "the machine is out of memory; free memory or lower the batch size")
+    return out
+
+
+def cand_bwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, gout: torch.Tensor, metric, mut=Mut.NONE,
+             s0: int = 0, s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None, *, need_q: bool = True,
+             need_E: bool = True, scratch_bytes: int = 512 << 20, threads: int | None = None):
+    """Gradients ``(gq (B, D) | None, gE (N, D) | None)`` of :func:`cand_fwd` for the output gradient ``gout``
+    (B, C) float32.  gE is dense; T threads use T − 1 private N×D accumulators (4·N·D bytes each), and the thread
+    count is lowered so that they stay within ``scratch_bytes``.  C allocates 4·D + T·3·4·⌈D/16⌉·16 bytes more."""
+    fn = "emukg_cand_bwd"
+    lib = _require("transe_step")
+    metric, mut, B, C, D, N, s0, s1, T = _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio)
+    _tensor(fn, "gout", gout, torch.float32, (B, C))
+    gq = torch.empty(B, D, dtype=torch.float32) if need_q else None
+    gE = torch.empty(N, D, dtype=torch.float32) if need_E else None
+    nt = max(1, min(_threads(threads), B))
+    if need_E:
+        nt = max(1, min(nt, 1 + int(scratch_bytes) // max(1, 4 * N * D)))
+    scratch = torch.empty((nt - 1) * N * D, dtype=torch.float32) if need_E and nt > 1 else None
+    rc = lib.emukg_cand_bwd(B, C, D, N, q.data_ptr(), E.data_ptr(), cand.data_ptr(), int(metric), int(mut), s0, s1, T,
+                            ratio.data_ptr() if ratio is not None else None, gout.data_ptr(),
+                            gq.data_ptr() if gq is not None else None, gE.data_ptr() if gE is not None else None,
+                            scratch.data_ptr() if scratch is not None else None, nt)
+    _status(fn, rc, 4 * D + nt * 3 * 4 * (-(-D // 16) * 16), "the machine is out of memory; free memory or lower the batch size")
+    return gq, gE
+
+
+def emu_mask(B: int, C: int, D: int, s0: int, s1: int, T: int, threads: int | None = None) -> torch.Tensor:
+    """The EMU keep mask (B, C, D) as uint8 (1 = keep; column 0 all ones) for seed words ``s0, s1`` and threshold
+    ``T`` (emukg.emu.keep_threshold).  Memory: B·C·D bytes out, 4·D in C."""
+    fn = "emukg_emu_mask"
+    lib = _require("transe_step")
+    B, C, D = int(B), int(C), int(D)
+    if B < 0 or C < 0 or D < 0:
+        raise ValueError(f"{fn}: B, C and D must be non-negative, not {(B, C, D)}.")
+    T = _u32(fn, "T", T)
+    if T > 1 << 24:
+        raise ValueError(f"{fn}: T must be at most 2**24 (keep_threshold(p)), not {T}.")
+    out = torch.empty(B, C, D, dtype=torch.uint8)
+    rc = lib.emukg_emu_mask(B, C, D, _u32(fn, "s0", s0), _u32(fn, "s1", s1), T, out.data_ptr(), _threads(threads))
+    _status(fn, rc, 4 * D, "the machine is out of memory; free memory or lower the batch size")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# score_all.c: evaluation ranking
+RANGE_BYTES = 256 * 1024  # score_all.c's RANGE_BYTES: entity rows per task
+_EB = 6  # score_all.c's EB
+
+
+def score_all_lanes() -> int:
+    """Queries per register tile of ``emukg_rank_fused`` (TQ: 16 with AVX, 32 with AVX-512)."""
+    return int(_require("score_all").emukg_score_all_lanes())
+
+
+def rank_fused_bytes(nq: int, dim: int, num_entities: int, threads: int) -> int:
+    """Bytes ``emukg_rank_fused`` allocates: 4·⌈nq/TQ⌉·TQ·(dim + 1) of query tiles, 8·nq·(parts + 1) of exclusion
+    offsets (parts = entity ranges of about RANGE_BYTES, at least about 4 per thread), 4·range per thread of mask
+    words.  An estimate for error messages (within a small factor)."""
+    tq = score_all_lanes()
+    tiles = -(-max(nq, 0) // tq)
+    rng = min(max(1, num_entities), max(8 * _EB, RANGE_BYTES // max(1, 4 * dim)))
+    parts = max(-(-num_entities // rng), 4 * threads)
+    return 4 * tiles * tq * (dim + 1) + 8 * nq * (parts + 1) + threads * 4 * rng
+
+
+def rank_fused(metric, Q: torch.Tensor, E: torch.Tensor, answer: torch.Tensor, start: torch.Tensor | None = None,
+               count: torch.Tensor | None = None, vals: torch.Tensor | None = None, threads: int | None = None):
+    """Filtered rank counts without a score matrix: for queries ``Q`` (nq, D) float32 (finite) against every row of
+    ``E`` (N, D) float32, ``(gt, ge, thr)`` = #candidates strictly better than / at least as good as the answer
+    ``answer`` (nq,) int64, and the answer's distance (L1, COMPLEX_L1) or dot product (DOT).  Excluded besides the
+    answer: ``vals[start[q] : start[q] + count[q]]`` (sorted, FilterIndex.segments).  Memory: see
+    :func:`rank_fused_bytes`."""
+    fn = "emukg_rank_fused"
+    lib = _require("score_all")
+    metric = _metric(fn, metric)
+    _tensor(fn, "E", E, torch.float32, (None, None))
+    N, D = E.shape
+    _tensor(fn, "Q", Q, torch.float32, (None, D))
+    nq = Q.shape[0]
+    if metric == Metric.COMPLEX_L1 and D % 2:
+        raise ValueError(f"{fn}: metric COMPLEX_L1 needs an even row width (real half, imaginary half), not {D}.")
+    _tensor(fn, "answer", answer, torch.int64, (nq,))
+    check_ids(fn, "answer", answer, N)
+    start, count, vals = _check_segments(fn, start, count, vals, nq, N)
+    nt = _threads(threads)
+    gt = torch.empty(nq, dtype=torch.int64)
+    ge = torch.empty(nq, dtype=torch.int64)
+    thr = torch.empty(nq, dtype=torch.float32)
+    if nq == 0:
+        return gt, ge, thr
+    rc = lib.emukg_rank_fused(int(metric), Q.data_ptr(), nq, D, E.data_ptr(), N, D, answer.data_ptr(), ptr(start),
+                              ptr(count), ptr(vals), gt.data_ptr(), ge.data_ptr(), thr.data_ptr(), nt)
+    _status(fn, rc, rank_fused_bytes(nq, D, N, nt), "lower --memory-mb (evaluate's memory_mb) to rank fewer queries at once")
+    return gt, ge, thr
+
+
+def rank_dense(S: torch.Tensor, thr: torch.Tensor, answer: torch.Tensor, start: torch.Tensor | None = None,
+               count: torch.Tensor | None = None, vals: torch.Tensor | None = None, *, col0: int = 0,
+               num_entities: int | None = None, threads: int | None = None):
+    """Rank counts from a score block ``S`` (nq, n) float32 holding entities ``col0 .. col0+n−1`` (larger = better,
+    NaN as −inf): ``(gt, ge, nan)`` int64 (nq,) = #non-excluded candidates of the block with score > / ≥ the answer's
+    ``thr`` (nq,) float32, and NaN scores per query.  Exclusions as in :func:`rank_fused`.  ``num_entities``
+    (default col0 + n) bounds the ids.  No allocation in C."""
+    fn = "emukg_rank_dense"
+    lib = _require("score_all")
+    _tensor(fn, "S", S, torch.float32, (None, None))
+    nq, n = S.shape
+    col0 = int(col0)
+    N = col0 + n if num_entities is None else int(num_entities)
+    if col0 < 0 or col0 + n > N:
+        raise ValueError(f"{fn}: the block's columns {col0}..{col0 + n - 1} must lie inside 0..{N - 1}; fix col0 or num_entities.")
+    _tensor(fn, "thr", thr, torch.float32, (nq,))
+    _tensor(fn, "answer", answer, torch.int64, (nq,))
+    check_ids(fn, "answer", answer, N)
+    start, count, vals = _check_segments(fn, start, count, vals, nq, N)
+    gt = torch.zeros(nq, dtype=torch.int64)
+    ge = torch.zeros(nq, dtype=torch.int64)
+    nan = torch.zeros(nq, dtype=torch.int64)
+    if nq:
+        lib.emukg_rank_dense(S.data_ptr(), nq, n, n, col0, thr.data_ptr(), answer.data_ptr(), ptr(start), ptr(count),
+                             ptr(vals), gt.data_ptr(), ge.data_ptr(), nan.data_ptr(), _threads(threads))
+    return gt, ge, nan
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sample_step.c: filtered negatives
+def filter_fill(rows: torch.Tensor, cand: torch.Tensor, out: torch.Tensor, filled: torch.Tensor, start: torch.Tensor,
+                count: torch.Tensor, vals: torch.Tensor, num_entities: int, threads: int | None = None) -> torch.Tensor:
+    """Filter and compact in one pass: for each i, append the candidates ``cand[i]`` (R, K) int64 that are not in
+    row ``b = rows[i]``'s answer list ``vals[start[b] : start[b] + count[b]]`` to ``out[b]`` (B, n) int64, in draw
+    order, while ``filled[b]`` (B,) int64 (updated in place) is below n.  Returns ``found`` (R,): valid candidates
+    per row.  ``rows`` must not repeat.  Memory: 8·⌈N/64⌉ bytes per thread in C."""
+    fn = "emukg_filter_fill"
+    lib = _require("sample_step")
+    N = int(num_entities)
+    if N < 1:
+        raise ValueError(f"{fn}: num_entities must be at least 1, not {N}.")
+    _tensor(fn, "out", out, torch.int64, (None, None))
+    B, n = out.shape
+    _tensor(fn, "filled", filled, torch.int64, (B,))
+    _tensor(fn, "rows", rows, torch.int64, (None,))
+    R = rows.shape[0]
+    _tensor(fn, "cand", cand, torch.int64, (R, None))
+    K = cand.shape[1]
+    check_ids(fn, "rows", rows, B)
+    check_ids(fn, "cand", cand, N)
+    if start is None or count is None or vals is None:
+        raise ValueError(f"{fn}: start, count and vals (FilterIndex.segments of the B kept pairs) are required.")
+    _check_segments(fn, start, count, vals, B, N)
+    if B:
+        r = id_range(filled)
+        if r[0] < 0 or r[1] > n:
+            raise ValueError(f"{fn}: filled holds {r[0] if r[0] < 0 else r[1]}, outside 0..{n}; it counts the filled "
+                             f"columns of out (start it at zeros).")
+    found = torch.empty(R, dtype=torch.int64)
+    nt = _threads(threads)
+    if R == 0:
+        return found
+    rc = lib.emukg_filter_fill(R, K, n, N, rows.data_ptr(), start.data_ptr(), count.data_ptr(), vals.data_ptr(),
+                               cand.data_ptr(), out.data_ptr(), filled.data_ptr(), found.data_ptr(), nt)
+    _status(fn, rc, nt * 8 * (-(-N // 64)), "the machine is out of memory for the per-thread entity bitmaps; free memory")
+    return found
+
+
+__all__ = ["Metric", "Mut", "METRIC_CODES", "metric_code", "PROTOTYPES", "KERNELS", "load", "available", "status",
+           "describe", "ptr", "check_ids", "id_range", "cand_fwd", "cand_bwd", "emu_mask", "score_all_lanes",
+           "rank_fused", "rank_fused_bytes", "rank_dense", "filter_fill"]

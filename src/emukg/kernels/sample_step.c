@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "emukg_kernels.h"
+
 /* Filter and compact in one pass (the inner step of sampling.filter_and_refill).
  *
  * For each i < R, row b = rows[i] of the output: scan its K candidates cand[i, :] in draw order; a candidate
@@ -14,6 +16,10 @@
  * the row holds fewer than n, appended: out[b, filled[b]++] = candidate.  Rows are independent, so threads
  * split them.  Short answer lists are scanned linearly; longer ones are marked in a per-thread bitmap over the
  * N entities (set before, cleared after the row), so each test is one L1 access instead of a binary search.
+ *
+ * Memory: one bitmap of 8 ceil(N/64) bytes per thread.  Returns EMUKG_OK, or EMUKG_ENOMEM when a bitmap cannot be
+ * allocated (nothing is then appended).  Ids must lie in [0, N) (the Python wrapper checks); answer ids outside
+ * are ignored by the bitmap instead of written out of bounds.
  */
 #define LINEAR_MAX 8
 
@@ -48,7 +54,8 @@ int emukg_filter_fill(int64_t R, int64_t K, int64_t n, int64_t N, const int64_t 
                     }
                 }
             } else {
-                for (int64_t j = 0; j < m; j++) bits[seg[j] >> 6] |= (uint64_t)1 << (seg[j] & 63);
+                for (int64_t j = 0; j < m; j++)
+                    if ((uint64_t)seg[j] < (uint64_t)N) bits[seg[j] >> 6] |= (uint64_t)1 << (seg[j] & 63);
                 for (int64_t k = 0; k < K; k++) {
                     const int64_t e = c[k];
                     if (!((bits[e >> 6] >> (e & 63)) & 1)) {
@@ -56,12 +63,13 @@ int emukg_filter_fill(int64_t R, int64_t K, int64_t n, int64_t N, const int64_t 
                         if (f < n) o[f++] = e;
                     }
                 }
-                for (int64_t j = 0; j < m; j++) bits[seg[j] >> 6] = 0;
+                for (int64_t j = 0; j < m; j++)
+                    if ((uint64_t)seg[j] < (uint64_t)N) bits[seg[j] >> 6] = 0;
             }
             filled[b] = f;
             found[i] = hits;
         }
         free(bits);
     }
-    return failed ? -1 : 0;
+    return failed ? EMUKG_ENOMEM : EMUKG_OK;
 }

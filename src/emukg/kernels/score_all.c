@@ -1,9 +1,10 @@
 /* Evaluation kernels: filtered rank counting for link prediction, without a Python loop over queries.
  *
  *   emukg_rank_fused  scoring and ranking in one pass.  For every query q and entity e it computes
- *                        metric 0 (TransE)   D[q,e] = sum_i |Q[q,i] - E[e,i]|                    (smaller = better)
- *                        metric 1 (RotatE)   D[q,e] = sum_i sqrt((Qre-Ere)^2 + (Qim-Eim)^2)      (smaller = better)
- *                        metric 2 (DistMult, ComplEx)  D[q,e] = sum_i Q[q,i] * E[e,i]           (larger = better)
+ *                        L1 (TransE)          D[q,e] = sum_i |Q[q,i] - E[e,i]|                    (smaller = better)
+ *                        DOT (DistMult, ComplEx)  D[q,e] = sum_i Q[q,i] * E[e,i]                 (larger = better)
+ *                        COMPLEX_L1 (RotatE)  D[q,e] = sum_i sqrt((Qre-Ere)^2 + (Qim-Eim)^2)      (smaller = better)
+ *                     (the metric codes of emukg_kernels.h, shared with transe_step.c and emukg.kernels.Metric)
  *                     and counts per query the candidates better than the answer and better-or-equal, skipping
  *                     the excluded entities (the known answers, and the answer itself).  The score matrix is
  *                     never written: a block of TQ queries (vector lanes) x EB entities keeps its accumulators
@@ -18,10 +19,10 @@
  * (sorted ascending, as the filter index stores them); the answer ans[q] is excluded in addition.
  *
  * Exactness: every value is an in-order float sum over the feature axis (i = 0, 1, ..., dim-1), one IEEE
- * rounding per operation (an explicit fma for metric 2), in the register-blocked kernel and in the scalar code
+ * rounding per operation (an explicit fma for DOT), in the register-blocked kernel and in the scalar code
  * that computes the answer's own value alike, so the answer and its competitors are compared on bit-identical
  * arithmetic and exact ties (e.g. duplicate embeddings) stay ties.  (The FMA with a multiplier of exactly 1
- * used to accumulate metric 0 rounds once, like the add it replaces.)  Inputs must be finite; the caller
+ * used to accumulate L1 rounds once, like the add it replaces.)  Inputs must be finite; the caller
  * checks, and routes non-finite queries to its PyTorch path.
  */
 #define _POSIX_C_SOURCE 200112L /* posix_memalign */
@@ -29,6 +30,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "emukg_kernels.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -109,9 +112,9 @@ static inline vf vsqrt(vf x) {
 /* Scalar distance of one (query, entity) pair: the same operations, in the same order, as one lane below.  */
 static float dist_scalar(int metric, const float *q, const float *e, int64_t dim) {
     float s = 0.0f;
-    if (metric == 0) {
+    if (metric == EMUKG_METRIC_L1) {
         for (int64_t i = 0; i < dim; i++) s = s + fabsf(q[i] - e[i]);
-    } else if (metric == 2) {
+    } else if (metric == EMUKG_METRIC_DOT) {
         for (int64_t i = 0; i < dim; i++) s = fmaf(q[i], e[i], s);
     } else {
         int64_t h = dim / 2;
@@ -136,7 +139,7 @@ static float dist_scalar(int metric, const float *q, const float *e, int64_t dim
             er[j] = E + (e0 + j) * ld;                                                                      \
             for (int v = 0; v < NV; v++) acc[v][j] = (vf){0};                                               \
         }                                                                                                   \
-        if (metric == 0) {                                                                                  \
+        if (metric == EMUKG_METRIC_L1) {                                                                    \
             for (int64_t i = 0; i < dim; i++) {                                                             \
                 vf q[NV];                                                                                   \
                 for (int v = 0; v < NV; v++) q[v] = vload(qt + i * TQ + v * VW);                            \
@@ -145,7 +148,7 @@ static float dist_scalar(int metric, const float *q, const float *e, int64_t dim
                     for (int v = 0; v < NV; v++) acc[v][j] = vacc(acc[v][j], vabs(q[v] - b));               \
                 }                                                                                           \
             }                                                                                               \
-        } else if (metric == 2) {                                                                           \
+        } else if (metric == EMUKG_METRIC_DOT) {                                                            \
             for (int64_t i = 0; i < dim; i++) {                                                             \
                 vf q[NV];                                                                                   \
                 for (int v = 0; v < NV; v++) q[v] = vload(qt + i * TQ + v * VW);                            \
@@ -175,7 +178,7 @@ static float dist_scalar(int metric, const float *q, const float *e, int64_t dim
             vu m = (vu){0} + mask[j];                                                                       \
             for (int v = 0; v < NV; v++) {                                                                  \
                 vi keep = (m & lanebit[v]) == 0;                                                            \
-                if (metric == 2) { /* similarity: better = larger */                                        \
+                if (metric == EMUKG_METRIC_DOT) { /* similarity: better = larger */                         \
                     cgt[v] += (acc[v][j] > thr[v]) & keep;                                                  \
                     cge[v] += (acc[v][j] >= thr[v]) & keep;                                                 \
                 } else {           /* distance: better = smaller */                                         \
@@ -211,7 +214,9 @@ int emukg_score_all_lanes(void) { return TQ; }
  *   ex_*   CSR exclusions (see top); ex_start/ex_count may be NULL (no exclusions besides the answer)
  *   gt, ge (nq) outputs: # candidates with smaller distance / with smaller-or-equal distance, answer excluded
  *   thr    (nq) output: the answer's distance
- * Returns 0, or -1 when out of memory. */
+ * Memory: 4 ceil(nq/TQ) TQ (dim + 1) bytes of query tiles, 8 nq (nparts + 1) bytes of exclusion offsets (nparts
+ * entity ranges of RANGE_BYTES), and per thread a 4-byte mask word per entity of a range.
+ * Returns EMUKG_OK, or EMUKG_ENOMEM when an allocation fails (outputs then undefined). */
 int emukg_rank_fused(int metric, const float *Q, int64_t nq, int64_t dim, const float *E, int64_t n_ent, int64_t ld,
                   const int64_t *ans, const int64_t *ex_start, const int64_t *ex_count, const int64_t *ex_vals,
                   int64_t *gt, int64_t *ge, float *thr_out, int nthreads) {
@@ -219,8 +224,8 @@ int emukg_rank_fused(int metric, const float *Q, int64_t nq, int64_t dim, const 
     if (nthreads < 1) nthreads = 1;
     int64_t ntiles = (nq + TQ - 1) / TQ;
     float *Qt = NULL, *thr = NULL;
-    if (posix_memalign((void **)&Qt, 64, (size_t)(ntiles * dim * TQ) * sizeof(float))) return -1;
-    if (posix_memalign((void **)&thr, 64, (size_t)(ntiles * TQ) * sizeof(float))) { free(Qt); return -1; }
+    if (posix_memalign((void **)&Qt, 64, (size_t)(ntiles * dim * TQ) * sizeof(float))) return EMUKG_ENOMEM;
+    if (posix_memalign((void **)&thr, 64, (size_t)(ntiles * TQ) * sizeof(float))) { free(Qt); return EMUKG_ENOMEM; }
     /* transpose the queries into tiles; pad lanes with zeros */
     memset(Qt, 0, (size_t)(ntiles * dim * TQ) * sizeof(float));
     for (int64_t q = 0; q < nq; q++) {
@@ -254,7 +259,7 @@ int emukg_rank_fused(int metric, const float *Q, int64_t nq, int64_t dim, const 
     int64_t *ex_off = NULL;
     if (ex_start && ex_count) {
         ex_off = (int64_t *)malloc((size_t)(nq * (nparts + 1)) * sizeof(int64_t));
-        if (!ex_off) { free(Qt); free(thr); return -1; }
+        if (!ex_off) { free(Qt); free(thr); return EMUKG_ENOMEM; }
 #pragma omp parallel for schedule(static) num_threads(nthreads)
         for (int64_t q = 0; q < nq; q++) {
             const int64_t *vals = ex_vals + ex_start[q];
@@ -297,7 +302,10 @@ int emukg_rank_fused(int metric, const float *Q, int64_t nq, int64_t dim, const 
                     if (a >= e_begin && a < e_end) mask[a - e_begin] |= bit;
                     if (ex_off) {
                         const int64_t *o = ex_off + q * (nparts + 1) + part;
-                        for (int64_t k = o[0]; k < o[1]; k++) mask[ex_vals[k] - e_begin] |= bit;
+                        for (int64_t k = o[0]; k < o[1]; k++) {
+                            const int64_t v = ex_vals[k]; /* bounds test: an unsorted list must not write outside */
+                            if (v >= e_begin && v < e_end) mask[v - e_begin] |= bit;
+                        }
                     }
                 }
                 const float *qt = Qt + tile * dim * TQ;
@@ -327,7 +335,7 @@ int emukg_rank_fused(int metric, const float *Q, int64_t nq, int64_t dim, const 
     free(ex_off);
     free(Qt);
     free(thr);
-    return failed ? -1 : 0;
+    return failed ? EMUKG_ENOMEM : EMUKG_OK;
 }
 
 /* Ranking from a score block S (nq rows, n columns, row stride ld) holding entities col0 .. col0+n-1.
@@ -372,7 +380,7 @@ void emukg_rank_dense(const float *S, int64_t nq, int64_t n, int64_t ld, int64_t
             const int64_t *vals = ex_vals + ex_start[q];
             int64_t cnt = ex_count[q];
             for (int64_t k = lower_bound(vals, cnt, col0); k < cnt && vals[k] < col0 + n; k++) {
-                if (vals[k] == a) continue;
+                if (vals[k] == a || vals[k] < col0) continue; /* < col0 only if unsorted: never read outside */
                 float s = row[vals[k] - col0];
                 if (s != s) s = -INFINITY;
                 cg -= s > t;

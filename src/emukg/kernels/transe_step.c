@@ -6,9 +6,9 @@
  *     x'_bj = M_bj (.) x_bj + (1 - M_bj) (.) x+_b    (mut = 1: EMU, M from the counter-based hash below)
  *     x'_bj = a_bj x_bj + (1 - a_bj) x+_b            (mut = 2: Mixup, one ratio per candidate)
  *
- *     kind 0 (L1):  s_bj = bias - sum_i |q_bi - x'_bji|      (TransE: q = h + r, or t - r for head-batch)
- *     kind 1 (dot): s_bj = bias + sum_i  q_bi * x'_bji       (DistMult, ComplEx: q = the model's query vector)
- *     kind 2 (c2):  s_bj = bias - sum_k |q_bk - x'_bjk|       (RotatE: complex coordinates k, real parts in the
+ *     L1:          s_bj = bias - sum_i |q_bi - x'_bji|      (TransE: q = h + r, or t - r for head-batch)
+ *     DOT:         s_bj = bias + sum_i  q_bi * x'_bji       (DistMult, ComplEx: q = the model's query vector)
+ *     COMPLEX_L1:  s_bj = bias - sum_k |q_bk - x'_bjk|       (RotatE: complex coordinates k, real parts in the
  *                   first half of a row, imaginary parts in the second; q = h o e^{i theta}, or t o e^{-i theta})
  *
  * where x_bj = E[cand[b, j]] and x+_b = E[cand[b, 0]].  Column 0 is never mutated.  Nothing of size
@@ -24,7 +24,7 @@
  *
  * Backward: grad_q (B x D) and a dense grad_E (N x D).  Every thread owns a slice of the batch and a private
  * N x D accumulator (thread 0 writes straight into grad_E); the accumulators are summed row-block-wise in a
- * fixed thread order, so the result is deterministic for a given thread count.  D (kind 2: D/2) must be >= 16
+ * fixed thread order, so the result is deterministic for a given thread count.  D (COMPLEX_L1: D/2) must be >= 16
  * (the Python wrapper pads narrower tables); the last partial vector chunk overlaps the previous one under a
  * lane mask.  Built with -ffp-contract=off: every product and sum is rounded as PyTorch rounds it.
  */
@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+
+#include "emukg_kernels.h"
 
 #pragma GCC optimize("no-math-errno") /* lets sqrtf vectorise; sqrt stays correctly rounded */
 
@@ -72,8 +74,8 @@ static void make_tab(uint32_t *tab, int64_t D, uint32_t s0, uint32_t s1) {
 static inline vf mutated(const float *x, const float *xp, int64_t i, int mut, int first, uint32_t key,
                          const uint32_t *tab, vu Tv, float a, vi *keep_out) {
     vf xv = ldf(x + i);
-    if (first || mut == 0) { *keep_out = (vi){0} - 1; return xv; }
-    if (mut == 1) {
+    if (first || mut == EMUKG_MUT_NONE) { *keep_out = (vi){0} - 1; return xv; }
+    if (mut == EMUKG_MUT_EMU) {
         vu u = h32v(ldu(tab + i) ^ key);
         vi keep = (vi)((u >> 8) < Tv);
         *keep_out = keep;
@@ -102,14 +104,16 @@ static inline vf vsqrt(vf x) {
     return r;
 }
 
-/* Chunks of one row: kinds 0/1 walk [0, D); kind 2 walks the complex coordinates [0, D/2) and pairs the real
- * part at i with the imaginary part at D/2 + i.  The last chunk overlaps the previous one under a lane mask. */
-void emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float *E, const int64_t *cand,
-                    int kind, float bias, int mut, uint32_t s0, uint32_t s1, uint32_t T, const float *ratio,
-                    float *out, int nthreads) {
+/* Chunks of one row: L1/DOT walk [0, D); COMPLEX_L1 walks the complex coordinates [0, D/2) and pairs the real
+ * part at i with the imaginary part at D/2 + i.  The last chunk overlaps the previous one under a lane mask.
+ * Allocates 4 D bytes (the hash table); returns EMUKG_OK, or EMUKG_ENOMEM with nothing written. */
+int emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float *E, const int64_t *cand,
+                   int kind, float bias, int mut, uint32_t s0, uint32_t s1, uint32_t T, const float *ratio,
+                   float *out, int nthreads) {
     uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)D);
+    if (!tab) return EMUKG_ENOMEM;
     make_tab(tab, D, s0, s1);
-    const int64_t L = kind == 2 ? D / 2 : D;
+    const int64_t L = kind == EMUKG_METRIC_COMPLEX_L1 ? D / 2 : D;
     const int64_t tail_at = L - W;
     const vi tail_lanes = LANES >= (vi){0} + (int32_t)(W - L % W);
     const vi all_lanes = (vi){0} - 1;
@@ -126,8 +130,8 @@ void emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float
             }
             const float *x = E + cand[b * C + j] * D;
             const int first = (j == 0);
-            const uint32_t key = (mut == 1 && !first) ? row_key(b, C, j, s0, s1) : 0;
-            const float a = (mut == 2) ? ratio[b * C + j] : 1.0f;
+            const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b, C, j, s0, s1) : 0;
+            const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
             vf acc = {0};
             vi keep;
             for (int64_t k = 0; k < L; k += W) {
@@ -137,9 +141,9 @@ void emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float
                 vf xv = mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
                 vf qv = ldf(qb + i);
                 vf term;
-                if (kind == 0) {
+                if (kind == EMUKG_METRIC_L1) {
                     term = (vf)((vu)(qv - xv) & 0x7fffffffU);
-                } else if (kind == 1) {
+                } else if (kind == EMUKG_METRIC_DOT) {
                     term = qv * xv;
                 } else {
                     vf xi = mutated(x, xp, L + i, mut, first, key, tab, Tv, a, &keep);
@@ -149,10 +153,11 @@ void emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float
                 acc += andm(term, lanes);
             }
             float s = hsum(acc);
-            out[b * C + j] = kind == 1 ? bias + s : bias - s;
+            out[b * C + j] = kind == EMUKG_METRIC_DOT ? bias + s : bias - s;
         }
     }
     free(tab);
+    return EMUKG_OK;
 }
 
 /* add the gradient gxv of candidate chunk x'[i:i+W] to its two sources: the candidate row (gx) and the positive
@@ -160,10 +165,10 @@ void emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float
 static inline void route(float *gx, float *gpb, int64_t i, vf gxv, int mut, int first, vi keep, vf av, vf bv) {
     if (first) {
         stf(gpb + i, ldf(gpb + i) + gxv);
-    } else if (mut == 1) {
+    } else if (mut == EMUKG_MUT_EMU) {
         stf(gx + i, ldf(gx + i) + andm(gxv, keep));
         stf(gpb + i, ldf(gpb + i) + andm(gxv, ~keep));
-    } else if (mut == 2) {
+    } else if (mut == EMUKG_MUT_MIXUP) {
         stf(gx + i, ldf(gx + i) + av * gxv);
         stf(gpb + i, ldf(gpb + i) + bv * gxv);
     } else {
@@ -171,13 +176,17 @@ static inline void route(float *gx, float *gpb, int64_t i, vf gxv, int mut, int 
     }
 }
 
-/* gq: B x D or NULL; gE: N x D or NULL; scratch: (nthreads - 1) x N x D floats (unused when gE is NULL) */
-void emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, const float *E,
-                    const int64_t *cand, int kind, int mut, uint32_t s0, uint32_t s1, uint32_t T,
-                    const float *ratio, const float *gout, float *gq, float *gE, float *scratch, int nthreads) {
+/* gq: B x D or NULL; gE: N x D or NULL; scratch: (nthreads - 1) x N x D floats (unused when gE is NULL).
+ * Allocates 4 D bytes (the hash table) plus, per thread, three 64-byte aligned rows of 4 ceil(D/16)*16 bytes.
+ * Returns EMUKG_OK, or EMUKG_ENOMEM (gq and gE then hold no meaningful values). */
+int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, const float *E,
+                   const int64_t *cand, int kind, int mut, uint32_t s0, uint32_t s1, uint32_t T,
+                   const float *ratio, const float *gout, float *gq, float *gE, float *scratch, int nthreads) {
     uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)D);
+    if (!tab) return EMUKG_ENOMEM;
     make_tab(tab, D, s0, s1);
-    const int64_t L = kind == 2 ? D / 2 : D;
+    int failed = 0;
+    const int64_t L = kind == EMUKG_METRIC_COMPLEX_L1 ? D / 2 : D;
     const int64_t tail_at = L - W;
     const vi tail_lanes = LANES >= (vi){0} + (int32_t)(W - L % W);
     const vi all_lanes = (vi){0} - 1;
@@ -198,6 +207,11 @@ void emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, 
         float *gdummy = (float *)aligned_alloc(64, sizeof(float) * padD);
         int64_t lo, hi;
         thread_range(B, t, nt, &lo, &hi);
+        if (!gqb || !gpb || !gdummy) {
+#pragma omp atomic write
+            failed = 1;
+            hi = lo; /* skip the work; every thread still reaches the barrier below */
+        }
         for (int64_t b = lo; b < hi; b++) {
             const float *qb = q + b * D;
             const int64_t pos = cand[b * C];
@@ -218,8 +232,8 @@ void emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, 
                 const float *x = E + c * D;
                 float *gx = ge ? ge + c * D : gdummy;
                 const int first = (j == 0);
-                const uint32_t key = (mut == 1 && !first) ? row_key(b, C, j, s0, s1) : 0;
-                const float a = (mut == 2) ? ratio[b * C + j] : 1.0f;
+                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b, C, j, s0, s1) : 0;
+                const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
                 const vf gv = bcast(gout[b * C + j]);
                 const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
                 for (int64_t k = 0; k < L; k += W) {
@@ -229,7 +243,7 @@ void emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, 
                     vi keep;
                     vf xv = mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
                     vf qv = ldf(qb + i);
-                    if (kind == 2) {
+                    if (kind == EMUKG_METRIC_COMPLEX_L1) {
                         vi keep_i;
                         vf xi = mutated(x, xp, L + i, mut, first, key, tab, Tv, a, &keep_i);
                         vf zr = qv - xv, zi = ldf(qb + L + i) - xi;
@@ -244,7 +258,7 @@ void emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, 
                         continue;
                     }
                     vf gxv, gqv;
-                    if (kind == 0) {
+                    if (kind == EMUKG_METRIC_L1) {
                         vf z = qv - xv;
                         vi nz = (vi)(z != bcast(0.0f));
                         gxv = (vf)((((vu)gv) ^ ((vu)z & 0x80000000U)) & (vu)nz);  /* g * sign(z) */
@@ -278,13 +292,16 @@ void emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, 
         }
     }
     free(tab);
+    return failed ? EMUKG_ENOMEM : EMUKG_OK;
 }
 
 /* The EMU keep mask of a (B, C, D) block as bytes (1 = keep the candidate's component; column 0 all ones).
- * Used by the PyTorch path on the CPU for models without a fused kernel, and by tests. */
-void emukg_emu_mask(int64_t B, int64_t C, int64_t D, uint32_t s0, uint32_t s1, uint32_t T, uint8_t *out,
-                    int nthreads) {
+ * Used by the PyTorch path on the CPU for models without a fused kernel, and by tests.  Allocates 4 D bytes;
+ * returns EMUKG_OK or EMUKG_ENOMEM. */
+int emukg_emu_mask(int64_t B, int64_t C, int64_t D, uint32_t s0, uint32_t s1, uint32_t T, uint8_t *out,
+                   int nthreads) {
     uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)D);
+    if (!tab) return EMUKG_ENOMEM;
     make_tab(tab, D, s0, s1);
     const vu Tv = (vu){0} + T;
     if (nthreads < 1) nthreads = 1;
@@ -303,4 +320,5 @@ void emukg_emu_mask(int64_t B, int64_t C, int64_t D, uint32_t s0, uint32_t s1, u
             for (; i < D; i++) o[i] = (uint8_t)((h32(key ^ tab[i]) >> 8) < T);
         }
     free(tab);
+    return EMUKG_OK;
 }

@@ -1,0 +1,26 @@
+/* Constants shared by every emukg C kernel and by their Python loader (emukg.kernels, which must agree with this
+ * file: tests/test_kernels.py parses it and compares).  The compiled-kernel cache key hashes this header too, so
+ * changing a code here recompiles every kernel.
+ */
+#ifndef EMUKG_KERNELS_H
+#define EMUKG_KERNELS_H
+
+/* Metric codes (emukg.kernels.Metric): one numbering for training (transe_step.c) and evaluation (score_all.c).
+ *   L1          sum_i |q_i - x_i|                                   (TransE; score = bias - distance)
+ *   DOT         sum_i  q_i * x_i                                    (DistMult, ComplEx; score = bias + dot)
+ *   COMPLEX_L1  sum_k sqrt((q_re,k - x_re,k)^2 + (q_im,k - x_im,k)^2)  over complex coordinates k, a row holding the
+ *               real parts in its first half and the imaginary parts in its second (RotatE; score = bias - distance) */
+#define EMUKG_METRIC_L1 0
+#define EMUKG_METRIC_DOT 1
+#define EMUKG_METRIC_COMPLEX_L1 2
+
+/* Candidate mutation codes of the training kernel (emukg.kernels.Mut). */
+#define EMUKG_MUT_NONE 0
+#define EMUKG_MUT_EMU 1
+#define EMUKG_MUT_MIXUP 2
+
+/* Status codes returned by every kernel that allocates (emukg.kernels turns EMUKG_ENOMEM into MemoryError). */
+#define EMUKG_OK 0
+#define EMUKG_ENOMEM (-1)
+
+#endif

@@ -21,7 +21,7 @@ for ds in FB15k-237 wn18rr; do
     extra=""; [ "$model" = RotatE ] && extra="-de"
     for mode in restart chained; do
       run="$OUTDIR/$model-$ds-$mode"
-      python -m emukg legacy --do_train --do_valid --do_test --data_path "$ds" --model "$model" $extra \
+      ${PYTHON:-python3} -m emukg legacy --do_train --do_valid --do_test --data_path "$ds" --model "$model" $extra \
         -n 256 -b 1000 -d 100 -g 24.0 -a 1. -lr 0.05 --max_steps "$STEPS" --warm_up_steps 50000 \
         -khop 3 -nrw 1000 --valid_steps 1000 --log_steps 500 --save_checkpoint_steps 1000 \
         -if_CE 2 -if_EMU 0.39 -neg_label 0.53 -CE_coef 0.11 --walk_mode "$mode" --seed 0 $CUDA \

@@ -22,10 +22,11 @@ def row(run: Path) -> dict | None:
     test = results.get("test", {})
     stamps = [ln[:19] for ln in (run / "train.log").read_text().splitlines() if ln[:4].isdigit()]
     wall = (datetime.fromisoformat(stamps[-1]) - datetime.fromisoformat(stamps[0])).total_seconds() if stamps else float("nan")
-    best = max(valid[:-1] or valid, key=lambda x: x["MRR"]) if valid else {}
+    best = max(valid, key=lambda x: x["MRR"]) if valid else {}  # max() keeps the first of equal values
     model, dataset, mode = run.name.split("-", 1)[0], run.name.split("-", 1)[1].rsplit("-", 1)[0], run.name.rsplit("-", 1)[1]
     steps = max((x["step"] for x in lines if x["split"] == "training"), default=-1) + 1
-    return {"model": model, "dataset": dataset, "walks": mode, "steps": steps,
+    curve = {x["step"]: x["MRR"] for x in valid}  # periodic validations (the final re-evaluation repeats a step)
+    return {"curve": curve, "model": model, "dataset": dataset, "walks": mode, "steps": steps,
             "best_valid_mrr": best.get("MRR"), "best_step": best.get("step"), "test_mrr": test.get("MRR"),
             "test_hits1": test.get("HITS@1"), "test_hits10": test.get("HITS@10"), "wall_s": wall}
 
@@ -43,6 +44,19 @@ def main() -> None:
     for r in rows:
         print(f"| {r['dataset']} | {r['model']} | {r['walks']} | {r['steps']:,} | {f(r['best_valid_mrr'])} ({r['best_step']}) | "
               f"{f(r['test_mrr'])} | {f(r['test_hits1'])} | {f(r['test_hits10'])} | {r['wall_s'] / 60:.1f} min |")
+    # the same budget for both walk modes: validation MRR at every step both runs reached
+    print()
+    print("| dataset | model | step | restart valid MRR | chained valid MRR |")
+    print("|---|---|---|---|---|")
+    pairs: dict = {}
+    for r in rows:
+        pairs.setdefault((r["dataset"], r["model"]), {})[r["walks"]] = r["curve"]
+    for (dataset, model), modes in sorted(pairs.items()):
+        if set(modes) != {"restart", "chained"}:
+            continue
+        for step in sorted(set(modes["restart"]) & set(modes["chained"])):
+            if step:
+                print(f"| {dataset} | {model} | {step:,} | {modes['restart'][step]:.4f} | {modes['chained'][step]:.4f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -22,7 +22,7 @@ def gen(seed=0):
 
 def test_registry():
     assert SAMPLERS["uniform"].__name__ == "UniformSampler"
-    assert SAMPLERS["uniform-filtered"].__name__ == "FilteredUniformSampler"
+    assert SAMPLERS["filtered"].__name__ == "FilteredUniformSampler"
     assert SAMPLERS["sans"].__name__ == "SANSSampler"
 
 
@@ -33,7 +33,7 @@ def test_no_import_circle():
 
     code = ("import sys, emukg.sans; assert 'emukg.sampling' not in sys.modules, sorted(sys.modules)\n"
             "import emukg.sampling as s; before = set(sys.modules)\n"
-            "assert {'uniform', 'uniform-filtered', 'sans'} <= set(s.SAMPLERS), s.SAMPLERS\n"
+            "assert {'uniform', 'filtered', 'sans'} <= set(s.SAMPLERS), s.SAMPLERS\n"
             "assert set(sys.modules) == before")
     subprocess.run([sys.executable, "-c", code], check=True)
     subprocess.run([sys.executable, "-c", "import emukg.sampling as s; assert 'sans' in s.SAMPLERS"], check=True)
@@ -52,7 +52,7 @@ def test_uniform_shape_range_determinism(kg):
 @pytest.mark.parametrize("side", ["tail", "head"])
 def test_filtered_never_returns_a_training_triple(kg, side):
     pos = kg.train.repeat(4, 1)
-    s = SAMPLERS["uniform-filtered"](kg, 6, "cpu", gen(1))
+    s = SAMPLERS["filtered"](kg, 6, "cpu", gen(1))
     neg = s.sample(pos, side)
     assert neg.shape == (pos.shape[0], 6)
     h, r, t = (pos[:, i : i + 1] for i in range(3))
@@ -60,14 +60,14 @@ def test_filtered_never_returns_a_training_triple(kg, side):
     assert not bool(hit.any())
     assert int(neg.min()) >= 0 and int(neg.max()) < kg.num_entities
     # a negative may still be a valid/test triple: only training triples are filtered
-    again = SAMPLERS["uniform-filtered"](kg, 6, "cpu", gen(1)).sample(pos, side)
+    again = SAMPLERS["filtered"](kg, 6, "cpu", gen(1)).sample(pos, side)
     assert torch.equal(neg, again)
 
 
 def test_filtered_on_a_dense_graph(shared_datasets):
     kg = load_folder(shared_datasets / "nations")  # 14 entities: many rows need several refill rounds
     pos = kg.train
-    neg = SAMPLERS["uniform-filtered"](kg, 64, "cpu", gen(2)).sample(pos, "tail")
+    neg = SAMPLERS["filtered"](kg, 64, "cpu", gen(2)).sample(pos, "tail")
     assert neg.shape == (pos.shape[0], 64)
     assert not bool(kg.train_filter.contains(pos[:, :1], pos[:, 1:2], neg).any())
 
@@ -131,8 +131,8 @@ def test_unfillable_row_raises():
 
 def test_build_sampler_modes(kg):
     g = gen()
-    assert build_sampler(Config(loss="sigmoid"), kg, "cpu", g).name == "uniform-filtered"
-    assert build_sampler(Config(loss="ce", sampler="filtered"), kg, "cpu", g).name == "uniform-filtered"
+    assert build_sampler(Config(loss="sigmoid"), kg, "cpu", g).name == "filtered"
+    assert build_sampler(Config(loss="ce", sampler="filtered"), kg, "cpu", g).name == "filtered"
     assert build_sampler(Config(loss="ce", sampler="uniform"), kg, "cpu", g).name == "uniform"
     assert build_sampler(Config(loss="1vsall", model="DistMult"), kg, "cpu", g) is None
     s = build_sampler(Config(loss="ce", negative_sample_size=9), kg, "cpu", g)

@@ -172,3 +172,19 @@ def test_kill_9_at_random_moments_then_resume_is_bit_identical(tmp_path):
     a, b = (json.loads((r / "results.json").read_text())["test"] for r in (whole, run))
     assert {k: a[k] for k in ("MRR", "MR", "HITS@1", "HITS@10")} == {k: b[k] for k in ("MRR", "MR", "HITS@1", "HITS@10")}
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resume_from_another_folder_with_a_relative_dataset_path(tmp_path, monkeypatch):
+    """A run trained on --dataset ../g resumes from anywhere: the data is found by its recorded absolute path and
+    guarded by its checksums (the dataset string is not compared)."""
+    write_graph(tmp_path / "g")
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert cli(*train_args("../g", "../run")) == 0
+    monkeypatch.chdir(tmp_path)
+    assert cli("train", "--resume", "run", "--max-steps", 8) == 0
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert Path(cfg["dataset"]) == (tmp_path / "g").resolve() and cfg["resumes"][-1]["changes"] == {"max_steps": [6, 8]}
+    # other data under the same name is refused by its checksums
+    (tmp_path / "g" / "train.txt").write_text((tmp_path / "g" / "train.txt").read_text()[:-40] + "\n")
+    assert cli("train", "--resume", "run", "--max-steps", 10) == 2

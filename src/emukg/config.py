@@ -74,8 +74,8 @@ class ConfigError(EmukgError):
         where = source or self.source
         if style == "yaml" and where:
             return f"{where}: {self.param}: {value}: {reason}"
-        if self.value == "":
-            return f"{name(self.param)}: {reason}"
+        if self.value == "" or (style == "legacy" and self.param in _NOT_ONE_TO_ONE):
+            return f"{name(self.param)}: {reason}"  # (the reference's flag holds another value than the setting)
         sep = "=" if style == "python" else " "
         return f"{name(self.param)}{sep}{value}: {reason}"
 
@@ -100,6 +100,10 @@ LEGACY_FLAGS = {
     "init_checkpoint": "-init", "device": "--cuda", "threads": "-cpu", "fixed_tail_negatives": "-if_adv_neg",
     "seed": "--seed", "walk_mode": "--walk_mode", "sans_memory_mb": "--sans_memory_mb", "progress": "--no_progress",
 }
+
+
+# settings whose value is not what the reference's flag holds (-if_CE 1 sets loss ce and sampler uniform, ...)
+_NOT_ONE_TO_ONE = ("loss", "sampler", "adversarial_sampler", "optimizer", "device", "progress", "fixed_tail_negatives")
 
 
 def flag_name(param: str, style: str = "python") -> str:
@@ -338,7 +342,7 @@ class Config:
         # negatives: normalise what this loss does not use, so config.json names what really runs
         if self.loss == "1vsall":
             if cls.distance_based:
-                raise ConfigError("loss", self.loss, f"1-vs-all works with DistMult and ComplEx only, not {self.model}; use ce.")
+                raise ConfigError("loss", self.loss, f"1-vs-all works with DistMult and ComplEx only, not {self.model}; choose another {{loss}}.")
             self.sampler = None
         elif self.sampler not in SAMPLERS:
             raise ConfigError("sampler", self.sampler, f"choose {_or(SAMPLERS)}.")

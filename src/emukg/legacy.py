@@ -55,7 +55,7 @@ def loss_settings(if_CE: int, sans: bool = False, adversarial: bool = False) -> 
         return dict(loss="ce", sampler=data_side)
     if if_CE == 3:
         return dict(loss="1vsall", sampler=None, adversarial_sampler=data_side if adversarial else None)
-    raise ConfigError("loss", if_CE, "must be 0 (sigmoid), 1 (CE, uniform), 2 (CE, data-side negatives) or 3 (1-vs-all).")
+    raise EmukgError(f"-if_CE {if_CE}: must be 0 (sigmoid), 1 (CE, uniform), 2 (CE, data-side negatives) or 3 (1-vs-all).")
 
 
 def _parser_error(self, message):

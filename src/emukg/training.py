@@ -101,7 +101,7 @@ def resume_changes(saved: Config, new: Config, run_dir) -> dict:
     changes = {}
     for name in Config.field_names():
         old, value = getattr(saved, name), getattr(new, name)
-        if old == value or name in ("save_path", "init_checkpoint"):
+        if old == value or name in ("save_path", "init_checkpoint", "dataset"):  # the data: compared by checksums
             continue
         if name not in RESUME_OVERRIDES:
             raise ConfigError(name, value, f"the run in {run_dir} has {old!r}; a resumed run may change only the steps, "
@@ -206,9 +206,10 @@ class Trainer:
         self.kg = kg if kg is not None else load_dataset(cfg.dataset)
         self.dataset_record = dataset_record(cfg.dataset) if kg is None else {"name": getattr(kg, "name", ""), "given": cfg.dataset}
         old_sums = (saved_info.get("dataset_record") or {}).get("sha256")
-        if resume == "strict" and old_sums and self.dataset_record.get("sha256") not in (None, old_sums):
-            raise EmukgError(f"{resume_flag} {source.path}: the dataset's files changed since the run started "
-                             f"({self.dataset_record.get('path')}); resume with the data it was trained on, or start a new run.")
+        new_sums = self.dataset_record.get("sha256")
+        if source is not None and resume == "strict" and old_sums and new_sums and new_sums != old_sums:
+            raise EmukgError(f"--dataset {self.dataset_record.get('path') or cfg.dataset}: its files differ (SHA-256) from the data "
+                             f"the run in {source.path} was trained on; resume with that data, or start a new run.")
         if cfg.threads:
             torch.set_num_threads(max(1, min(int(cfg.threads), os.cpu_count() or 1)))
         torch.manual_seed(cfg.seed)

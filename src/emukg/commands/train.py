@@ -71,7 +71,15 @@ def _run(args: argparse.Namespace) -> int:
             raise EmukgError(f"--resume {folder.path}: no such run folder; pass a folder written by 'emukg train'.")
         if not folder.file(CONFIG).is_file():
             raise EmukgError(f"--resume {folder.path}: no {CONFIG} there; pass a run folder written by 'emukg train'.")
-        base = folder.read_config().to_dict()
+        saved = folder.read_config()
+        base = saved.to_dict()
+        if "dataset" not in vars(args):
+            # the data as recorded; when the recorded string no longer resolves from here (a relative path, moved
+            # data), the recorded absolute path or name (the checksums still guard against other data)
+            from ..run import _try_resolve, find_run_data
+
+            if _try_resolve(saved.dataset) is None:
+                base["dataset"] = str(find_run_data(folder, saved)[0])
         if getattr(args, "save_path", None) not in (None, str(folder.path)) and Path(args.save_path).resolve() != folder.path.resolve():
             raise EmukgError(f"--resume {folder.path} continues that run in its own folder; drop --save-path {args.save_path}.")
         base.update(save_path=str(folder.path), init_checkpoint=str(folder.path))

@@ -24,13 +24,8 @@ METRICS = ("MRR", "HITS@1", "HITS@3", "HITS@10")
 def describe(cfg: Config, dataset_name: str | None = None) -> dict:
     """The row keys of a run: dataset (``dataset_name``, e.g. from config.json's dataset record, else the last
     part of ``cfg.dataset``), model, loss, sampler and method."""
-    ce_mode = getattr(cfg, "ce_mode", None)
-    if ce_mode is not None:  # a Config with the reference's integer loss switch
-        sampler = "uniform" if ce_mode in (1, 3) or cfg.sampler == "uniform" else "sans"
-        loss = {0: "sigmoid", 1: "CE", 2: "CE", 3: "1-vs-all"}[ce_mode]
-    else:  # named losses and samplers
-        sampler = "sans" if cfg.loss != "1vsall" and cfg.sampler == "sans" else "uniform"
-        loss = {"sigmoid": "sigmoid", "ce": "CE", "1vsall": "1-vs-all"}.get(cfg.loss, str(cfg.loss))
+    sampler = "sans" if cfg.loss != "1vsall" and cfg.sampler == "sans" else "uniform"
+    loss = {"sigmoid": "sigmoid", "ce": "CE", "1vsall": "1-vs-all"}[cfg.loss]
     if cfg.adversarial:
         sampler += "-adv"
     method = "EMU" if cfg.emu is not None else "baseline"

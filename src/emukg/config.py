@@ -169,6 +169,8 @@ class Config:
     device: str = _opt("auto", "cpu, cuda or auto")
     threads: int | None = _opt(None, "CPU threads ≥ 1 (-cpu); None = PyTorch's default")
     progress: bool | None = _opt(None, "tqdm progress bar; None = only when stderr is a terminal")
+    tracker: str | None = _opt(None, "experiment tracker besides metrics.jsonl: tensorboard (event files in the run folder) or mlflow")
+    tracking_uri: str | None = _opt(None, "MLflow tracking URI (default: a file store ./mlruns)")
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -327,6 +329,8 @@ class Config:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, getattr(self, name), f"choose {_or(allowed)}.")
+        if self.tracker is not None and self.tracker not in ("tensorboard", "mlflow"):
+            raise ConfigError("tracker", self.tracker, "choose tensorboard or mlflow (or leave it unset).")
         if self.device not in ("cpu", "cuda", "auto") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ConfigError("device", self.device, "choose cpu, cuda, cuda:N or auto.")
         from .models import MODELS

@@ -92,7 +92,7 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
 # what a resumed run may change (documented overrides; recorded in config.json's "resumes"), and what it may not
 RESUME_OVERRIDES = ("max_steps", "valid_steps", "log_steps", "save_checkpoint_steps", "test_log_steps", "test_batch_size",
                     "learning_rate", "do_train", "do_valid", "do_test", "evaluate_train", "eval_memory_mb", "tie_policy",
-                    "threads", "progress", "save_path", "init_checkpoint")
+                    "threads", "progress", "save_path", "init_checkpoint", "tracker", "tracking_uri")
 
 
 def resume_changes(saved: Config, new: Config, run_dir) -> dict:
@@ -162,6 +162,21 @@ class RunLogger:
             self.logger.removeHandler(h)
 
 
+class Callback:
+    """Hooks into a run, for trackers and searches; every method is optional and called in this order:
+    ``on_train_start`` (after the run folder is ready), ``on_log`` (every ``log_steps``: the averaged training
+    metrics plus ``learning_rate``), ``on_validation`` (every validation, with its metrics; may raise to stop the
+    run, e.g. ``optuna.TrialPruned``), ``on_end`` (the final results; also after an exception, with ``error``)."""
+
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+
+    def on_log(self, trainer: "Trainer", step: int, metrics: dict) -> None: ...
+
+    def on_validation(self, trainer: "Trainer", step: int, metrics: dict) -> None: ...
+
+    def on_end(self, trainer: "Trainer", results: dict, error: BaseException | None = None) -> None: ...
+
+
 class Trainer:
     """Holds the state of one run; :meth:`fit` runs the loop.
 
@@ -170,7 +185,7 @@ class Trainer:
     settings as given, as the reference does (its architecture is restored from the run by :mod:`emukg.legacy`).
     """
 
-    def __init__(self, config: Config, kg=None, overwrite: bool = False, resume: str = "strict"):
+    def __init__(self, config: Config, kg=None, overwrite: bool = False, resume: str = "strict", callbacks=()):
         from .data import dataset_record, load_dataset
         from .losses import build_objective
         from .models import build_model
@@ -246,6 +261,9 @@ class Trainer:
         self.info = {"emukg_version": __version__, "dataset_record": self.dataset_record,
                      "negatives": self._describe_negatives(), "resumes": resumes}
         folder.write_json(CONFIG, {**cfg.to_dict(), **self.info})
+        from .tracking import build_trackers
+
+        self.callbacks = [*callbacks, *build_trackers(cfg, folder)]
 
     def _describe_negatives(self) -> dict:
         """What each part of the loss draws, for config.json (exactly the samplers that run)."""
@@ -337,6 +355,8 @@ class Trainer:
             self.best_mrr, self.best_step = float(metrics["MRR"]), self.step
             self.save(best=True)
             self.out.info(f"New best valid MRR {self.best_mrr:f} at step {label}; saved best_model")
+        for cb in self.callbacks:
+            cb.on_validation(self, label, self.headline(metrics))
 
     # --- the loop ----------------------------------------------------------------------------
     def _mark(self) -> int:
@@ -387,8 +407,12 @@ class Trainer:
 
         cfg, out = self.config, self.out
         ref = cfg.reference_steps
+        results: dict = {}
+        error: BaseException | None = None
         try:
             self._log_start()
+            for cb in self.callbacks:
+                cb.on_train_start(self)
             if self.changes:
                 out.info(f"Resumed at step {self.step} with changes: " + json.dumps(self.changes, sort_keys=True))
             if cfg.do_train and self.step < cfg.max_steps:
@@ -412,6 +436,8 @@ class Trainer:
                             avg = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
                             avg["steps_per_s"] = len(window) / max(time.perf_counter() - t0, 1e-9)
                             out.metrics("Training average" if ref else "Training", mark, avg)
+                            for cb in self.callbacks:
+                                cb.on_log(self, mark, {**avg, "learning_rate": self.learning_rate})
                             window, t0 = [], time.perf_counter()
                         if cfg.do_valid and mark % cfg.valid_steps == 0 and (ref or not last):
                             self.validate(at_step=mark)
@@ -426,9 +452,17 @@ class Trainer:
                 out.info("Skipping training (--do_train not given)")
             elif cfg.do_valid and not ref and self.step > 0 and self.last_valid_step != self.step:
                 self.validate()  # the final validation of a run killed between its last checkpoint and that validation
-            return self._final_evaluation()
+            results = self._final_evaluation()
+            return results
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            out.close()
+            try:
+                for cb in self.callbacks:
+                    cb.on_end(self, results, error)
+            finally:
+                out.close()
 
     def _final_evaluation(self) -> dict:
         """Evaluate the best model (the last one when no validation ran) on the requested splits."""
@@ -454,6 +488,6 @@ class Trainer:
         return results
 
 
-def train(config: Config, kg=None, overwrite: bool = False, resume: str = "strict") -> dict:
+def train(config: Config, kg=None, overwrite: bool = False, resume: str = "strict", callbacks=()) -> dict:
     """Train (or resume) a run described by ``config``; returns the final evaluation results."""
-    return Trainer(config, kg=kg, overwrite=overwrite, resume=resume).fit()
+    return Trainer(config, kg=kg, overwrite=overwrite, resume=resume, callbacks=callbacks).fit()

@@ -435,7 +435,7 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
             ge_all = torch.empty(total, dtype=torch.int64, device=device)
             bar = None
             if progress:
-                from tqdm import tqdm
+                from tqdm.auto import tqdm  # a widget in Jupyter, a text bar on a terminal
 
                 bar = tqdm(total=total, desc=f"evaluate {name}", unit="q", leave=False)
             done, next_log = 0, log_every if log_every and log_every > 0 else None

@@ -131,7 +131,7 @@ class RunLogger:
     def info(self, message: str) -> None:
         self.logger.info(message)
         if self.console:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm  # a widget in Jupyter, a text bar on a terminal
 
             tqdm.write(message, file=sys.stderr)
 
@@ -403,7 +403,7 @@ class Trainer:
         out.info("Config: " + json.dumps(cfg.to_dict(), sort_keys=True))
 
     def fit(self) -> dict:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in Jupyter, a text bar on a terminal
 
         cfg, out = self.config, self.out
         ref = cfg.reference_steps

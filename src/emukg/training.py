@@ -191,9 +191,12 @@ class Trainer:
         from .models import build_model
         from .sampling import build_samplers
 
+        from .tracking import check_tracker_available
+
         config.validate()
         self.config = cfg = config
         self.device = resolve_device(cfg.device)
+        check_tracker_available(cfg)  # a missing tracker package stops the run before anything is written
         if not cfg.save_path:
             raise ConfigError("save_path", cfg.save_path, "is required: the run folder for checkpoints, embeddings and logs.")
         # --- every check first: a refused run writes nothing ---------------------------------

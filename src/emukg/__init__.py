@@ -10,6 +10,10 @@ def __getattr__(name):  # the Python API, imported on first use so that 'emukg -
         from . import api
 
         return getattr(api, name)
+    if name == "hpo":
+        from .hpo import hpo
+
+        return hpo
     if name == "Config":
         from .config import Config
 
@@ -17,4 +21,4 @@ def __getattr__(name):  # the Python API, imported on first use so that 'emukg -
     raise AttributeError(f"module 'emukg' has no attribute {name!r}")
 
 
-__all__ = ["EmukgError", "Config", "train", "load", "Run", "Prediction", "__version__"]
+__all__ = ["EmukgError", "Config", "train", "load", "Run", "Prediction", "hpo", "__version__"]

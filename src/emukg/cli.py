@@ -14,7 +14,7 @@ import sys
 from . import __version__
 from .errors import EmukgError
 
-COMMANDS = ["datasets", "train", "legacy", "evaluate", "predict", "export", "bench", "reproduce", "report"]
+COMMANDS = ["datasets", "train", "legacy", "evaluate", "predict", "export", "bench", "reproduce", "report", "hpo"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -222,3 +222,17 @@ def load_tiny(triples):
     (folder / "entities.dict").write_text("".join(f"{i}\t{n}\n" for i, n in enumerate(names)))
     (folder / "relations.dict").write_text("0\tr0\n1\tr1\n")
     return load_dataset(str(folder))
+
+
+def test_if_optuna_searches_the_emu_settings(tmp_path, capsys):
+    pytest.importorskip("optuna")
+    graph = write_graph(tmp_path / "g")
+    run = tmp_path / "run"
+    argv = legacy_run(graph, run, "--max_steps", "4", "--valid_steps", "2", "-if_Optuna", "1", "--n_trials", "2")
+    assert run_legacy(argv) == 0
+    out = capsys.readouterr().out
+    assert "best valid MRR" in out
+    rows = (run / "optuna" / "trials.csv").read_text().splitlines()
+    assert len(rows) == 3 and "emu" in rows[0] and "neg_label" in rows[0] and "ce_coef" in rows[0]
+    assert run_legacy(legacy_run(graph, tmp_path / "r2", "-if_CE", "0", "-if_Optuna", "1")) == 2
+    assert "-if_CE 1" in capsys.readouterr().err

@@ -27,7 +27,9 @@ silently ignore are errors; ``--cuda`` without a GPU is an error, and without ``
 ``-cpu N`` sets the CPU threads (capped at the machine's cores); ``--data_path data/wn18rr`` is used when that
 folder exists and otherwise resolved by its last component through the dataset registry; a seed is set
 (``--seed``, default 0); ``-init DIR`` without ``-save`` continues in DIR; an existing trained run in ``-save``
-is continued only with ``-init`` and replaced only with ``--overwrite``; ``-if_Optuna`` is accepted and ignored.
+is continued only with ``-init`` and replaced only with ``--overwrite``; ``-if_Optuna 1`` runs an Optuna search of
+``-if_EMU``, ``-neg_label`` and ``-CE_coef`` (``--n_trials``, default 20) around the run (the reference only has
+the hooks for one).
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def add_legacy_arguments(p: argparse.ArgumentParser) -> None:
     a("-if_Adagrad", "--if_Adagrad", type=int, default=0, help="non-zero = use Adam (inverted name, as in the reference)")
     a("-if_adv_neg", "--if_adv_neg", type=int, default=None, help="given: fixed unfiltered tail negatives per triple, as the reference")
     a("-best_model_name", "--best_model_name", type=str, default=None, help="accepted (the reference's -if_adv_neg model; it does not change the negatives)")
-    a("-if_Optuna", "--if_Optuna", type=int, default=0, help="accepted and ignored: this command runs one training job")
+    a("-if_Optuna", "--if_Optuna", type=int, default=0, help="non-zero: search -if_EMU, -neg_label and -CE_coef with Optuna around this run (emukg hpo)")
     # emukg additions
     a("--countries", action="store_true", help="accepted (RotatE's Countries flag); metrics are the usual ones")
     a("--regions", type=int, nargs="+", default=None, help="accepted, unused (RotatE's Countries flag)")
@@ -115,6 +117,7 @@ def add_legacy_arguments(p: argparse.ArgumentParser) -> None:
     a("--sans_memory_mb", default=2048, type=int, help="memory budget of the SANS table in MiB (emukg addition)")
     a("--no_progress", action="store_true", help="no progress bar (emukg addition; shown only on a terminal anyway)")
     a("--overwrite", action="store_true", help="replace a trained run already in -save (emukg addition)")
+    a("--n_trials", type=int, default=20, help="trials of an -if_Optuna search (emukg addition)")
 
 
 def build_legacy_parser(prog: str = "run.py") -> argparse.ArgumentParser:
@@ -160,8 +163,6 @@ def legacy_to_config(args: argparse.Namespace) -> Config:
     if args.if_adv_neg is not None:
         log.warning("-if_adv_neg: tail-batch data-side negatives are a fixed table of n uniformly random entities per "
                     "training triple, as the reference draws them (its best model does not influence them)")
-    if args.if_Optuna:
-        log.warning("-if_Optuna is accepted but ignored: this command runs one training job")
     threads = max(1, min(args.cpu_num, os.cpu_count() or 1)) if args.cpu_num >= 1 else args.cpu_num
     settings = dict(
         dataset=dataset or "",
@@ -223,6 +224,26 @@ def legacy_to_config(args: argparse.Namespace) -> Config:
         if not args.data_path:
             settings["dataset"] = saved.dataset
     return Config.from_dict(settings, source="command line", style="legacy")
+
+
+# -if_Optuna: the reference's main() takes if_EMU, neg_label and CE_coef from an Optuna objective
+EMU_SPACE = {"emu": {"float": [0.1, 0.9]}, "neg_label": {"float": [0.0, 1.0]}, "ce_coef": {"float": [0.001, 1.0], "log": True}}
+
+
+def search_emu(cfg: Config, n_trials: int) -> int:
+    """``-if_Optuna 1``: an Optuna search (:mod:`emukg.hpo`) of EMU's p, λ and CE_coef around the run the other
+    flags describe; trials and results go to ``-save``/optuna (study ``study.db`` there, so it resumes)."""
+    from .hpo import hpo
+
+    if cfg.loss != "ce":
+        raise EmukgError("-if_Optuna searches the EMU settings, which need a cross-entropy loss; add -if_CE 1 or -if_CE 2.")
+    base = {k: v for k, v in cfg.to_dict().items() if k not in ("save_path", "init_checkpoint")}
+    base.update(emu=None, neg_label=None)  # searched
+    out = Path(cfg.save_path) / "optuna"
+    result = hpo(base, EMU_SPACE, n_trials, out=out, study=Path(cfg.save_path).name or "emu",
+                 seed=cfg.seed, flag_names={"trials": "--n_trials", "seed": "--seed"})
+    print(f"best valid MRR {result.best_value:.4f} with {result.best_params}; outputs in {out}")
+    return 0
 
 
 def evaluate_saved(args: argparse.Namespace) -> int:
@@ -297,6 +318,8 @@ def run_legacy(argv: list[str] | None, prog: str = "run.py") -> int:
             legacy_to_config(args)  # the same checks as a training run
             return evaluate_saved(args)
         cfg = legacy_to_config(args)
+        if args.if_Optuna:
+            return search_emu(cfg, args.n_trials)
         train(cfg, overwrite=args.overwrite, resume="reference")
     except ConfigError as exc:
         print(f"{prog}: error: {exc.restyle('legacy')}", file=sys.stderr)

@@ -1,4 +1,6 @@
-"""Smoke test of ``emukg bench --quick``: it runs end to end and writes the documented JSON keys.
+"""Smoke test of ``emukg bench --quick`` (the suite of :mod:`emukg.bench`): it runs end to end and writes the
+documented JSON keys; the ``benchmarks/*.py`` entry points and the evaluation benchmark's child processes work
+from any folder.
 
 Timings are never asserted (a shared machine may be slow); only that each figure exists and is a positive number.
 """
@@ -11,15 +13,13 @@ import os
 import subprocess
 import sys
 
+BENCH_KEYS = ("train_step_ms", "eval_queries_per_s", "sans_build_s", "load_s", "peak_rss_mb")
 
-def test_bench_quick_writes_every_key(shared_datasets, tmp_path):
-    out = tmp_path / "bench.json"
-    env = {**os.environ, "EMUKG_DATA_DIR": str(shared_datasets), "EMUKG_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "emukg", "bench", "--quick", "--json", str(out)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(out.read_text())
-    for key in ("train_step_ms", "eval_queries_per_s", "sans_build_s", "load_s", "peak_rss_mb"):
+
+def assert_quick_bench_figures(res: dict) -> None:
+    """The JSON of ``emukg bench --quick``: every documented key, each figure a positive finite float
+    (tests/test_packaging.py checks an installed wheel's bench with it too)."""
+    for key in BENCH_KEYS:
         assert res[key], key
         for case, value in res[key].items():
             assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, case, value)
@@ -27,6 +27,16 @@ def test_bench_quick_writes_every_key(shared_datasets, tmp_path):
     assert {"TransE", "DistMult"} <= set(res["eval_queries_per_s"])
     assert "FB15k-237" in res["sans_build_s"] and "FB15k-237" in res["load_s"]
     assert res["machine"]["torch"] and res["machine"]["threads"] >= 1
+    assert res["machine"]["kernels"]  # which CPU path ran
+
+
+def test_bench_quick_writes_every_key(shared_datasets, tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "EMUKG_DATA_DIR": str(shared_datasets), "EMUKG_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "emukg", "bench", "--quick", "--json", str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_quick_bench_figures(json.loads(out.read_text()))
     assert "TransE/emu/uniform" in proc.stdout  # the printed table
 
 
@@ -39,3 +49,27 @@ def test_bench_cuda_without_gpu_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "emukg", "bench", "--device", "cuda"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_benchmark_scripts_are_entry_points_into_the_package(tmp_path):
+    """``python benchmarks/<name>.py`` (the commands of README.md and docs/results.md) runs emukg.bench.<name>."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for name, option in [("suite", "--quick"), ("train_step", "--losses"), ("eval_speed", "--synthetic-only"),
+                         ("sans_build", "--exact"), ("load_dataset", "--check")]:
+        proc = subprocess.run([sys.executable, str(repo / "benchmarks" / f"{name}.py"), "--help"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, (name, proc.stderr[-2000:])
+        assert proc.stdout.startswith(f"usage: {name}.py") and option in proc.stdout, (name, proc.stdout[:300])
+
+
+def test_eval_benchmark_child_runs_as_a_module_from_any_folder(tmp_path, monkeypatch):
+    """The per-model child processes are ``python -m emukg.bench.eval_speed --child``: no path into a checkout."""
+    from emukg.bench.eval_speed import _child
+
+    monkeypatch.chdir(tmp_path)
+    res = _child("synthetic", dict(num_entities=500, hidden_dim=8, memory_mb=4, num_test=2, backend="torch"))
+    assert res["entities"] == 500 and res["dim"] == 8 and res["backend"] == "torch"
+    assert res["queries"] == 4  # 2 test triples, head and tail
+    assert res["seconds"] > 0 and math.isfinite(res["eval_extra_rss_mb"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# emukg.export.FORMATS, spelled out: emukg.export imports NumPy, the parser must not (a test compares them)
+FORMATS = ("npy", "tsv", "word2vec")
+
 
 def run(args: argparse.Namespace) -> int:
     from ..api import load
@@ -20,8 +23,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    from ..export import FORMATS
-
     p = sub.add_parser("export", help="write a run's embeddings with their names (npy, TSV for the projector, word2vec)",
                        description="Export the entity and relation embeddings of a run, with names, atomically.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by 'emukg train'")

@@ -1,0 +1,13 @@
+"""The speed benchmarks behind ``emukg bench``, shipped inside the package so that an installed wheel runs them.
+
+Modules (each also runs on its own: ``python -m emukg.bench.<module> --help``; in a source checkout
+``python benchmarks/<module>.py`` is the same):
+
+* :mod:`~emukg.bench.suite`         ``run_suite``: the four benchmarks below in one table (``emukg bench``)
+* :mod:`~emukg.bench.train_step`    ``bench_train_steps``: median ms per full training step
+* :mod:`~emukg.bench.eval_speed`    ``bench_eval``: filtered-evaluation queries/s and memory (one child process per model)
+* :mod:`~emukg.bench.sans_build`    ``bench_sans_build``: seconds to build SANS neighbourhoods
+* :mod:`~emukg.bench.load_dataset`  ``bench_load``: seconds to load a dataset and its filter indexes
+
+Importing ``emukg.bench`` itself imports nothing heavy (``emukg bench`` loads the suite only when it runs).
+"""

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("optuna")
 
 from emukg.cli import main  # noqa: E402
-from emukg.hpo import hpo  # noqa: E402
+from emukg.search import hpo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ def __getattr__(name):  # the Python API, imported on first use so that 'emukg -
 
         return getattr(api, name)
     if name == "hpo":
-        from .hpo import hpo
+        from .search import hpo
 
         return hpo
     if name == "Config":

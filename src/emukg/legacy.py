@@ -231,9 +231,9 @@ EMU_SPACE = {"emu": {"float": [0.1, 0.9]}, "neg_label": {"float": [0.0, 1.0]}, "
 
 
 def search_emu(cfg: Config, n_trials: int) -> int:
-    """``-if_Optuna 1``: an Optuna search (:mod:`emukg.hpo`) of EMU's p, λ and CE_coef around the run the other
+    """``-if_Optuna 1``: an Optuna search (:mod:`emukg.search`) of EMU's p, λ and CE_coef around the run the other
     flags describe; trials and results go to ``-save``/optuna (study ``study.db`` there, so it resumes)."""
-    from .hpo import hpo
+    from .search import hpo
 
     if cfg.loss != "ce":
         raise EmukgError("-if_Optuna searches the EMU settings, which need a cross-entropy loss; add -if_CE 1 or -if_CE 2.")

@@ -636,14 +636,3 @@ def _search_result(st, best, out, files, notes, ran) -> Search:
                   best_params=dict(best.params) if best else {},
                   best_run=Path(best.user_attrs["run_folder"]) if best and "run_folder" in best.user_attrs else None,
                   files=files, notes=notes, ran=ran)
-
-
-class _CallableModule(type(sys)):
-    """Importing ``emukg.hpo`` (the module) binds it as the package's attribute ``hpo``, hiding the function that
-    ``emukg.hpo`` names; calling the module calls :func:`hpo`, so ``emukg.hpo(...)`` works either way."""
-
-    def __call__(self, *args, **kwargs):
-        return hpo(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

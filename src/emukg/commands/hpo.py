@@ -1,4 +1,4 @@
-"""``emukg hpo``: hyper-parameter search with Optuna around a base ``emukg train`` config (see :mod:`emukg.hpo`)."""
+"""``emukg hpo``: hyper-parameter search with Optuna around a base ``emukg train`` config (see :mod:`emukg.search`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hpo import hpo
+    from ..search import hpo
 
     search = hpo(config=args.config, space=args.space, trials=args.trials, storage=args.storage, study=args.study,
                  out=args.out, seed=args.seed, verbose=args.verbose,

@@ -199,25 +199,10 @@ class Config:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> dict[str, Any]:
         """The settings of a YAML file (a mapping); values are checked when the Config is built."""
-        import yaml
+        from .io_utils import read_yaml
 
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise EmukgError(f"--config {path}: file not found; give the path of a YAML file.") from None
-        except IsADirectoryError:
-            raise EmukgError(f"--config {path}: is a folder; give the path of a YAML file.") from None
-        except UnicodeDecodeError:
-            raise EmukgError(f"--config {path}: not UTF-8 text; give a YAML file.") from None
-        except OSError as exc:
-            raise EmukgError(f"--config {path}: cannot be read ({exc.strerror or exc}).") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f", line {mark.line + 1}" if mark is not None else ""
-            raise EmukgError(f"{path}{where}: not valid YAML; fix the syntax there.") from None
+        data = read_yaml(path, "--config")
         if data is None:
             data = {}
         if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):

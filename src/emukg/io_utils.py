@@ -175,3 +175,30 @@ def check_writable_file(path: str | os.PathLike, flag: str, create_parents: bool
     if not _writable_dir(existing):
         what = f"the folder {parent}" if existing == parent else f"{parent} cannot be created because {existing}"
         raise EmukgError(f"{flag} {path}: {what} is not writable; make it writable or pass another file path.")
+
+
+def read_yaml(path: str | os.PathLike, flag: str) -> Any:
+    """The parsed content of the YAML file ``path`` (given as ``flag``, e.g. ``--config``); a missing file, a folder,
+    unreadable or non-UTF-8 bytes and invalid YAML are one-sentence :class:`~emukg.errors.EmukgError` naming the
+    flag or the file and line."""
+    import yaml
+
+    from .errors import EmukgError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EmukgError(f"{flag} {path}: file not found; give the path of a YAML file.") from None
+    except IsADirectoryError:
+        raise EmukgError(f"{flag} {path}: is a folder; give the path of a YAML file.") from None
+    except UnicodeDecodeError:
+        raise EmukgError(f"{flag} {path}: not UTF-8 text; give a YAML file.") from None
+    except OSError as exc:
+        raise EmukgError(f"{flag} {path}: cannot be read ({exc.strerror or exc}).") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise EmukgError(f"{path}{where}: not valid YAML; fix the syntax there.") from None

@@ -204,23 +204,10 @@ def load_space(space: str | os.PathLike | dict) -> tuple[list[Param], str]:
     """The parsed space and the name its errors use (the file's path, or ``space``)."""
     if isinstance(space, dict):
         return parse_space(space, "space"), "space"
-    import yaml
+    from .io_utils import read_yaml
 
     path = Path(space)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EmukgError(f"--space {path}: file not found; give the path of a YAML file.") from None
-    except IsADirectoryError:
-        raise EmukgError(f"--space {path}: is a folder; give the path of a YAML file.") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise EmukgError(f"--space {path}: cannot be read as UTF-8 text ({getattr(exc, 'strerror', None) or exc}).") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise EmukgError(f"{path}{where}: not valid YAML; fix the syntax there.") from None
+    data = read_yaml(path, "--space")
     return parse_space(data, str(path)), str(path)
 
 

@@ -74,7 +74,7 @@ class ConfigError(EmukgError):
         where = source or self.source
         if style == "yaml" and where:
             return f"{where}: {self.param}: {value}: {reason}"
-        if self.value == "" or (style == "legacy" and self.param in _NOT_ONE_TO_ONE):
+        if self.value == "" or (style == "legacy" and not _one_to_one(self.param)):
             return f"{name(self.param)}: {reason}"  # (the reference's flag holds another value than the setting)
         sep = "=" if style == "python" else " "
         return f"{name(self.param)}{sep}{value}: {reason}"
@@ -86,24 +86,11 @@ class ConfigError(EmukgError):
         return err
 
 
-# the reference's spelling of the settings it has (emukg's own additions keep their emukg names)
-LEGACY_FLAGS = {
-    "dataset": "--data_path", "model": "--model", "hidden_dim": "-d", "gamma": "-g",
-    "double_entity_embedding": "-de", "double_relation_embedding": "-dr", "negative_sample_size": "-n",
-    "batch_size": "-b", "loss": "-if_CE", "sampler": "-if_CE", "khop": "-khop", "num_random_walks": "-nrw",
-    "adversarial": "-adv", "adversarial_temperature": "-a", "uni_weight": "--uni_weight", "regularization": "-r",
-    "emu": "-if_EMU", "neg_label": "-neg_label", "ce_coef": "-CE_coef", "mixup": "-if_Mixup", "only_ls": "-if_OnlyLS",
-    "learning_rate": "-lr", "optimizer": "-if_Adagrad", "max_steps": "--max_steps", "warm_up_steps": "--warm_up_steps",
-    "do_train": "--do_train", "do_valid": "--do_valid", "do_test": "--do_test", "evaluate_train": "--evaluate_train",
-    "valid_steps": "--valid_steps", "log_steps": "--log_steps", "save_checkpoint_steps": "--save_checkpoint_steps",
-    "test_log_steps": "--test_log_steps", "test_batch_size": "--test_batch_size", "save_path": "-save",
-    "init_checkpoint": "-init", "device": "--cuda", "threads": "-cpu", "fixed_tail_negatives": "-if_adv_neg",
-    "seed": "--seed", "walk_mode": "--walk_mode", "sans_memory_mb": "--sans_memory_mb", "progress": "--no_progress",
-}
+def _one_to_one(param: str) -> bool:
+    """Whether the reference's flag for ``param`` holds the setting's own value (``-if_CE 1`` sets loss and sampler)."""
+    from .legacy import NOT_ONE_TO_ONE
 
-
-# settings whose value is not what the reference's flag holds (-if_CE 1 sets loss ce and sampler uniform, ...)
-_NOT_ONE_TO_ONE = ("loss", "sampler", "adversarial_sampler", "optimizer", "device", "progress", "fixed_tail_negatives")
+    return param not in NOT_ONE_TO_ONE
 
 
 def flag_name(param: str, style: str = "python") -> str:
@@ -111,6 +98,8 @@ def flag_name(param: str, style: str = "python") -> str:
     if style == "cli":
         return "--" + param.replace("_", "-")
     if style == "legacy":
+        from .legacy import LEGACY_FLAGS  # the reference's spellings live with its command line
+
         return LEGACY_FLAGS.get(param, "--" + param)
     return param
 
@@ -254,12 +243,18 @@ class Config:
         """True when the loss's negatives are unfiltered uniform draws made afresh in every pass (-if_CE 1)."""
         return self.loss == "ce" and self.sampler == "uniform"
 
+    @property
+    def adversarial_draws_own(self) -> bool:
+        """True when the self-adversarial term draws its own data-side negatives (``adversarial_sampler``): with
+        ``1vsall`` or CE over fresh uniform negatives, whose loss has no data-side negatives to reuse."""
+        return self.adversarial and (self.loss == "1vsall" or self.fresh_negatives)
+
     def samplers_used(self) -> dict[str, str | None]:
         """Which sampler feeds each part of the loss: ``{'loss': ..., 'adversarial': ...}`` (None = not drawn)."""
         loss = None if self.loss == "1vsall" else self.sampler
         adv = None
         if self.adversarial:
-            adv = self.adversarial_sampler if (self.loss == "1vsall" or self.fresh_negatives) else loss
+            adv = self.adversarial_sampler if self.adversarial_draws_own else loss
         return {"loss": loss, "adversarial": adv}
 
     # --- validation ----------------------------------------------------------------------------
@@ -335,7 +330,7 @@ class Config:
             self.sampler = None
         elif self.sampler not in SAMPLERS:
             raise ConfigError("sampler", self.sampler, f"choose {_or(SAMPLERS)}.")
-        if self.adversarial and (self.loss == "1vsall" or self.fresh_negatives):
+        if self.adversarial_draws_own:
             self.adversarial_sampler = self.adversarial_sampler or "filtered"
             if self.adversarial_sampler not in DATA_SIDE:
                 raise ConfigError("adversarial_sampler", self.adversarial_sampler, f"choose {_or(DATA_SIDE)}.")

@@ -46,6 +46,27 @@ from .errors import EmukgError
 log = logging.getLogger("emukg")
 
 
+# the reference's spelling of the settings it has (emukg's own additions keep their emukg names)
+LEGACY_FLAGS = {
+    "dataset": "--data_path", "model": "--model", "hidden_dim": "-d", "gamma": "-g",
+    "double_entity_embedding": "-de", "double_relation_embedding": "-dr", "negative_sample_size": "-n",
+    "batch_size": "-b", "loss": "-if_CE", "sampler": "-if_CE", "khop": "-khop", "num_random_walks": "-nrw",
+    "adversarial": "-adv", "adversarial_temperature": "-a", "uni_weight": "--uni_weight", "regularization": "-r",
+    "emu": "-if_EMU", "neg_label": "-neg_label", "ce_coef": "-CE_coef", "mixup": "-if_Mixup", "only_ls": "-if_OnlyLS",
+    "learning_rate": "-lr", "optimizer": "-if_Adagrad", "max_steps": "--max_steps", "warm_up_steps": "--warm_up_steps",
+    "do_train": "--do_train", "do_valid": "--do_valid", "do_test": "--do_test", "evaluate_train": "--evaluate_train",
+    "valid_steps": "--valid_steps", "log_steps": "--log_steps", "save_checkpoint_steps": "--save_checkpoint_steps",
+    "test_log_steps": "--test_log_steps", "test_batch_size": "--test_batch_size", "save_path": "-save",
+    "init_checkpoint": "-init", "device": "--cuda", "threads": "-cpu", "fixed_tail_negatives": "-if_adv_neg",
+    "seed": "--seed", "walk_mode": "--walk_mode", "sans_memory_mb": "--sans_memory_mb", "progress": "--no_progress",
+}
+
+
+# settings whose value is not what the reference's flag holds (-if_CE 1 sets loss ce and sampler uniform, ...)
+NOT_ONE_TO_ONE = ("loss", "sampler", "adversarial_sampler", "optimizer", "device", "progress", "fixed_tail_negatives")
+
+
+
 def loss_settings(if_CE: int, sans: bool = False, adversarial: bool = False) -> dict:
     """The named Config settings of the reference's ``-if_CE`` mode (``sans``: ``-khop`` > 0)."""
     data_side = "sans" if sans else "filtered"
@@ -153,9 +174,7 @@ def legacy_to_config(args: argparse.Namespace) -> Config:
         raise EmukgError("--data_path is required (a dataset folder such as data/wn18rr, or a registered name such as wn18rr).")
     if args.do_train and args.save_path is None and args.init_checkpoint is None:
         raise EmukgError("-save/--save_path is required with --do_train: the folder for checkpoints and embeddings.")
-    dataset = args.data_path
-    if dataset is not None and not Path(dataset).is_dir():
-        dataset = Path(dataset.rstrip("/")).name  # resolve 'data/wn18rr' through the registry
+    dataset = _dataset_arg(args.data_path)
     sans = args.negative_k_hop_sampling > 0
     if args.if_CE in (1, 3) and sans and not args.negative_adversarial_sampling:
         log.warning("-khop/-nrw have no effect with -if_CE %d without -adv (as in the reference, whose loss then draws "
@@ -213,11 +232,9 @@ def legacy_to_config(args: argparse.Namespace) -> Config:
         # the reference's override_config: the architecture (and, unless --data_path is given, the data) of -init
         saved = _saved_config(args.init_checkpoint, "-init")
         defaults = build_legacy_parser().parse_args([])
-        flag_of = {"model": "model", "hidden_dim": "hidden_dim", "gamma": "gamma", "double_entity_embedding": "double_entity_embedding",
-                   "double_relation_embedding": "double_relation_embedding", "test_batch_size": "test_batch_size"}
         for name in RESTORED:
-            given = getattr(args, flag_of[name])
-            if given != getattr(defaults, flag_of[name]) and given != getattr(saved, name):
+            given = getattr(args, name)  # these settings keep their names as the reference's flags' destinations
+            if given != getattr(defaults, name) and given != getattr(saved, name):
                 log.warning("-init %s: %s %s is replaced by the run's %s (the reference restores the architecture)",
                             args.init_checkpoint, name, given, getattr(saved, name))
             settings[name] = getattr(saved, name)
@@ -246,11 +263,19 @@ def search_emu(cfg: Config, n_trials: int) -> int:
     return 0
 
 
+def _dataset_arg(data_path: str | None) -> str | None:
+    """``--data_path`` as emukg resolves it: the folder when it exists, else its last component ('data/wn18rr' →
+    'wn18rr') through the dataset registry."""
+    if data_path is None or Path(data_path).is_dir():
+        return data_path
+    return Path(data_path.rstrip("/")).name
+
+
 def evaluate_saved(args: argparse.Namespace) -> int:
     """Without --do_train: evaluate the best model of -save (or -init) on the requested splits; writes only test.log."""
     from .evaluation import evaluate
     from .run import RunFolder, load_run
-    from .training import resolve_device
+    from .training import RunLogger, Trainer, resolve_device
 
     run_dir = args.save_path or args.init_checkpoint
     if run_dir is None:
@@ -260,50 +285,22 @@ def evaluate_saved(args: argparse.Namespace) -> int:
     if not (folder.has_checkpoint("best") or folder.has_checkpoint("last")):
         raise EmukgError(f"{run_dir}: no trained model there (no best_model or checkpoint); train it first with --do_train.")
     device = resolve_device("cuda" if args.cuda else "cpu")
-    dataset = args.data_path if args.data_path and Path(args.data_path).is_dir() else (Path(args.data_path.rstrip("/")).name if args.data_path else None)
-    cfg, kg, model = load_run(run_dir, "best", device=device, dataset=dataset)
-    logger = _file_logger(folder.file("test.log"))
+    cfg, kg, model = load_run(run_dir, "best", device=device, dataset=_dataset_arg(args.data_path))
+    step = int(folder.read_checkpoint("best").get("step", 0))  # the label of the log lines, as the reference's
+    out = RunLogger(folder, log_name="test.log", mode="w", record_metrics=False)
     try:
-        logger.info(f"Evaluating {folder.file(folder.checkpoint_file('best'))} ({saved.model}, {kg.name}); nothing in {run_dir} is changed")
+        out.info(f"Evaluating {folder.file(folder.checkpoint_file('best'))} ({saved.model}, {kg.name}); nothing in {run_dir} is changed")
         results = {}
         for split, wanted in (("valid", args.do_valid), ("test", args.do_test), ("train", args.evaluate_train)):
             if wanted:
-                m = evaluate(model, kg, split, tie_policy=cfg.tie_policy, memory_mb=cfg.eval_memory_mb)
-                results[split] = m
-                for key in ("MRR", "MR", "HITS@1", "HITS@3", "HITS@10"):
-                    logger.info(f"{split.capitalize()} {key} at step {_saved_step(folder)}: {m[key]:f}")
+                results[split] = evaluate(model, kg, split, tie_policy=cfg.tie_policy, memory_mb=cfg.eval_memory_mb)
+                out.metrics(split.capitalize(), step, Trainer.headline(results[split]))
     finally:
-        for h in list(logger.handlers):
-            h.close()
-            logger.removeHandler(h)
+        out.close()
     from .commands.train import print_results
 
     print_results(results)
     return 0
-
-
-def _saved_step(folder) -> int:
-    try:
-        return int(folder.read_checkpoint("best" if folder.has_checkpoint("best") else "last").get("step", 0))
-    except EmukgError:
-        return 0
-
-
-def _file_logger(path: Path) -> logging.Logger:
-    logger = logging.getLogger(f"emukg.eval.{path}")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logger.handlers.clear()
-    try:
-        fh = logging.FileHandler(path, mode="w", encoding="utf-8")
-    except OSError as exc:
-        raise EmukgError(f"{path}: cannot write the evaluation log ({exc.strerror or exc}); make the run folder writable.") from None
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    logger.addHandler(fh)
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(console)
-    return logger
 
 
 def run_legacy(argv: list[str] | None, prog: str = "run.py") -> int:

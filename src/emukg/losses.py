@@ -72,13 +72,8 @@ class Objective:
         self.use_kernel = use_kernel  # None: the fused kernel where possible; False: always the PyTorch path
         if self.loss_name != "1vsall" and sampler is None:
             raise ValueError(f"loss {self.loss_name} needs a negative sampler")
-        if config.samplers_used()["adversarial"] is not None and self.needs_adversarial_draw and adversarial_sampler is None:
+        if config.adversarial_draws_own and adversarial_sampler is None:
             raise ValueError("the self-adversarial term needs its data-side sampler (adversarial_sampler)")
-
-    @property
-    def needs_adversarial_draw(self) -> bool:
-        """True when the self-adversarial term draws its own data-side negatives (ce over uniform, 1vsall)."""
-        return bool(self.config.adversarial) and (self.loss_name == "1vsall" or self.fresh)
 
     def __call__(self, model, positives: torch.Tensor, side: str, generator: torch.Generator,
                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -103,7 +98,7 @@ class Objective:
                     logs["emu_loss"] = emu_loss.detach()
                     loss = emu_loss / negatives.shape[1] + cfg.ce_coef * loss
         if cfg.adversarial and self.loss_name != "sigmoid":
-            if self.needs_adversarial_draw:
+            if cfg.adversarial_draws_own:
                 adv = self.adversarial_sampler.sample(positives, side)
                 cand = torch.cat([_true_entity(positives, side).unsqueeze(1), adv], dim=1)
                 scores = CandidateScorer(model, positives, side, self.use_kernel)(cand)

@@ -376,7 +376,7 @@ def build_samplers(config, kg, device, generator: torch.Generator) -> tuple[Nega
     used = config.samplers_used()
     loss = _build(used["loss"], config, kg, device, generator) if used["loss"] else None
     adv = None
-    if used["adversarial"] is not None and (config.loss == "1vsall" or config.fresh_negatives):
+    if config.adversarial_draws_own:
         adv = _build(used["adversarial"], config, kg, device, generator)
     if config.fixed_tail_negatives:
         if adv is not None:

@@ -111,18 +111,24 @@ def resume_changes(saved: Config, new: Config, run_dir) -> dict:
 
 
 class RunLogger:
-    """Writes ``train.log`` (the reference's line format), the console, and ``metrics.jsonl``."""
+    """Writes the run's log (``train.log``, the reference's line format), the console, and ``metrics.jsonl``.
 
-    def __init__(self, folder: RunFolder, console: bool = True):
+    An evaluation-only run of the reference's command line uses it with ``log_name='test.log'``, ``mode='w'`` and
+    ``record_metrics=False``: it then writes that log alone.
+    """
+
+    def __init__(self, folder: RunFolder, console: bool = True, log_name: str = "train.log", mode: str = "a",
+                 record_metrics: bool = True):
         self.folder = folder
-        self.logger = logging.getLogger(f"emukg.run.{folder.path.resolve()}")
+        self.record_metrics = record_metrics
+        self.logger = logging.getLogger(f"emukg.run.{folder.path.resolve()}.{log_name}")
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
         self.close()
         try:
-            fh = logging.FileHandler(folder.file("train.log"), mode="a", encoding="utf-8")
+            fh = logging.FileHandler(folder.file(log_name), mode=mode, encoding="utf-8")
         except OSError as exc:
-            raise EmukgError(f"{folder.file('train.log')}: cannot write the training log ({exc.strerror or exc}); "
+            raise EmukgError(f"{folder.file(log_name)}: cannot write the log ({exc.strerror or exc}); "
                              "make the run folder writable.") from None
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", "%Y-%m-%d %H:%M:%S"))
         self.logger.addHandler(fh)
@@ -140,7 +146,8 @@ class RunLogger:
         flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         for key, value in flat.items():
             self.info(f"{mode} {key} at step {step}: {value:f}")
-        self.folder.append_line("metrics.jsonl", json.dumps({"split": mode.lower().split()[0], "step": step, **flat}))
+        if self.record_metrics:
+            self.folder.append_line("metrics.jsonl", json.dumps({"split": mode.lower().split()[0], "step": step, **flat}))
 
     def truncate_metrics(self, after_step: int) -> None:
         """On resume, drop metric lines written after the checkpoint (they will be written again)."""
@@ -190,8 +197,7 @@ class Trainer:
         from .losses import build_objective
         from .models import build_model
         from .sampling import build_samplers
-
-        from .tracking import check_tracker_available
+        from .tracking import build_trackers, check_tracker_available
 
         config.validate()
         self.config = cfg = config
@@ -253,19 +259,16 @@ class Trainer:
             self._restore(source)
         # --- now write -------------------------------------------------------------------------
         folder.create(overwrite=overwrite and not same_folder)
-        progress = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-        self.progress = progress
+        self.progress = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
         self.out = RunLogger(folder, console=True)
         if source is not None:
             self.out.truncate_metrics(self.step)
-        resumes = list(saved_info.get("resumes", [])) if same_folder or source is not None else []
+        resumes = list(saved_info.get("resumes", []))  # empty for a new run (saved_info is {})
         if source is not None:
             resumes.append({"step": self.step, "from": str(source.path.resolve()), "changes": self.changes})
         self.info = {"emukg_version": __version__, "dataset_record": self.dataset_record,
                      "negatives": self._describe_negatives(), "resumes": resumes}
         folder.write_json(CONFIG, {**cfg.to_dict(), **self.info})
-        from .tracking import build_trackers
-
         self.callbacks = [*callbacks, *build_trackers(cfg, folder)]
 
     def _describe_negatives(self) -> dict:
@@ -397,11 +400,10 @@ class Trainer:
         cfg, out = self.config, self.out
         from . import kernels
 
-        describe = getattr(kernels, "describe", None)
         out.info(f"Model: {cfg.model}  dataset: {self.kg.name}  entities: {self.kg.num_entities}  relations: "
                  f"{self.kg.num_relations}  train triples: {self.kg.train.shape[0]}  device: {self.device}")
-        if self.device.type == "cpu" and describe is not None:
-            out.info(f"Kernels: {describe()}")
+        if self.device.type == "cpu":
+            out.info(f"Kernels: {kernels.describe()}")
         out.info("Negatives: " + json.dumps(self.info["negatives"], sort_keys=True))
         out.info("Config: " + json.dumps(cfg.to_dict(), sort_keys=True))
 

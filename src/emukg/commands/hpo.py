@@ -27,24 +27,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+def _whole(minimum: int):
+    """An argparse type: a whole number ≥ ``minimum``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be ≥ {minimum}")
+        return value
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be ≥ 0")
-    return value
+    return parse
 
 
 def add_parser(sub) -> None:
@@ -56,9 +51,9 @@ def add_parser(sub) -> None:
     p.add_argument("--space", required=True, metavar="SPACE.yaml",
                    help="one line per searched setting: 'emu: {float: [0.1, 0.9]}', 'ce_coef: {float: [0.001, 1.0], log: true}', "
                    "'hidden_dim: {int: [50, 500], step: 50}', 'model: {choice: [TransE, RotatE]}'")
-    p.add_argument("--trials", required=True, type=_positive, metavar="N", help="finished (complete or pruned) trials the study should have")
+    p.add_argument("--trials", required=True, type=_whole(1), metavar="N", help="finished (complete or pruned) trials the study should have")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
     p.add_argument("--study", metavar="NAME", help="study name (default: the base config's file name)")
     p.add_argument("--out", metavar="DIR", help="folder of the trials and results (default: hpo/STUDY)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the TPE sampler")
+    p.add_argument("--seed", type=_whole(0), default=0, help="seed of the TPE sampler")
     p.set_defaults(func=run)

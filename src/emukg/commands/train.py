@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
 
             if _try_resolve(saved.dataset) is None:
                 base["dataset"] = str(find_run_data(folder, saved)[0])
-        if getattr(args, "save_path", None) not in (None, str(folder.path)) and Path(args.save_path).resolve() != folder.path.resolve():
+        if "save_path" in vars(args) and Path(args.save_path).resolve() != folder.path.resolve():
             raise EmukgError(f"--resume {folder.path} continues that run in its own folder; drop --save-path {args.save_path}.")
         base.update(save_path=str(folder.path), init_checkpoint=str(folder.path))
         cfg = config_from_args(args, base)

@@ -97,3 +97,13 @@ def test_export_refuses_a_file_as_out_folder(tmp_path, capsys):
     (tmp_path / "taken").write_text("x")
     assert main(["export", str(run.run_dir), "--out", str(tmp_path / "taken")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_train_from_a_yaml_file_with_overrides_and_tie_policies(tmp_path):
+    graph = write_graph(tmp_path / "g")
+    yaml_file = tmp_path / "base.yaml"
+    yaml_file.write_text("".join(f"{k}: {v}\n" for k, v in {**SETTINGS, "max_steps": 4}.items()))
+    run = emukg.train(config=str(yaml_file), dataset=str(graph), save_path=str(tmp_path / "run"), hidden_dim=6)
+    assert run.config.hidden_dim == 6 and run.config.max_steps == 4 and run.embeddings()["entity"].shape == (30, 6)
+    opt, pes = (run.evaluate("valid", tie_policy=p)["MRR"] for p in ("optimistic", "pessimistic"))
+    assert pes <= run.evaluate("valid")["MRR"] <= opt

@@ -20,7 +20,8 @@ reference          ``loss``                        ``sampler`` (the loss's negat
 ``-if_CE 0``       ``sigmoid`` (RotatE's loss)     ``filtered`` or ``sans``
 ``-if_CE 1``       ``ce`` (softmax cross-entropy)  ``uniform``: n unfiltered entities drawn afresh per pass
 ``-if_CE 2``       ``ce``                          ``filtered`` or ``sans``
-``-if_CE 3``       ``1vsall``                      none (every entity is a candidate)
+``-if_CE 3``       ``1vsall``                      none (every entity is a candidate; any model, blocked
+                                                   under ``train_memory_mb``; no EMU)
 =================  ==============================  =====================================================
 
 ``filtered``: uniform candidates minus those forming a training triple with the kept pair (the reference's data
@@ -124,6 +125,7 @@ class Config:
     num_random_walks: int = _opt(0, "SANS random walks per entity w; 0 = exact k-hop neighbourhood (-nrw)")
     walk_mode: str = _opt("restart", "SANS walks: 'restart' at the source (SANS's description) or 'chained' (the reference's code)")
     sans_memory_mb: int = _opt(2048, "memory budget of the SANS neighbourhood table in MiB; a larger exact build is refused")
+    train_memory_mb: int = _opt(512, "memory budget in MiB of one block of the 1vsall loss (queries × entities scored at once; the dense entity gradient is extra)")
     adversarial: bool = _opt(False, "self-adversarial negative weighting (-adv); with ce/1vsall an extra term")
     adversarial_temperature: float = _opt(1.0, "self-adversarial temperature α ≥ 0 (-a)")
     uni_weight: bool = _opt(False, "plain means instead of subsampling weights (--uni_weight)")
@@ -137,7 +139,15 @@ class Config:
     learning_rate: float = _opt(1e-4, "learning rate > 0 (-lr)")
     optimizer: str = _opt("adagrad", "'adagrad' (reference default) or 'adam' (the reference's -if_Adagrad 1)")
     max_steps: int = _opt(100000, "training steps")
-    warm_up_steps: int | None = _opt(None, "step at which lr/10 and a fresh Adam start, > 0 (default max_steps/2)")
+    schedule: str = _opt("reference", "learning-rate schedule: reference (the paper's: lr/10 and a fresh Adam at warm_up_steps), constant, step (×lr_decay every lr_decay_steps), cosine (warm-up, then cosine to lr_min) or plateau (×lr_decay after lr_patience validations without a better MRR)")
+    warm_up_steps: int | None = _opt(None, "reference schedule: step at which lr/10 and a fresh Adam start, > 0 (default max_steps/2)")
+    lr_decay: float = _opt(0.1, "step and plateau schedules: factor in (0, 1) applied to the learning rate at each decay")
+    lr_decay_steps: int | None = _opt(None, "step schedule: decay every this many steps, > 0 (default max_steps/2)")
+    lr_warmup_steps: int = _opt(0, "constant, step and cosine schedules: linear warm-up of the learning rate over this many steps, ≥ 0")
+    lr_min: float = _opt(0.0, "cosine and plateau schedules: the lowest learning rate, ≥ 0 and below learning_rate")
+    lr_patience: int = _opt(2, "plateau schedule: validations without a better valid MRR before the rate decays, ≥ 1")
+    early_stop_patience: int | None = _opt(None, "stop after this many validations in a row without a better valid MRR (by more than early_stop_min_delta), ≥ 1; None = never")
+    early_stop_min_delta: float = _opt(0.0, "early stopping: the improvement of valid MRR that counts, ≥ 0 (absolute)")
     reference_steps: bool = _opt(False, "count steps as the reference's loop: log/checkpoint/validate after 0-based step indices 0, v, 2v…, lr change after index warm_up_steps, no validation before training or of the final model")
     seed: int = _opt(0, "random seed ≥ 0: same seed, same device -> same run")
     # evaluation and logging
@@ -280,7 +290,7 @@ class Config:
 
     def _check_ranges(self) -> None:
         positive = ("hidden_dim", "batch_size", "negative_sample_size", "valid_steps", "log_steps", "save_checkpoint_steps",
-                    "test_log_steps", "test_batch_size", "eval_memory_mb", "sans_memory_mb", "khop")
+                    "test_log_steps", "test_batch_size", "eval_memory_mb", "sans_memory_mb", "train_memory_mb", "khop")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, getattr(self, name), "must be a positive integer.")
@@ -291,6 +301,18 @@ class Config:
             raise ConfigError("seed", self.seed, "must be below 2**63.")
         if self.warm_up_steps is not None and self.warm_up_steps <= 0:
             raise ConfigError("warm_up_steps", self.warm_up_steps, "must be a positive number of steps; leave it unset for max_steps // 2.")
+        for name in ("lr_decay_steps", "early_stop_patience"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(name, getattr(self, name), "must be a positive integer (or unset).")
+        if self.lr_warmup_steps < 0:
+            raise ConfigError("lr_warmup_steps", self.lr_warmup_steps, "must be an integer ≥ 0.")
+        if self.lr_patience < 1:
+            raise ConfigError("lr_patience", self.lr_patience, "must be a positive integer.")
+        if not 0.0 < self.lr_decay < 1.0:
+            raise ConfigError("lr_decay", self.lr_decay, "must lie strictly between 0 and 1.")
+        for name in ("lr_min", "early_stop_min_delta"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(name, getattr(self, name), "must be a finite number ≥ 0.")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("threads", self.threads, "must be at least 1 (or unset for PyTorch's default).")
         if not self.learning_rate > 0:
@@ -304,11 +326,14 @@ class Config:
                 raise ConfigError(name, v, "must lie in [0, 1].")
 
     def _check_combinations(self) -> None:
+        from .schedule import SCHEDULES
+
         choices = dict(loss=LOSSES, optimizer=("adagrad", "adam"), walk_mode=("restart", "chained"),
-                       tie_policy=("optimistic", "pessimistic", "realistic"))
+                       tie_policy=("optimistic", "pessimistic", "realistic"), schedule=SCHEDULES)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, getattr(self, name), f"choose {_or(allowed)}.")
+        self._check_schedule()
         if self.tracker is not None and self.tracker not in ("tensorboard", "mlflow"):
             raise ConfigError("tracker", self.tracker, "choose tensorboard or mlflow (or leave it unset).")
         if self.device not in ("cpu", "cuda", "auto") and not re.fullmatch(r"cuda:\d+", self.device):
@@ -324,9 +349,7 @@ class Config:
         if cls.requires_double_relation and not self.double_relation_embedding:
             raise ConfigError("model", self.model, "needs complex relation embeddings; add {double_relation_embedding}.")
         # negatives: normalise what this loss does not use, so config.json names what really runs
-        if self.loss == "1vsall":
-            if cls.distance_based:
-                raise ConfigError("loss", self.loss, f"1-vs-all works with DistMult and ComplEx only, not {self.model}; choose another {{loss}}.")
+        if self.loss == "1vsall":  # every model: entities are scored in blocks under train_memory_mb (emukg.one_vs_all)
             self.sampler = None
         elif self.sampler not in SAMPLERS:
             raise ConfigError("sampler", self.sampler, f"choose {_or(SAMPLERS)}.")
@@ -339,6 +362,8 @@ class Config:
         if self.fixed_tail_negatives and not any(s in DATA_SIDE for s in self.samplers_used().values()):
             self.fixed_tail_negatives = False  # no data-side negatives are drawn: the table would never be read
         if self.emu is not None:
+            if self.loss == "1vsall":
+                raise ConfigError("emu", self.emu, "EMU is not defined for 1-vs-all, which scores every entity and has no sampled negatives to mutate; use EMU with {loss} ce, or drop {emu} to keep 1vsall.")
             if self.loss != "ce":
                 raise ConfigError("emu", self.emu, "needs the cross-entropy loss; set {loss} ce.")
             if self.neg_label is None:
@@ -347,6 +372,23 @@ class Config:
             raise ConfigError("mixup" if self.mixup else "only_ls", True, "is an EMU ablation; add {emu} p and {neg_label} λ.")
         if self.mixup and self.only_ls:
             raise ConfigError("mixup", True, "excludes {only_ls}; choose one.")
+
+    def _check_schedule(self) -> None:
+        """Schedule settings that the chosen schedule would silently ignore are refused, not dropped."""
+        sched = self.schedule
+        used = {"warm_up_steps": sched == "reference", "lr_decay_steps": sched == "step",
+                "lr_warmup_steps": sched in ("constant", "step", "cosine")}
+        for name, ok in used.items():
+            default = 0 if name == "lr_warmup_steps" else None
+            if getattr(self, name) != default and not ok:
+                raise ConfigError(name, getattr(self, name), f"is not used by the {sched} schedule; remove it or choose a "
+                                  "{schedule} that uses it (see 'emukg train --help').")
+        if sched in ("cosine", "plateau") and not self.lr_min < self.learning_rate:
+            raise ConfigError("lr_min", self.lr_min, f"must be below the learning rate ({self.learning_rate:g}).")
+        if sched == "plateau" and not self.do_valid:
+            raise ConfigError("schedule", sched, "decays on validation MRR, so it needs {do_valid}.")
+        if self.early_stop_patience is not None and not self.do_valid:
+            raise ConfigError("early_stop_patience", self.early_stop_patience, "stops on validation MRR, so it needs {do_valid}.")
 
 
 def _kind_text(kind) -> str:

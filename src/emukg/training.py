@@ -5,9 +5,13 @@ the next the head ("head-batch"), alternating; each side has its own shuffled pa
 (the reference's bidirectional iterator).  The objective (:mod:`emukg.losses`) computes the loss — sigmoid,
 cross-entropy, 1-vs-all, EMU — from the model's single score function and the negative sampler.
 
-Optimiser schedule (the reference's): Adagrad at ``learning_rate`` (or Adam with ``optimizer='adam'``, the
-reference's ``-if_Adagrad 1``); at ``warm_up_steps`` (default ``max_steps // 2``) the learning rate is divided by
-10, a fresh Adam replaces the optimiser, and ``warm_up_steps`` is multiplied by 3.
+The optimiser and its learning rate belong to a :class:`emukg.schedule.Schedule` (``Config.schedule``): by default
+the reference's — Adagrad at ``learning_rate`` (or Adam with ``optimizer='adam'``, the reference's
+``-if_Adagrad 1``); at ``warm_up_steps`` (default ``max_steps // 2``) the learning rate is divided by 10, a fresh
+Adam replaces the optimiser, and ``warm_up_steps`` is multiplied by 3 — or constant, step decay, cosine with
+warm-up, reduce-on-plateau.  :class:`emukg.schedule.EarlyStopping` may end training after a number of
+validations without a better MRR; the best model is evaluated either way and ``results.json`` says why training
+stopped (``stop``).
 
 Step numbering.  ``emukg train`` counts finished steps: it validates at 0 (the initial model), v, 2v, … and at
 the end, logs and checkpoints at multiples of their intervals, and switches the schedule after ``warm_up_steps``
@@ -41,6 +45,7 @@ from . import __version__
 from .config import Config, ConfigError
 from .errors import EmukgError
 from .run import BEST, CHECKPOINT, CONFIG, RunFolder
+from .schedule import EarlyStopping, Schedule
 
 log = logging.getLogger("emukg.train")
 
@@ -92,7 +97,8 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
 # what a resumed run may change (documented overrides; recorded in config.json's "resumes"), and what it may not
 RESUME_OVERRIDES = ("max_steps", "valid_steps", "log_steps", "save_checkpoint_steps", "test_log_steps", "test_batch_size",
                     "learning_rate", "do_train", "do_valid", "do_test", "evaluate_train", "eval_memory_mb", "tie_policy",
-                    "threads", "progress", "save_path", "init_checkpoint", "tracker", "tracking_uri")
+                    "threads", "progress", "save_path", "init_checkpoint", "tracker", "tracking_uri", "early_stop_patience",
+                    "early_stop_min_delta")
 
 
 def resume_changes(saved: Config, new: Config, run_dir) -> dict:
@@ -244,10 +250,10 @@ class Trainer:
         self.weights = self.kg.subsampling_weights().to(self.device)
         self.sampler, self.adversarial_sampler = build_samplers(cfg, self.kg, self.device, self.generator)
         self.objective = build_objective(cfg, self.kg, self.sampler, adversarial_sampler=self.adversarial_sampler)
-        self.learning_rate = cfg.learning_rate
-        self.warm_up_steps = cfg.effective_warm_up_steps
-        self.optimizer_name = cfg.optimizer
-        self.optimizer = make_optimizer(self.optimizer_name, self.model.parameters(), self.learning_rate)
+        self.schedule = Schedule(cfg, lambda name, lr: make_optimizer(name, self.model.parameters(), lr), self._mark,
+                                 say=lambda text: self.out.info(text))
+        self.stopper = EarlyStopping(cfg.early_stop_patience, cfg.early_stop_min_delta)
+        self.stopped_step: int | None = None  # the step at which early stopping ended training
         n = self.train_triples.shape[0]
         self.iterators = {side: SideIterator(n, cfg.batch_size, self.generator, self.device) for side in ("tail", "head")}
         self.step = 0
@@ -287,10 +293,12 @@ class Trainer:
         return {
             "step": self.step,
             "current_learning_rate": self.learning_rate,
-            "warm_up_steps": self.warm_up_steps,
-            "optimizer": self.optimizer_name,
+            "warm_up_steps": self.schedule.warm_up_steps,
+            "optimizer": self.schedule.optimizer_name,
             "model_state_dict": self.model.state_dict(),
             "optimizer_state_dict": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "early_stopping": {**self.stopper.state_dict(), "stopped_step": self.stopped_step},
             "generator_state": self.generator.get_state(),
             "device": self.device.type,
             "iterators": {side: it.state_dict() for side, it in self.iterators.items()},
@@ -317,11 +325,14 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model_state_dict"])
             self.step = int(state["step"])
-            self.learning_rate = float(state["current_learning_rate"])
-            self.warm_up_steps = int(state["warm_up_steps"])
-            self.optimizer_name = state.get("optimizer", self.optimizer_name)
-            self.optimizer = make_optimizer(self.optimizer_name, self.model.parameters(), self.learning_rate)
-            self.optimizer.load_state_dict(state["optimizer_state_dict"])
+            # checkpoints of emukg < 0.2 (and the reference's) hold the reference schedule's three values only
+            self.schedule.load_state_dict(state.get("schedule") or {
+                "name": "reference", "optimizer": state.get("optimizer", self.config.optimizer),
+                "warm_up_steps": state["warm_up_steps"], "learning_rate": state["current_learning_rate"],
+                "optimizer_state_dict": state["optimizer_state_dict"], "scheduler_state_dict": None})
+            stopping = state.get("early_stopping") or {}
+            self.stopper.load_state_dict(stopping)
+            self.stopped_step = stopping.get("stopped_step")
             if "generator_state" in state:
                 gen = state["generator_state"]
                 self.generator.set_state(gen.cpu() if self.device.type == "cpu" else gen)
@@ -336,9 +347,9 @@ class Trainer:
         self.last_valid_step = int(state.get("last_valid_step", -1))
         self.saved_step = self.step
         if "learning_rate" in self.changes:  # a documented override: the new rate applies from this step on
-            self.learning_rate = float(self.config.learning_rate)
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.learning_rate
+            self.schedule.set_learning_rate(float(self.config.learning_rate))
+        if self.stopped_step is not None and not self.stopper.should_stop:
+            self.stopped_step = None  # a resumed run with a larger patience goes on training
 
     # --- evaluation --------------------------------------------------------------------------
     def evaluate(self, split: str) -> dict:
@@ -361,6 +372,10 @@ class Trainer:
             self.best_mrr, self.best_step = float(metrics["MRR"]), self.step
             self.save(best=True)
             self.out.info(f"New best valid MRR {self.best_mrr:f} at step {label}; saved best_model")
+        self.schedule.after_validation(float(metrics["MRR"]))
+        if self.stopper.update(float(metrics["MRR"])) and self.stopped_step is None:
+            self.stopped_step = self.step
+            self.out.info(f"Early stopping at step {label}: {self.stopper.reason()}")
         for cb in self.callbacks:
             cb.on_validation(self, label, self.headline(metrics))
 
@@ -384,17 +399,29 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        self._schedule()
+        self.schedule.after_step()
         return logs
 
-    def _schedule(self) -> None:
-        """The reference's schedule: past ``warm_up_steps``, lr/10, a fresh Adam, and the next switch 3× later."""
-        if self._mark() >= self.warm_up_steps:
-            self.learning_rate /= 10
-            self.out.info(f"Change learning_rate to {self.learning_rate:f} at step {self._mark()}")
-            self.optimizer_name = "adam"
-            self.optimizer = make_optimizer("adam", self.model.parameters(), self.learning_rate)
-            self.warm_up_steps *= 3
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser of the current phase (the schedule may replace it: the reference's switch to Adam)."""
+        return self.schedule.optimizer
+
+    @property
+    def learning_rate(self) -> float:
+        return self.schedule.learning_rate
+
+    def _describe_schedule(self) -> str:
+        cfg = self.config
+        text = {"reference": f"reference (lr/10 and a fresh Adam after {self.schedule.warm_up_steps} steps)",
+                "constant": "constant", "cosine": f"cosine to {cfg.lr_min:g}",
+                "step": f"step (×{cfg.lr_decay:g} every {cfg.lr_decay_steps or max(1, cfg.max_steps // 2)} steps)",
+                "plateau": f"plateau (×{cfg.lr_decay:g} after {cfg.lr_patience} validations without a better MRR)"}[cfg.schedule]
+        if cfg.lr_warmup_steps:
+            text += f", linear warm-up over {cfg.lr_warmup_steps} steps"
+        if cfg.early_stop_patience:
+            text += f"; early stopping after {cfg.early_stop_patience} validations without a gain > {cfg.early_stop_min_delta:g}"
+        return text
 
     def _log_start(self) -> None:
         cfg, out = self.config, self.out
@@ -420,17 +447,17 @@ class Trainer:
                 cb.on_train_start(self)
             if self.changes:
                 out.info(f"Resumed at step {self.step} with changes: " + json.dumps(self.changes, sort_keys=True))
-            if cfg.do_train and self.step < cfg.max_steps:
+            if cfg.do_train and self.step < cfg.max_steps and self.stopped_step is None:
                 if cfg.do_valid and self.step == 0 and not ref:
                     self.validate()
                 out.info(f"Start training at step {self.step}: learning rate {self.learning_rate:g}, batch {cfg.batch_size}, "
-                         f"negatives {cfg.negative_sample_size}, warm-up steps {self.warm_up_steps}")
+                         f"negatives {cfg.negative_sample_size}, schedule {self._describe_schedule()}")
                 bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                            disable=not self.progress, file=sys.stderr, leave=False)
                 window: list[dict] = []
                 t0 = time.perf_counter()
                 try:
-                    while self.step < cfg.max_steps:
+                    while self.step < cfg.max_steps and self.stopped_step is None:
                         logs = self.train_step()
                         window.append(logs)
                         bar.update(1)
@@ -450,11 +477,13 @@ class Trainer:
                             self.save()
                 finally:
                     bar.close()
-                if cfg.do_valid and not ref:
+                if cfg.do_valid and not ref and self.last_valid_step != self.step:
                     self.validate()
                 self.save()
             elif not cfg.do_train:
                 out.info("Skipping training (--do_train not given)")
+            elif self.stopped_step is not None:
+                out.info(f"The run stopped early at step {self.stopped_step}: {self.stopper.reason()}")
             elif cfg.do_valid and not ref and self.step > 0 and self.last_valid_step != self.step:
                 self.validate()  # the final validation of a run killed between its last checkpoint and that validation
             results = self._final_evaluation()
@@ -489,7 +518,9 @@ class Trainer:
             results["train"] = self.evaluate("train")
             out.metrics("Train", self._mark(), self.headline(results["train"]))
         if results:
-            self.folder.write_json("results.json", {"step": self.step, "best_step": self.best_step, **results})
+            stop = ({"reason": "early_stopping", "step": self.stopped_step, "detail": self.stopper.reason()}
+                    if self.stopped_step is not None else {"reason": "max_steps", "step": self.step})
+            self.folder.write_json("results.json", {"step": self.step, "best_step": self.best_step, "stop": stop, **results})
         return results
 
 

@@ -45,6 +45,7 @@ from . import kernels
 MASK_BITS = 24
 HASH_CHUNK = 1 << 20  # elements of int64 hash temporaries at a time in hash_mask
 SCRATCH_BUDGET = 512 << 20  # bytes of per-thread gradient accumulators the kernel may use
+TORCH_PATH_BUDGET = 256 << 20  # bytes of one gathered B×C×D candidate tensor on the PyTorch path; beyond: row chunks
 _M32 = 0xFFFFFFFF
 
 
@@ -80,16 +81,18 @@ def h32(x: torch.Tensor) -> torch.Tensor:
     return _h32_(x.to(torch.int64, copy=True))
 
 
-def hash_mask(seed: torch.Tensor, B: int, C: int, D: int, p: float, use_kernel: bool | None = None) -> torch.Tensor:
+def hash_mask(seed: torch.Tensor, B: int, C: int, D: int, p: float, use_kernel: bool | None = None,
+              row0: int = 0) -> torch.Tensor:
     """The EMU keep mask (B, C, D) bool on ``seed``'s device; column 0 (the positive) is all True.
 
     Bit-identical to the mask the fused kernel generates for the same seed (see the module docstring).  On the
     CPU the native library evaluates it when available (``use_kernel`` None/True); otherwise torch integer ops do,
-    in cache-sized chunks.
+    in cache-sized chunks.  ``row0``: the mask of batch rows ``row0 .. row0 + B − 1`` (one row chunk of a larger
+    batch; the hash counts rows from the batch's first).
     """
     device = seed.device
     if use_kernel is not False and device.type == "cpu" and _lib() is not None:
-        return kernel_mask(seed, B, C, D, p)
+        return kernel_mask(seed, B, C, D, p, row0=row0)
     s0, s1 = seed[0].to(torch.int64) & _M32, seed[1].to(torch.int64) & _M32
     T = keep_threshold(p)
     i = torch.arange(D, device=device, dtype=torch.int64)
@@ -99,7 +102,7 @@ def hash_mask(seed: torch.Tensor, B: int, C: int, D: int, p: float, use_kernel: 
     j = torch.arange(C, device=device, dtype=torch.int64)
     for b0 in range(0, B, rows_per_chunk):
         b1 = min(B, b0 + rows_per_chunk)
-        r = (torch.arange(b0, b1, device=device, dtype=torch.int64)[:, None] * C + j) & _M32
+        r = (torch.arange(row0 + b0, row0 + b1, device=device, dtype=torch.int64)[:, None] * C + j) & _M32
         key = h32((h32(r ^ s0) + s1) & _M32)
         u = _h32_(key[:, :, None] ^ tab)
         torch.lt(u.bitwise_right_shift_(8), T, out=out[b0:b1])
@@ -142,12 +145,13 @@ class Mutation:
     def mix(cls, B: int, C: int, generator: torch.Generator) -> "Mutation":
         return cls("mixup", ratio=mixup_ratios(B, C, generator))
 
-    def apply(self, X: torch.Tensor) -> torch.Tensor:
+    def apply(self, X: torch.Tensor, row0: int = 0) -> torch.Tensor:
+        """The mutated candidates X' of X (B, C, D); ``row0``: X holds the batch rows ``row0 .. row0 + B − 1``."""
         if self.kind == "emu":
             B, C, D = X.shape
-            return mutate(X, hash_mask(self.seed, B, C, D, self.p))
+            return mutate(X, hash_mask(self.seed, B, C, D, self.p, row0=row0))
         if self.kind == "mixup":
-            return mixup(X, self.ratio)
+            return mixup(X, self.ratio[row0:row0 + X.shape[0]])
         raise ValueError(f"unknown mutation kind {self.kind!r}")
 
 
@@ -191,9 +195,16 @@ class CandidateScorer:
     Ids are checked once per call on either path (one min/max reduction each; on a GPU one host sync): the kept
     anchor and relation of ``positives`` and every candidate must be below the model's number of entities /
     relations, else ``IndexError`` (instead of a crash in C or a device-side assert).
+
+    ``sparse=True`` (row-sparse training, :mod:`emukg.optim`): the anchor rows are read with
+    ``F.embedding(..., sparse=True)``, and each call scores against a compact table of its U distinct candidates
+    (``torch.unique`` over the B·C ids, also ``F.embedding(sparse=True)``), so the entity gradient is a sparse COO
+    tensor over the touched rows and the kernel's backward allocates U×D (plus per-thread U×D accumulators)
+    instead of N×D.  Same scores; the gradient differs from the dense one only in the summation order of rows
+    that occur several times.
     """
 
-    def __init__(self, model, positives: torch.Tensor, side: str, use_kernel: bool | None = None):
+    def __init__(self, model, positives: torch.Tensor, side: str, use_kernel: bool | None = None, sparse: bool = False):
         if side == "tail":
             anchor = positives[:, 0]
         elif side == "head":
@@ -204,7 +215,9 @@ class CandidateScorer:
         E, R = model.entity_embedding, model.relation_embedding
         kernels.check_ids("CandidateScorer", f"positives[:, {0 if side == 'tail' else 2}] (entity ids)", anchor, E.shape[0])
         kernels.check_ids("CandidateScorer", "positives[:, 1] (relation ids)", positives[:, 1], R.shape[0])
-        self.a_emb, self.r_emb = E.index_select(0, anchor), R.index_select(0, positives[:, 1])
+        self.sparse = sparse  # row-sparse entity gradients: every read of E goes through F.embedding(sparse=True)
+        self.a_emb = torch.nn.functional.embedding(anchor, E, sparse=True) if sparse else E.index_select(0, anchor)
+        self.r_emb = R.index_select(0, positives[:, 1])
         self.hook = None
         if _uses_kernel(model, positives.device, use_kernel):
             hook = model.kernel_query(self.a_emb, self.r_emb, side)
@@ -215,16 +228,12 @@ class CandidateScorer:
         """Scores (B, C); column 0 of ``candidates`` must be the positive's own entity (x⁺ of the mutation)."""
         E = self.model.entity_embedding
         kernels.check_ids("CandidateScorer", "candidates", candidates, E.shape[0])
+        if self.sparse:  # a compact table of the U distinct candidates: the kernel's gradient is U×D, not N×D
+            uniq, candidates = torch.unique(candidates, return_inverse=True)
+            E = torch.nn.functional.embedding(uniq, E, sparse=True)
         if self.hook is not None:
-            kind, q, bias = self.hook
-            return fused_scores(q, E, candidates, kind, bias, mutation)
-        B, C = candidates.shape
-        X = E.index_select(0, candidates.reshape(-1)).view(B, C, E.shape[1])  # index_add_ backward: fastest on CPU
-        if mutation is not None:
-            X = mutation.apply(X)
-        if self.side == "tail":
-            return self.model.score(self.a_emb.unsqueeze(1), self.r_emb.unsqueeze(1), X)
-        return self.model.score(X, self.r_emb.unsqueeze(1), self.a_emb.unsqueeze(1))
+            return _kernel_scores(self.hook, E, candidates, mutation)
+        return _torch_scores(self.model, self.side, self.a_emb, self.r_emb, E, candidates, mutation)
 
 
 def score_candidates(model, positives: torch.Tensor, side: str, candidates: torch.Tensor,
@@ -250,12 +259,7 @@ def fused_scores(q: torch.Tensor, E: torch.Tensor, candidates: torch.Tensor, kin
     if D < kernels.MIN_ROW_FLOATS:  # the kernel works on 16-float chunks; zero columns add nothing to either score
         q = torch.nn.functional.pad(q, (0, kernels.MIN_ROW_FLOATS - D))
         E = torch.nn.functional.pad(E, (0, kernels.MIN_ROW_FLOATS - D))
-    mut, s0, s1, T, ratio = kernels.Mut.NONE, 0, 0, 0, None
-    if mutation is not None and mutation.kind == "emu":
-        mut, T = kernels.Mut.EMU, keep_threshold(mutation.p)
-        s0, s1 = (int(v) & _M32 for v in mutation.seed.tolist())
-    elif mutation is not None and mutation.kind == "mixup":
-        mut, ratio = kernels.Mut.MIXUP, mutation.ratio.to(torch.float32).contiguous()
+    mut, s0, s1, T, ratio = _mutation_args(mutation)
     return _FusedScores.apply(q.contiguous(), E.contiguous(), candidates.to(torch.int64).contiguous(), ratio, metric,
                               float(bias), mut, s0, s1, T)
 
@@ -278,10 +282,119 @@ class _FusedScores(torch.autograd.Function):
         return gq, gE, None, None, None, None, None, None, None, None
 
 
-def kernel_mask(seed: torch.Tensor, B: int, C: int, D: int, p: float) -> torch.Tensor:
-    """The mask the native kernel uses, as (B, C, D) bool (for tests); requires the kernel."""
+def _mutation_args(mutation: Mutation | None):
+    """(mut code, s0, s1, T, ratio) of a mutation for the kernels."""
+    if mutation is not None and mutation.kind == "emu":
+        s0, s1 = (int(v) & _M32 for v in mutation.seed.tolist())
+        return kernels.Mut.EMU, s0, s1, keep_threshold(mutation.p), None
+    if mutation is not None and mutation.kind == "mixup":
+        return kernels.Mut.MIXUP, 0, 0, 0, mutation.ratio.to(torch.float32).contiguous()
+    return kernels.Mut.NONE, 0, 0, 0, None
+
+
+def _kernel_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: Mutation | None) -> torch.Tensor:
+    """Scores (B, C) through the native kernel for a model's ``kernel_query`` result: ``(kind, q, bias)`` for
+    'l1'/'dot'/'c2' (:func:`fused_scores`) or a :class:`~emukg.models.base.KernelQuery` of an extended kind
+    (:func:`fused_ext_scores`)."""
+    if hook[0] in kernels.EXT_METRIC_CODES:
+        return fused_ext_scores(hook, E, candidates, mutation)
+    kind, q, bias = hook
+    return fused_scores(q, E, candidates, kind, bias, mutation)
+
+
+def fused_ext_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: Mutation | None = None) -> torch.Tensor:
+    """The native kernel's extended metrics (:func:`emukg.kernels.cand_ext_fwd`) for a
+    :class:`~emukg.models.base.KernelQuery` ``hook`` (kinds 'sin_l1', 'transd_l1', 'hake').
+
+    Without ``hook.modulus`` the kernel applies the bias: s = bias − distance.  With it (pRotatE's learned modulus
+    m) the kernel returns −distance and s = bias + m·(−distance) is formed here, so autograd gives m its gradient.
+    Gradients reach q, aux (and through them the anchor and relation rows), the candidate rows (dense N×D) and m.
+    """
+    metric = kernels.ext_metric_code(hook.kind)
+    mut, s0, s1, T, ratio = _mutation_args(mutation)
+    aux = None if hook.aux is None else hook.aux.contiguous()
+    kernel_bias = 0.0 if hook.modulus is not None else float(hook.bias)
+    out = _FusedExtScores.apply(hook.q.contiguous(), aux, E.contiguous(), candidates.to(torch.int64).contiguous(), ratio,
+                                metric, kernel_bias, float(hook.scale), float(hook.wm), float(hook.wp), mut, s0, s1, T)
+    if hook.modulus is not None:
+        return hook.bias + hook.modulus * out
+    return out
+
+
+class _FusedExtScores(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, aux, E, cand, ratio, kind, bias, scale, wm, wp, mut, s0, s1, T):
+        out = kernels.cand_ext_fwd(q, aux, E, cand, kind, bias, scale=scale, wm=wm, wp=wp, mut=mut, s0=s0, s1=s1, T=T,
+                                   ratio=ratio)
+        ctx.save_for_backward(q, aux, E, cand, ratio)
+        ctx.args = (kind, scale, wm, wp, mut, s0, s1, T)
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        q, aux, E, cand, ratio = ctx.saved_tensors
+        kind, scale, wm, wp, mut, s0, s1, T = ctx.args
+        gq, gaux, gE = kernels.cand_ext_bwd(q, aux, E, cand, gout.to(torch.float32).contiguous(), kind, scale=scale, wm=wm,
+                                            wp=wp, mut=mut, s0=s0, s1=s1, T=T, ratio=ratio,
+                                            need_q=ctx.needs_input_grad[0], need_aux=ctx.needs_input_grad[1],
+                                            need_E=ctx.needs_input_grad[2], scratch_bytes=SCRATCH_BUDGET)
+        return (gq, gaux, gE) + (None,) * 11
+
+
+# --- the PyTorch path ----------------------------------------------------------------------------
+def torch_chunk_rows(B: int, C: int, D: int, element_size: int = 4, budget: int | None = None) -> int:
+    """Batch rows per chunk of the PyTorch path: all B while 4·B·C·D bytes (one gathered candidate tensor) fit
+    :data:`TORCH_PATH_BUDGET` (or ``budget``), else the most rows whose chunk fits (at least 1)."""
+    budget = TORCH_PATH_BUDGET if budget is None else int(budget)
+    return max(1, min(B, budget // max(1, element_size * C * D)))
+
+
+def _torch_chunk(model, side: str, a_emb, r_emb, E, candidates, mutation, row0: int) -> torch.Tensor:
+    """Scores of batch rows ``row0 .. row0 + b − 1``: gather the candidates, mutate them, ``model.score``."""
+    B, C = candidates.shape
+    X = E.index_select(0, candidates.reshape(-1)).view(B, C, E.shape[1])  # index_add_ backward: fastest on CPU
+    if mutation is not None:
+        X = mutation.apply(X, row0=row0)
+    if side == "tail":
+        return model.score(a_emb.unsqueeze(1), r_emb.unsqueeze(1), X)
+    return model.score(X, r_emb.unsqueeze(1), a_emb.unsqueeze(1))
+
+
+def _torch_scores(model, side: str, a_emb: torch.Tensor, r_emb: torch.Tensor, E: torch.Tensor,
+                  candidates: torch.Tensor, mutation: Mutation | None = None, budget: int | None = None) -> torch.Tensor:
+    """The plain PyTorch path (any device, any model): scores (B, C) of the candidates (ids into ``E``) against
+    the gathered anchor/relation rows, mutated as ``mutation`` says, by ``model.score``.
+
+    While one gathered B×C×D tensor fits :data:`TORCH_PATH_BUDGET` bytes (``budget``) the batch is scored at once.
+    Otherwise it goes in chunks of :func:`torch_chunk_rows` rows, each under ``torch.utils.checkpoint``
+    (non-reentrant): the forward keeps only the chunk's (b, C) scores, and the backward recomputes one chunk at a
+    time, so the path holds the intermediates of ONE chunk (the model's few B×C×D-sized temporaries, at most
+    ≈ 8× the chunk's gathered tensor for the models here) plus the (B, C) scores and one dense gradient of ``E``
+    per chunk being accumulated, instead of every chunk's.  Each row's scores are computed by the same operations
+    as unchunked (values equal; the mask of a chunk is the batch's, the hash counting rows from the first), and
+    gradients differ only in the order in which chunks' contributions to a shared row are summed.  The price is one
+    extra forward pass when chunked.
+    """
+    B, C = candidates.shape
+    rows = torch_chunk_rows(B, C, E.shape[1], E.element_size(), budget)
+    if rows >= B:
+        return _torch_chunk(model, side, a_emb, r_emb, E, candidates, mutation, 0)
+    from torch.utils.checkpoint import checkpoint
+
+    recompute = torch.is_grad_enabled()
+    out = []
+    for b0 in range(0, B, rows):
+        b1 = min(B, b0 + rows)
+        args = (model, side, a_emb[b0:b1], r_emb[b0:b1], E, candidates[b0:b1], mutation, b0)
+        out.append(checkpoint(_torch_chunk, *args, use_reentrant=False, preserve_rng_state=False) if recompute
+                   else _torch_chunk(*args))
+    return torch.cat(out)
+
+
+def kernel_mask(seed: torch.Tensor, B: int, C: int, D: int, p: float, row0: int = 0) -> torch.Tensor:
+    """The mask the native kernel uses, as (B, C, D) bool, of batch rows ``row0 .. row0 + B − 1``; requires the kernel."""
     s0, s1 = (int(v) & _M32 for v in seed.tolist())
-    return kernels.emu_mask(B, C, D, s0, s1, keep_threshold(p)).view(torch.bool)
+    return kernels.emu_mask(B, C, D, s0, s1, keep_threshold(p), row0=row0).view(torch.bool)
 
 
 def expected_keep_fraction(p: float) -> float:
@@ -290,4 +403,5 @@ def expected_keep_fraction(p: float) -> float:
 
 
 __all__ = ["CandidateScorer", "Mutation", "draw_seed", "hash_mask", "mutate", "mixup", "mixup_ratios", "keep_threshold",
-           "score_candidates", "fused_scores", "kernel_available", "kernel_mask", "expected_keep_fraction", "h32"]
+           "score_candidates", "fused_scores", "fused_ext_scores",
+           "torch_chunk_rows", "TORCH_PATH_BUDGET", "kernel_available", "kernel_mask", "expected_keep_fraction", "h32"]

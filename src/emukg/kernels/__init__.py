@@ -12,7 +12,8 @@ the CPU).  An unexpected fallback is reported by ONE ``logging.warning`` line pe
 GPU runs never use these kernels.
 
 **Calling a kernel.**  Only through the typed wrappers here — :func:`cand_fwd`, :func:`cand_bwd`,
-:func:`emu_mask`, :func:`rank_fused`, :func:`rank_dense`, :func:`filter_fill`, :func:`score_all_lanes`.  Before
+:func:`cand_ext_fwd`, :func:`cand_ext_bwd`, :func:`sincos`, :func:`emu_mask`, :func:`rank_fused`,
+:func:`rank_dense`, :func:`filter_fill`, :func:`score_all_lanes`.  Before
 C sees a pointer they check, with explicit ``if … raise`` (kept under ``python -O``): dtype, CPU device,
 contiguity, shapes, and that every id is in range (0 ≤ id < N; CSR segments inside their value array) with one
 ``aminmax`` reduction per id tensor per call (≈60 µs per 250k ids, nothing per element in Python).  Programming
@@ -55,12 +56,22 @@ class Metric(enum.IntEnum):
     """Distance/similarity codes of every kernel (``EMUKG_METRIC_*``): one numbering for training and evaluation.
 
     L1: Σᵢ |qᵢ − xᵢ| (TransE); DOT: Σᵢ qᵢ·xᵢ (DistMult, ComplEx); COMPLEX_L1: Σₖ |q_k − x_k| over complex
-    coordinates k, rows [real half, imaginary half] (RotatE).
+    coordinates k, rows [real half, imaginary half] (RotatE).  Training only (:func:`cand_ext_fwd`; the
+    evaluation kernel refuses them): SIN_L1 Σᵢ |sin(qᵢ − xᵢ/scale)| (pRotatE); TRANSD_L1 Σᵢ |qᵢ − yᵢ| with
+    y = normalize(e + (e·eₚ)·a) of a row [e, eₚ] (TransD); HAKE λ_m‖q_m − a∘x_m‖₂ + λ_p Σᵢ |sin(q_pᵢ − x_pᵢ/scale)|
+    of a row [x_m, x_p] (HAKE).
     """
 
     L1 = 0
     DOT = 1
     COMPLEX_L1 = 2
+    SIN_L1 = 3
+    TRANSD_L1 = 4
+    HAKE = 5
+
+
+EVAL_METRICS = (Metric.L1, Metric.DOT, Metric.COMPLEX_L1)  # the metrics score_all.c and emukg_cand_fwd know
+EXT_METRICS = (Metric.SIN_L1, Metric.TRANSD_L1, Metric.HAKE)  # emukg_cand_ext_fwd/bwd's
 
 
 class Mut(enum.IntEnum):
@@ -80,11 +91,24 @@ METRIC_CODES: dict[str, Metric] = {"l1": Metric.L1, "dot": Metric.DOT, "c2": Met
                                    "complex_l1": Metric.COMPLEX_L1}
 
 
+# Kinds of the training hook ``kernel_query`` served by emukg_cand_ext_*: deliberately NOT in METRIC_CODES, so the
+# evaluation's fast path (which looks kinds up there) never hands them to score_all.c.
+EXT_METRIC_CODES: dict[str, Metric] = {"sin_l1": Metric.SIN_L1, "transd_l1": Metric.TRANSD_L1, "hake": Metric.HAKE}
+
+
 def metric_code(kind: str) -> Metric:
     """The :class:`Metric` of a model hook's kind name ('l1', 'dot', 'c2' / 'complex_l1')."""
     code = METRIC_CODES.get(kind)
     if code is None:
         raise ValueError(f"kind must be one of {sorted(METRIC_CODES)}, not {kind!r}.")
+    return code
+
+
+def ext_metric_code(kind: str) -> Metric:
+    """The :class:`Metric` of an extended training kind ('sin_l1', 'transd_l1', 'hake')."""
+    code = EXT_METRIC_CODES.get(kind)
+    if code is None:
+        raise ValueError(f"kind must be one of {sorted(EXT_METRIC_CODES)}, not {kind!r}.")
     return code
 
 
@@ -99,8 +123,17 @@ PROTOTYPES: dict[str, dict[str, tuple]] = {
         # (B, C, D, N, q, E, cand, kind, mut, s0, s1, T, ratio, gout, gq, gE, scratch, nthreads) -> status
         "emukg_cand_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _INT, _U32, _U32, _U32, _PTR, _PTR,
                                   _PTR, _PTR, _PTR, _INT]),
-        # (B, C, D, s0, s1, T, out, nthreads) -> status
-        "emukg_emu_mask": (_INT, [_I64, _I64, _I64, _U32, _U32, _U32, _PTR, _INT]),
+        # (B, C, D, b0, s0, s1, T, out, nthreads) -> status
+        "emukg_emu_mask": (_INT, [_I64, _I64, _I64, _I64, _U32, _U32, _U32, _PTR, _INT]),
+        # (B, C, D, q, aux, E, cand, kind, bias, scale, wm, wp, mut, s0, s1, T, ratio, out, nthreads) -> status
+        "emukg_cand_ext_fwd": (_INT, [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT, _F32, _F32, _F32, _F32, _INT, _U32,
+                                      _U32, _U32, _PTR, _PTR, _INT]),
+        # (B, C, D, N, q, aux, E, cand, kind, scale, wm, wp, mut, s0, s1, T, ratio, gout, gq, gaux, gE, scratch,
+        #  nthreads) -> status
+        "emukg_cand_ext_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT, _F32, _F32, _F32, _INT, _U32,
+                                      _U32, _U32, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
+        # (n, z, sin, cos)
+        "emukg_sincos": (None, [_I64, _PTR, _PTR, _PTR]),
     },
     "score_all": {
         # (metric, Q, nq, dim, E, n_ent, ld, ans, ex_start, ex_count, ex_vals, gt, ge, thr, nthreads) -> status
@@ -375,6 +408,8 @@ def _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio):
         mut = Mut(int(mut))
     except ValueError:
         raise ValueError(f"{fn}: mut must be one of {[m.name for m in Mut]}, not {mut!r}.") from None
+    if metric not in EVAL_METRICS:
+        raise ValueError(f"{fn}: metric {metric.name} is served by cand_ext_fwd/cand_ext_bwd; call those instead.")
     _tensor(fn, "E", E, torch.float32, (None, None))
     N, D = E.shape
     _tensor(fn, "cand", cand, torch.int64, (None, None))
@@ -440,21 +475,132 @@ def cand_bwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, gout: torch.T
     return gq, gE
 
 
-def emu_mask(B: int, C: int, D: int, s0: int, s1: int, T: int, threads: int | None = None) -> torch.Tensor:
+def emu_mask(B: int, C: int, D: int, s0: int, s1: int, T: int, threads: int | None = None, *, row0: int = 0) -> torch.Tensor:
     """The EMU keep mask (B, C, D) as uint8 (1 = keep; column 0 all ones) for seed words ``s0, s1`` and threshold
-    ``T`` (emukg.emu.keep_threshold).  Memory: B·C·D bytes out, 4·D in C."""
+    ``T`` (emukg.emu.keep_threshold), of the batch rows ``row0 .. row0 + B − 1`` (a row chunk of a larger batch).
+    Memory: B·C·D bytes out, 4·D in C."""
     fn = "emukg_emu_mask"
     lib = _require("transe_step")
-    B, C, D = int(B), int(C), int(D)
-    if B < 0 or C < 0 or D < 0:
-        raise ValueError(f"{fn}: B, C and D must be non-negative, not {(B, C, D)}.")
+    B, C, D, row0 = int(B), int(C), int(D), int(row0)
+    if B < 0 or C < 0 or D < 0 or row0 < 0:
+        raise ValueError(f"{fn}: B, C, D and row0 must be non-negative, not {(B, C, D, row0)}.")
     T = _u32(fn, "T", T)
     if T > 1 << 24:
         raise ValueError(f"{fn}: T must be at most 2**24 (keep_threshold(p)), not {T}.")
     out = torch.empty(B, C, D, dtype=torch.uint8)
-    rc = lib.emukg_emu_mask(B, C, D, _u32(fn, "s0", s0), _u32(fn, "s1", s1), T, out.data_ptr(), _threads(threads))
+    rc = lib.emukg_emu_mask(B, C, D, row0, _u32(fn, "s0", s0), _u32(fn, "s1", s1), T, out.data_ptr(), _threads(threads))
     _status(fn, rc, 4 * D, "the machine is out of memory; free memory or lower the batch size")
     return out
+
+
+def _ext_args(fn, q, aux, E, cand, metric, mut, s0, s1, T, ratio, scale, wm, wp):
+    """Checks of the extended-metric kernels; returns (metric, mut, B, C, D, N, L, s0, s1, T, scale, wm, wp)."""
+    metric = _metric(fn, metric)
+    if metric not in EXT_METRICS:
+        raise ValueError(f"{fn}: metric must be one of {[m.name for m in EXT_METRICS]}, not {metric.name}; "
+                         "call cand_fwd/cand_bwd for the others.")
+    try:
+        mut = Mut(int(mut))
+    except ValueError:
+        raise ValueError(f"{fn}: mut must be one of {[m.name for m in Mut]}, not {mut!r}.") from None
+    _tensor(fn, "E", E, torch.float32, (None, None))
+    N, D = E.shape
+    _tensor(fn, "cand", cand, torch.int64, (None, None))
+    B, C = cand.shape
+    P = 1 if metric == Metric.SIN_L1 else 2
+    if D < P or D % P:
+        raise ValueError(f"{fn}: metric {metric.name} needs {'rows of at least one float' if P == 1 else 'an even row width (two halves)'}, not {D}.")
+    L = D // P
+    _tensor(fn, "q", q, torch.float32, (B, L if metric == Metric.TRANSD_L1 else D))
+    if metric == Metric.SIN_L1:
+        if aux is not None:
+            raise ValueError(f"{fn}: metric SIN_L1 reads no aux vector; pass aux=None.")
+    else:
+        if aux is None:
+            raise ValueError(f"{fn}: metric {metric.name} needs aux, a float32 (B, {L}) tensor (one vector per query).")
+        _tensor(fn, "aux", aux, torch.float32, (B, L))
+    if mut == Mut.MIXUP:
+        if ratio is None:
+            raise ValueError(f"{fn}: mut=MIXUP needs ratio, a float32 (B, C) tensor of mixing ratios.")
+        _tensor(fn, "ratio", ratio, torch.float32, (B, C))
+    elif ratio is not None:
+        raise ValueError(f"{fn}: ratio is only read with mut=MIXUP; pass ratio=None for mut={mut.name}.")
+    if C < 1 and B > 0:
+        raise ValueError(f"{fn}: cand must hold at least one column (the positive's entity).")
+    check_ids(fn, "cand", cand, N)
+    T = _u32(fn, "T", T)
+    if T > 1 << 24:
+        raise ValueError(f"{fn}: T must be at most 2**24 (keep_threshold(p)), not {T}.")
+    scale, wm, wp = float(scale), float(wm), float(wp)
+    if metric != Metric.TRANSD_L1 and not (scale > 0 and scale < float("inf")):
+        raise ValueError(f"{fn}: scale must be a finite number > 0 (the phase unit, range/π), not {scale}.")
+    return metric, mut, B, C, D, N, L, _u32(fn, "s0", s0), _u32(fn, "s1", s1), T, scale, wm, wp
+
+
+def _pad_rows(D: int) -> int:
+    return -(-D // 16) * 16
+
+
+def cand_ext_fwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, cand: torch.Tensor, metric,
+                 bias: float = 0.0, *, scale: float = 1.0, wm: float = 1.0, wp: float = 1.0, mut=Mut.NONE, s0: int = 0,
+                 s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None, threads: int | None = None) -> torch.Tensor:
+    """Scores (B, C) float32 of the extended training metrics (:data:`EXT_METRICS`, formulas in transe_step.c):
+    SIN_L1 ``bias − wp·Σ|sin(q − x'/scale)|`` (q (B, D), aux None); TRANSD_L1 ``bias − ‖q − normalize(e' +
+    (e'·eₚ')·aux)‖₁`` for rows [e, eₚ] (q, aux (B, D/2)); HAKE ``bias − (wm·‖q_m − aux∘x'_m‖₂ + wp·Σ|sin(q_p −
+    x'_p/scale)|)`` for rows [x_m, x_p] (q (B, D), aux (B, D/2)).  Any D ≥ 1 (per half).  Mutation as
+    :func:`cand_fwd`.  Memory: the (B, C) output; C allocates 4·D + T·6·4·⌈L/16⌉·16 bytes (T threads)."""
+    fn = "emukg_cand_ext_fwd"
+    lib = _require("transe_step")
+    metric, mut, B, C, D, N, L, s0, s1, T, scale, wm, wp = _ext_args(fn, q, aux, E, cand, metric, mut, s0, s1, T,
+                                                                     ratio, scale, wm, wp)
+    out = torch.empty(B, C, dtype=torch.float32)
+    nt = _threads(threads)
+    if B == 0:
+        return out
+    rc = lib.emukg_cand_ext_fwd(B, C, D, q.data_ptr(), ptr(aux), E.data_ptr(), cand.data_ptr(), int(metric), float(bias),
+                                scale, wm, wp, int(mut), s0, s1, T, ptr(ratio), out.data_ptr(), nt)
+    _status(fn, rc, 4 * D + nt * 6 * 4 * _pad_rows(L), "the machine is out of memory; free memory or lower the batch size")
+    return out
+
+
+def cand_ext_bwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, cand: torch.Tensor, gout: torch.Tensor,
+                 metric, *, scale: float = 1.0, wm: float = 1.0, wp: float = 1.0, mut=Mut.NONE, s0: int = 0, s1: int = 0,
+                 T: int = 0, ratio: torch.Tensor | None = None, need_q: bool = True, need_aux: bool = True,
+                 need_E: bool = True, scratch_bytes: int = 512 << 20, threads: int | None = None):
+    """Gradients ``(gq | None, gaux | None, gE (N, D) | None)`` of :func:`cand_ext_fwd` for the output gradient
+    ``gout`` (B, C) float32 (gaux is None without aux).  gE is dense, with per-thread accumulators as
+    :func:`cand_bwd`.  C allocates 4·D + T·14·4·⌈L/16⌉·16 bytes more."""
+    fn = "emukg_cand_ext_bwd"
+    lib = _require("transe_step")
+    metric, mut, B, C, D, N, L, s0, s1, T, scale, wm, wp = _ext_args(fn, q, aux, E, cand, metric, mut, s0, s1, T,
+                                                                     ratio, scale, wm, wp)
+    _tensor(fn, "gout", gout, torch.float32, (B, C))
+    gq = torch.zeros(q.shape, dtype=torch.float32) if need_q else None
+    gaux = torch.zeros(B, L, dtype=torch.float32) if need_aux and aux is not None else None
+    gE = torch.zeros(N, D, dtype=torch.float32) if need_E else None
+    if B == 0:
+        return gq, gaux, gE
+    nt = max(1, min(_threads(threads), B))
+    if need_E:
+        nt = max(1, min(nt, 1 + int(scratch_bytes) // max(1, 4 * N * D)))
+    scratch = torch.empty((nt - 1) * N * D, dtype=torch.float32) if need_E and nt > 1 else None
+    rc = lib.emukg_cand_ext_bwd(B, C, D, N, q.data_ptr(), ptr(aux), E.data_ptr(), cand.data_ptr(), int(metric), scale, wm,
+                                wp, int(mut), s0, s1, T, ptr(ratio), gout.data_ptr(), ptr(gq), ptr(gaux), ptr(gE),
+                                ptr(scratch), nt)
+    _status(fn, rc, 4 * D + nt * 14 * 4 * _pad_rows(L), "the machine is out of memory; free memory or lower the batch size")
+    return gq, gaux, gE
+
+
+def sincos(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sin z, cos z) of a float32 tensor by the kernels' vectorised sin/cos (the one SIN_L1 and HAKE use), for
+    accuracy tests.  Memory: two outputs of z's size."""
+    fn = "emukg_sincos"
+    lib = _require("transe_step")
+    _tensor(fn, "z", z, torch.float32, tuple(None for _ in z.shape))
+    s, c = torch.empty_like(z), torch.empty_like(z)
+    if z.numel():
+        lib.emukg_sincos(z.numel(), z.data_ptr(), s.data_ptr(), c.data_ptr())
+    return s, c
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -489,6 +635,9 @@ def rank_fused(metric, Q: torch.Tensor, E: torch.Tensor, answer: torch.Tensor, s
     fn = "emukg_rank_fused"
     lib = _require("score_all")
     metric = _metric(fn, metric)
+    if metric not in EVAL_METRICS:
+        raise ValueError(f"{fn}: metric {metric.name} is a training-only metric; rank with "
+                         f"{', '.join(m.name for m in EVAL_METRICS)} or score with the model in PyTorch.")
     _tensor(fn, "E", E, torch.float32, (None, None))
     N, D = E.shape
     _tensor(fn, "Q", Q, torch.float32, (None, D))
@@ -578,6 +727,7 @@ def filter_fill(rows: torch.Tensor, cand: torch.Tensor, out: torch.Tensor, fille
     return found
 
 
-__all__ = ["Metric", "Mut", "METRIC_CODES", "metric_code", "PROTOTYPES", "KERNELS", "load", "available", "status",
+__all__ = ["Metric", "Mut", "METRIC_CODES", "EXT_METRIC_CODES", "EVAL_METRICS", "EXT_METRICS", "metric_code",
+           "ext_metric_code", "cand_ext_fwd", "cand_ext_bwd", "sincos", "PROTOTYPES", "KERNELS", "load", "available", "status",
            "describe", "ptr", "check_ids", "id_range", "cand_fwd", "cand_bwd", "emu_mask", "score_all_lanes",
            "rank_fused", "rank_fused_bytes", "rank_dense", "filter_fill"]

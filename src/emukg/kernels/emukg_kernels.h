@@ -14,6 +14,15 @@
 #define EMUKG_METRIC_DOT 1
 #define EMUKG_METRIC_COMPLEX_L1 2
 
+/* Training-only metrics (transe_step.c's emukg_cand_ext_*; score_all.c does not know them, and emukg.kernels
+ * refuses them there).  x' is the (mutated) candidate row; see transe_step.c for the exact formulas.
+ *   SIN_L1      sum_i |sin(q_i - x_i / scale)|                          (pRotatE; score = -(weighted) sum)
+ *   TRANSD_L1   sum_i |q_i - y_i|, y = normalize(e + (e.e_p) a), row [e, e_p], a = per-query vector (TransD)
+ *   HAKE        wm ||qm - a o xm||_2 + wp sum_i |sin(qp_i - xp_i / scale)|, row [xm, xp]           (HAKE) */
+#define EMUKG_METRIC_SIN_L1 3
+#define EMUKG_METRIC_TRANSD_L1 4
+#define EMUKG_METRIC_HAKE 5
+
 /* Candidate mutation codes of the training kernel (emukg.kernels.Mut). */
 #define EMUKG_MUT_NONE 0
 #define EMUKG_MUT_EMU 1

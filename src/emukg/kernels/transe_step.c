@@ -28,6 +28,7 @@
  * (the Python wrapper pads narrower tables); the last partial vector chunk overlaps the previous one under a
  * lane mask.  Built with -ffp-contract=off: every product and sum is rounded as PyTorch rounds it.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,10 +296,11 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, c
     return failed ? EMUKG_ENOMEM : EMUKG_OK;
 }
 
-/* The EMU keep mask of a (B, C, D) block as bytes (1 = keep the candidate's component; column 0 all ones).
+/* The EMU keep mask of a (B, C, D) block as bytes (1 = keep the candidate's component; column 0 all ones), for
+ * the batch rows b0 .. b0 + B - 1 (b0 > 0: one row chunk of a larger batch, as the chunked PyTorch path draws it).
  * Used by the PyTorch path on the CPU for models without a fused kernel, and by tests.  Allocates 4 D bytes;
  * returns EMUKG_OK or EMUKG_ENOMEM. */
-int emukg_emu_mask(int64_t B, int64_t C, int64_t D, uint32_t s0, uint32_t s1, uint32_t T, uint8_t *out,
+int emukg_emu_mask(int64_t B, int64_t C, int64_t D, int64_t b0, uint32_t s0, uint32_t s1, uint32_t T, uint8_t *out,
                    int nthreads) {
     uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)D);
     if (!tab) return EMUKG_ENOMEM;
@@ -310,7 +312,7 @@ int emukg_emu_mask(int64_t B, int64_t C, int64_t D, uint32_t s0, uint32_t s1, ui
         for (int64_t j = 0; j < C; j++) {
             uint8_t *o = out + (b * C + j) * D;
             if (j == 0) { memset(o, 1, (size_t)D); continue; }
-            const uint32_t key = row_key(b, C, j, s0, s1);
+            const uint32_t key = row_key(b0 + b, C, j, s0, s1);
             int64_t i = 0;
             for (; i + W <= D; i += W) {
                 vi keep = (vi)((h32v(ldu(tab + i) ^ key) >> 8) < Tv);
@@ -321,4 +323,382 @@ int emukg_emu_mask(int64_t B, int64_t C, int64_t D, uint32_t s0, uint32_t s1, ui
         }
     free(tab);
     return EMUKG_OK;
+}
+
+/* =============================================================================================================
+ * Extended metrics (emukg_cand_ext_fwd / emukg_cand_ext_bwd): models whose score needs more than one query vector
+ * per positive, or a transcendental function of the candidate.  A row is split into P parts of L = D / P floats
+ * (P = 1 for SIN_L1, 2 for TRANSD_L1 and HAKE); x' is the mutated candidate row (EMU/Mixup as above, on all D
+ * components, the hash indexed by the component's position in the row):
+ *
+ *   SIN_L1:    s = bias - wp * sum_i |sin(q_i - x'_i / scale)|                             q: B x D, no aux
+ *              (pRotatE: q = phase(h) + phase(r) or phase(t) - phase(r), scale = range / pi; the modulus is
+ *              applied by the caller)
+ *   TRANSD_L1: s = bias - sum_i |q_i - y_i|,  y = u / max(||u||_2, 1e-12),  u = e' + (e' . p') a,
+ *              x' = [e', p'] (L floats each), a = aux_b (the relation's projection vector)     q, aux: B x L
+ *   HAKE:      s = bias - (wm * sqrt(sum_i (qm_i - a_i x'm_i)^2) + wp * sum_i |sin(qp_i - x'p_i / scale)|)
+ *              x' = [x'm, x'p], q = [qm, qp] (B x D), a = aux_b (B x L)
+ *
+ * The backward pass returns gq (B x |q_b|), gaux (B x L) and the dense gE as above (per-thread accumulators,
+ * fixed-order reduction).  Per thread, the query, aux, mutated candidate and gradient rows live in buffers of
+ * P parts of ceil(L/16)*16 floats whose tail lanes are zero (zero lanes add nothing to any metric), so every
+ * L >= 1 works without padding the tables.
+ *
+ * sin/cos: vsincos below, |z| <= 8192 by a Cody-Waite reduction modulo pi/2 (three-part pi/2 whose first two
+ * parts have 11 significant bits, so k * part is exact for |k| < 2^13) and the Cephes single-precision minimax
+ * polynomials on [-pi/4, pi/4]; other lanes (|z| > 8192, inf, NaN) call libm's sinf/cosf.  Accuracy: see
+ * tests/test_fast_models.py (absolute error against double-precision sin/cos below 3e-7 on |z| <= 8192).
+ */
+#define TWO_OVER_PI 0.636619772f
+#define PIO2_1 1.5703125f
+#define PIO2_2 4.8375129699707031e-4f
+#define PIO2_3 7.5497901264043321e-8f
+#define SIN_LIMIT 8192.0f
+#define NORM_EPS 1e-12f /* F.normalize's eps */
+
+static inline vf vabsf(vf x) { return (vf)((vu)x & 0x7fffffffU); }
+
+/* sin(z) per lane; *cos_out (when not NULL) receives cos(z) */
+static inline __attribute__((always_inline)) vf vsincos(vf z, vf *cos_out) {
+    const vi big = ~(vi)(vabsf(z) <= bcast(SIN_LIMIT)); /* also NaN */
+    const vf zz = sel(big, bcast(0.0f), z);
+    const vf magic = bcast(12582912.0f); /* 1.5 * 2^23: x + magic - magic rounds x to an integer */
+    const vf kf = (zz * bcast(TWO_OVER_PI) + magic) - magic;
+    const vf r = ((zz - kf * bcast(PIO2_1)) - kf * bcast(PIO2_2)) - kf * bcast(PIO2_3);
+    const vf r2 = r * r;
+    const vf ps = ((bcast(-1.9515295891e-4f) * r2 + bcast(8.3321608736e-3f)) * r2 - bcast(1.6666654611e-1f)) * r2 * r + r;
+    const vf pc = ((bcast(2.443315711809948e-5f) * r2 - bcast(1.388731625493765e-3f)) * r2 + bcast(4.166664568298827e-2f))
+                  * r2 * r2 - bcast(0.5f) * r2 + bcast(1.0f);
+    const vi k = __builtin_convertvector(kf, vi);
+    const vi odd = (vi)((k & 1) != 0);
+    vf s = (vf)((vu)sel(odd, pc, ps) ^ ((vu)(k & 2) << 30));
+    if (cos_out) *cos_out = (vf)((vu)sel(odd, ps, pc) ^ ((vu)((k + 1) & 2) << 30));
+    int any = 0;
+    for (int l = 0; l < W; l++) any |= big[l];
+    if (any) {
+        for (int l = 0; l < W; l++) {
+            if (!big[l]) continue;
+            s[l] = sinf(z[l]);
+            if (cos_out) (*cos_out)[l] = cosf(z[l]);
+        }
+    }
+    return s;
+}
+
+/* sin and cos of n floats (tests measure vsincos's accuracy through this) */
+void emukg_sincos(int64_t n, const float *z, float *s, float *c) {
+    for (int64_t i = 0; i < n; i += W) {
+        const int m = n - i < W ? (int)(n - i) : W;
+        float zb[W] = {0};
+        memcpy(zb, z + i, sizeof(float) * (size_t)m);
+        vf cv, sv = vsincos(ldf(zb), &cv);
+        memcpy(s + i, &sv, sizeof(float) * (size_t)m);
+        memcpy(c + i, &cv, sizeof(float) * (size_t)m);
+    }
+}
+
+static inline int ext_parts(int kind) { return kind == EMUKG_METRIC_SIN_L1 ? 1 : 2; }
+
+/* width of q_b: L for TRANSD_L1, D otherwise */
+static inline int64_t ext_qwidth(int kind, int64_t D) { return kind == EMUKG_METRIC_TRANSD_L1 ? D / 2 : D; }
+
+/* P parts of L floats at src (stride L) -> dst (stride padL), zero tails */
+static inline void pad_parts(float *dst, const float *src, int64_t L, int64_t padL, int P) {
+    for (int p = 0; p < P; p++) {
+        memcpy(dst + p * padL, src + p * L, sizeof(float) * (size_t)L);
+        memset(dst + p * padL + L, 0, sizeof(float) * (size_t)(padL - L));
+    }
+}
+
+/* the mutated row of candidate (b, j) into xb (P parts of padL floats, zero tails); keep masks into kb */
+static inline void load_mutated(const float *x, const float *xp, int64_t L, int64_t padL, int P, int mut, int first,
+                                uint32_t key, const uint32_t *tab, vu Tv, float a, float *xb, int32_t *kb) {
+    for (int p = 0; p < P; p++) {
+        for (int64_t k = 0; k < L; k += W) {
+            const int64_t i = p * L + k;
+            vf v;
+            vi keep;
+            if (k + W <= L) {
+                v = mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
+            } else { /* the last, partial chunk: copied into zeroed lanes */
+                const size_t m = sizeof(float) * (size_t)(L - k);
+                float xs[W] = {0}, ps[W] = {0};
+                uint32_t ts[W] = {0};
+                memcpy(xs, x + i, m);
+                memcpy(ps, xp + i, m);
+                memcpy(ts, tab + i, m);
+                v = mutated(xs, ps, 0, mut, first, key, ts, Tv, a, &keep);
+            }
+            stf(xb + p * padL + k, v);
+            if (kb) memcpy(kb + p * padL + k, &keep, sizeof keep);
+        }
+    }
+}
+
+/* d|sin z|/dz = sign(sin z) cos z (0 where sin z = 0), as torch's abs backward */
+static inline vf dabs_sin(vf s, vf c) {
+    const vi nz = (vi)(s != bcast(0.0f));
+    return andm((vf)((vu)c ^ ((vu)s & 0x80000000U)), nz);
+}
+
+/* score of the mutated candidate xb against the padded query qb / aux ab; ub: L-float scratch (TRANSD_L1) */
+static inline float ext_score(int kind, int64_t padL, const float *qb, const float *ab, const float *xb, float *ub,
+                              float bias, float scale, float wm, float wp) {
+    const vf sv = bcast(scale);
+    if (kind == EMUKG_METRIC_SIN_L1) {
+        vf acc = {0};
+        for (int64_t k = 0; k < padL; k += W) acc += vabsf(vsincos(ldf(qb + k) - ldf(xb + k) / sv, NULL));
+        return bias - wp * hsum(acc);
+    }
+    if (kind == EMUKG_METRIC_TRANSD_L1) {
+        vf dacc = {0}, nacc = {0}, acc = {0};
+        for (int64_t k = 0; k < padL; k += W) dacc += ldf(xb + k) * ldf(xb + padL + k);
+        const vf d = bcast(hsum(dacc));
+        for (int64_t k = 0; k < padL; k += W) {
+            vf u = ldf(xb + k) + d * ldf(ab + k);
+            stf(ub + k, u);
+            nacc += u * u;
+        }
+        const float nrm = __builtin_sqrtf(hsum(nacc));
+        const vf den = bcast(nrm > NORM_EPS ? nrm : NORM_EPS);
+        for (int64_t k = 0; k < padL; k += W) acc += vabsf(ldf(qb + k) - ldf(ub + k) / den);
+        return bias - hsum(acc);
+    }
+    /* HAKE */
+    vf macc = {0}, pacc = {0};
+    for (int64_t k = 0; k < padL; k += W) {
+        vf z = ldf(qb + k) - ldf(ab + k) * ldf(xb + k);
+        macc += z * z;
+        pacc += vabsf(vsincos(ldf(qb + padL + k) - ldf(xb + padL + k) / sv, NULL));
+    }
+    return bias - (wm * __builtin_sqrtf(hsum(macc)) + wp * hsum(pacc));
+}
+
+/* q: B x ext_qwidth, aux: B x L or NULL (SIN_L1), ratio: B x C (MIXUP) or NULL.  Allocates 4 D bytes plus, per
+ * thread, 6 rows of 4 * padL bytes.  Returns EMUKG_OK, or EMUKG_ENOMEM (out then holds no meaningful values). */
+int emukg_cand_ext_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float *aux, const float *E,
+                       const int64_t *cand, int kind, float bias, float scale, float wm, float wp, int mut,
+                       uint32_t s0, uint32_t s1, uint32_t T, const float *ratio, float *out, int nthreads) {
+    uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(D > 0 ? D : 1));
+    if (!tab) return EMUKG_ENOMEM;
+    make_tab(tab, D, s0, s1);
+    const int P = ext_parts(kind);
+    const int64_t L = D / P, padL = (L + W - 1) / W * W, QW = ext_qwidth(kind, D);
+    const int PQ = (int)(QW / L);
+    const vu Tv = (vu){0} + T;
+    int failed = 0;
+    if (nthreads < 1) nthreads = 1;
+#pragma omp parallel num_threads(nthreads)
+    {
+        float *buf = (float *)aligned_alloc(64, sizeof(float) * (size_t)(6 * padL));
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        float *qb = buf, *xb = buf + 2 * padL, *ab = buf + 4 * padL, *ub = buf + 5 * padL;
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            if (!buf) continue;
+            pad_parts(qb, q + b * QW, L, padL, PQ);
+            if (aux) pad_parts(ab, aux + b * L, L, padL, 1);
+            const float *xp = E + cand[b * C] * D;
+            for (int64_t j = 0; j < C; j++) {
+                if (j + PF_DIST < C) {
+                    const char *nx = (const char *)(E + cand[b * C + j + PF_DIST] * D);
+                    for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
+                }
+                const int first = (j == 0);
+                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b, C, j, s0, s1) : 0;
+                const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
+                load_mutated(E + cand[b * C + j] * D, xp, L, padL, P, mut, first, key, tab, Tv, a, xb, NULL);
+                out[b * C + j] = ext_score(kind, padL, qb, ab, xb, ub, bias, scale, wm, wp);
+            }
+        }
+        free(buf);
+    }
+    free(tab);
+    return failed ? EMUKG_ENOMEM : EMUKG_OK;
+}
+
+/* dst[0:n] += v[0:n] (n <= W) */
+static inline void add_part(float *dst, vf v, int64_t n) {
+    if (n == W) { stf(dst, ldf(dst) + v); return; }
+    for (int64_t l = 0; l < n; l++) dst[l] += v[l];
+}
+
+/* gq: B x ext_qwidth or NULL; gaux: B x L or NULL (must be NULL without aux); gE: N x D or NULL; scratch:
+ * (nthreads - 1) x N x D floats (unused when gE is NULL).  Allocates 4 D bytes plus, per thread, 14 rows of
+ * 4 * padL bytes.  Returns EMUKG_OK, or EMUKG_ENOMEM (gq, gaux and gE then hold no meaningful values). */
+int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, const float *aux, const float *E,
+                       const int64_t *cand, int kind, float scale, float wm, float wp, int mut, uint32_t s0, uint32_t s1,
+                       uint32_t T, const float *ratio, const float *gout, float *gq, float *gaux, float *gE,
+                       float *scratch, int nthreads) {
+    uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(D > 0 ? D : 1));
+    if (!tab) return EMUKG_ENOMEM;
+    make_tab(tab, D, s0, s1);
+    const int P = ext_parts(kind);
+    const int64_t L = D / P, padL = (L + W - 1) / W * W, QW = ext_qwidth(kind, D);
+    const int PQ = (int)(QW / L);
+    const vu Tv = (vu){0} + T;
+    const vf sv = bcast(scale);
+    int failed = 0;
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > B) nthreads = (int)(B > 0 ? B : 1);
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *ge = NULL;
+        if (gE) {
+            ge = t == 0 ? gE : scratch + (size_t)(t - 1) * (size_t)N * (size_t)D;
+            memset(ge, 0, sizeof(float) * (size_t)N * (size_t)D);
+        }
+        float *buf = (float *)aligned_alloc(64, sizeof(float) * (size_t)(14 * padL));
+        int64_t lo, hi;
+        thread_range(B, t, nt, &lo, &hi);
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+            hi = lo; /* skip the work; every thread still reaches the barrier below */
+        }
+        float *qb = buf, *xb = buf + 2 * padL, *gxb = buf + 4 * padL, *gqb = buf + 6 * padL, *gpb = buf + 8 * padL;
+        int32_t *kb = (int32_t *)(buf + 10 * padL);
+        float *ab = buf + 12 * padL, *gab = buf + 13 * padL;
+        float *ub = gxb + padL; /* TRANSD_L1 keeps u in the second half of gxb until it is overwritten */
+        for (int64_t b = lo; b < hi; b++) {
+            pad_parts(qb, q + b * QW, L, padL, PQ);
+            if (aux) pad_parts(ab, aux + b * L, L, padL, 1);
+            memset(gqb, 0, sizeof(float) * (size_t)(2 * padL));
+            memset(gpb, 0, sizeof(float) * (size_t)(2 * padL));
+            memset(gab, 0, sizeof(float) * (size_t)padL);
+            const int64_t pos = cand[b * C];
+            const float *xp = E + pos * D;
+            for (int64_t j = 0; j < C; j++) {
+                if (j + PF_DIST < C) {
+                    const int64_t c2 = cand[b * C + j + PF_DIST];
+                    const char *nx = (const char *)(E + c2 * D);
+                    for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
+                    if (ge) {
+                        const char *ng = (const char *)(ge + c2 * D);
+                        for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(ng + o, 1);
+                    }
+                }
+                const int64_t c = cand[b * C + j];
+                const int first = (j == 0);
+                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b, C, j, s0, s1) : 0;
+                const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
+                const float g = gout[b * C + j];
+                load_mutated(E + c * D, xp, L, padL, P, mut, first, key, tab, Tv, a, xb, kb);
+                /* gxb := ds/dx' (padded), gqb += ds/dq, gab += ds/daux */
+                if (kind == EMUKG_METRIC_SIN_L1 || kind == EMUKG_METRIC_HAKE) {
+                    const int64_t off = kind == EMUKG_METRIC_HAKE ? padL : 0;
+                    const vf gw = bcast(-g * wp);
+                    for (int64_t k = 0; k < padL; k += W) {
+                        vf cs, sn = vsincos(ldf(qb + off + k) - ldf(xb + off + k) / sv, &cs);
+                        vf gu = gw * dabs_sin(sn, cs); /* ds/du, u = q - x'/scale */
+                        stf(gqb + off + k, ldf(gqb + off + k) + gu);
+                        stf(gxb + off + k, (bcast(0.0f) - gu) / sv);
+                    }
+                }
+                if (kind == EMUKG_METRIC_HAKE) {
+                    vf macc = {0};
+                    for (int64_t k = 0; k < padL; k += W) {
+                        vf z = ldf(qb + k) - ldf(ab + k) * ldf(xb + k);
+                        macc += z * z;
+                    }
+                    const float n = __builtin_sqrtf(hsum(macc));
+                    const vf cz = bcast(n > 0.0f ? -g * wm / n : 0.0f); /* torch.norm's backward: 0 at norm 0 */
+                    for (int64_t k = 0; k < padL; k += W) {
+                        vf av = ldf(ab + k), xv = ldf(xb + k);
+                        vf gz = cz * (ldf(qb + k) - av * xv); /* ds/dz, z = qm - a x'm */
+                        stf(gqb + k, ldf(gqb + k) + gz);
+                        stf(gab + k, ldf(gab + k) - xv * gz);
+                        stf(gxb + k, bcast(0.0f) - av * gz);
+                    }
+                } else if (kind == EMUKG_METRIC_TRANSD_L1) {
+                    const float *eb = xb, *pb = xb + padL;
+                    vf dacc = {0}, nacc = {0};
+                    for (int64_t k = 0; k < padL; k += W) dacc += ldf(eb + k) * ldf(pb + k);
+                    const vf d = bcast(hsum(dacc));
+                    for (int64_t k = 0; k < padL; k += W) {
+                        vf u = ldf(eb + k) + d * ldf(ab + k);
+                        stf(ub + k, u);
+                        nacc += u * u;
+                    }
+                    const float nrm = __builtin_sqrtf(hsum(nacc));
+                    const float denf = nrm > NORM_EPS ? nrm : NORM_EPS;
+                    const vf den = bcast(denf), gv = bcast(g);
+                    /* gy = ds/dy = g sign(q - y) into gxb[0:padL); gq -= gy; sum gy u */
+                    vf guacc = {0};
+                    for (int64_t k = 0; k < padL; k += W) {
+                        vf u = ldf(ub + k);
+                        vf z = ldf(qb + k) - u / den;
+                        vi nz = (vi)(z != bcast(0.0f));
+                        vf gy = (vf)((((vu)gv) ^ ((vu)z & 0x80000000U)) & (vu)nz);
+                        stf(gqb + k, ldf(gqb + k) - gy);
+                        stf(gxb + k, gy);
+                        guacc += gy * u;
+                    }
+                    /* y = u / den, den = max(|u|, eps): gu = gy / den + gden [|u| >= eps] u / |u| (0 at |u| = 0),
+                     * gden = -sum(gy u) / den^2 (torch's clamp_min passes the gradient where |u| >= eps) */
+                    const float gden = -hsum(guacc) / (denf * denf);
+                    const vf gn = bcast((nrm >= NORM_EPS && nrm > 0.0f) ? gden : 0.0f), nv = bcast(nrm > 0.0f ? nrm : 1.0f);
+                    vf gdacc = {0};
+                    for (int64_t k = 0; k < padL; k += W) {
+                        vf gu = ldf(gxb + k) / den + gn * (ldf(ub + k) / nv);
+                        stf(gxb + k, gu);
+                        gdacc += gu * ldf(ab + k);
+                        stf(gab + k, ldf(gab + k) + d * gu);
+                    }
+                    const vf gd = bcast(hsum(gdacc)); /* ds/d(e'.p') */
+                    for (int64_t k = 0; k < padL; k += W) {
+                        vf ev = ldf(eb + k), pv = ldf(pb + k);
+                        stf(gxb + padL + k, gd * ev);           /* ds/dp' */
+                        stf(gxb + k, ldf(gxb + k) + gd * pv);   /* ds/de' */
+                    }
+                }
+                /* route ds/dx' to the candidate row and the positive */
+                float *gx = ge ? ge + c * D : NULL;
+                const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
+                for (int p = 0; p < P; p++) {
+                    for (int64_t k = 0; k < L; k += W) {
+                        const int64_t n = L - k < W ? L - k : W;
+                        const int64_t o = p * padL + k;
+                        vf gv = ldf(gxb + o);
+                        if (first) { stf(gpb + o, ldf(gpb + o) + gv); continue; }
+                        if (mut == EMUKG_MUT_EMU) {
+                            vi keep;
+                            memcpy(&keep, kb + o, sizeof keep);
+                            if (gx) add_part(gx + p * L + k, andm(gv, keep), n);
+                            stf(gpb + o, ldf(gpb + o) + andm(gv, ~keep));
+                        } else if (mut == EMUKG_MUT_MIXUP) {
+                            if (gx) add_part(gx + p * L + k, av * gv, n);
+                            stf(gpb + o, ldf(gpb + o) + bv * gv);
+                        } else if (gx) {
+                            add_part(gx + p * L + k, gv, n);
+                        }
+                    }
+                }
+            }
+            if (gq)
+                for (int p = 0; p < PQ; p++) memcpy(gq + b * QW + p * L, gqb + p * padL, sizeof(float) * (size_t)L);
+            if (gaux) memcpy(gaux + b * L, gab, sizeof(float) * (size_t)L);
+            if (ge) {
+                float *gp = ge + pos * D;
+                for (int p = 0; p < P; p++)
+                    for (int64_t i = 0; i < L; i++) gp[p * L + i] += gpb[p * padL + i];
+            }
+        }
+        free(buf);
+        if (ge && nt > 1) {
+#pragma omp barrier
+            int64_t rlo, rhi;
+            thread_range(N, t, nt, &rlo, &rhi);
+            for (int u = 1; u < nt; u++) {
+                const float *src = scratch + (size_t)(u - 1) * (size_t)N * (size_t)D;
+                for (int64_t e = rlo * D; e < rhi * D; e++) gE[e] += src[e];
+            }
+        }
+    }
+    free(tab);
+    return failed ? EMUKG_ENOMEM : EMUKG_OK;
 }

@@ -15,6 +15,8 @@ Higher scores mean more plausible triples.  Initialisation follows the RotatE / 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -22,6 +24,27 @@ from ..errors import EmukgError
 
 MODELS: dict[str, type["KGEModel"]] = {}
 EPSILON = 2.0
+
+
+class KernelQuery(NamedTuple):
+    """A ``kernel_query`` result for the native kernel's extended metrics (:func:`emukg.kernels.cand_ext_fwd`).
+
+    ``kind``: 'sin_l1' (pRotatE), 'transd_l1' (TransD) or 'hake' (HAKE); ``q``: the query vectors (B, ·);
+    ``bias``: γ; ``aux``: the per-query vector the candidate's term needs (TransD: rₚ; HAKE: the factor of the
+    candidate's modulus), (B, D/2) or None; ``scale``: the phase unit (range/π; HAKE: 2·range/π, which folds its
+    ½ into the phase); ``wm``, ``wp``: HAKE's modulus and phase weights (SIN_L1 reads ``wp``); ``modulus``: a learned
+    scalar tensor m that multiplies the distance outside the kernel (pRotatE), or None.
+    Indexing ``[0]`` gives ``kind``, as for the plain ``(kind, q, bias)`` tuples.
+    """
+
+    kind: str
+    q: torch.Tensor
+    bias: float
+    aux: torch.Tensor | None = None
+    scale: float = 1.0
+    wm: float = 1.0
+    wp: float = 1.0
+    modulus: torch.Tensor | None = None
 
 
 def register(cls):
@@ -45,6 +68,7 @@ class KGEModel(nn.Module):
     """
 
     distance_based = True  # False for bilinear models (DistMult, ComplEx): 1-vs-all is allowed there
+    options: tuple[str, ...] = ()  # model-specific Config settings the constructor takes as keywords (HAKE's weights)
     requires_double_entity = False
     requires_double_relation = False
 
@@ -114,5 +138,18 @@ class KGEModel(nn.Module):
 
 
 def build_model(name: str, num_entities: int, num_relations: int, hidden_dim: int, gamma: float,
-                double_entity_embedding: bool = False, double_relation_embedding: bool = False) -> KGEModel:
-    return model_class(name)(num_entities, num_relations, hidden_dim, gamma, double_entity_embedding, double_relation_embedding)
+                double_entity_embedding: bool = False, double_relation_embedding: bool = False, **options) -> KGEModel:
+    """The model ``name``; ``options``: its model-specific settings (``cls.options``, e.g. HAKE's ``modulus_weight``
+    and ``phase_weight``; :func:`model_options` reads them from a Config).  ``None`` values mean the default."""
+    cls = model_class(name)
+    unknown = sorted(set(options) - set(cls.options))
+    if unknown:
+        raise EmukgError(f"--model {cls.__name__}: takes no setting {', '.join(unknown)}; remove it.")
+    given = {k: v for k, v in options.items() if v is not None}
+    return cls(num_entities, num_relations, hidden_dim, gamma, double_entity_embedding, double_relation_embedding, **given)
+
+
+def model_options(cfg) -> dict:
+    """The model-specific settings of a Config (or any object with the attributes) for :func:`build_model`:
+    ``{name: getattr(cfg, name)}`` for the model's ``options``, e.g. ``build_model(cfg.model, …, **model_options(cfg))``."""
+    return {name: getattr(cfg, name, None) for name in model_class(cfg.model).options}

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import KGEModel, register
+from .base import KernelQuery, KGEModel, register
 
 
 @register
@@ -30,6 +30,14 @@ class TransD(KGEModel):
     Entity rows hold ``[e, eₚ]`` and relation rows ``[r, rₚ]`` (both ``2·hidden_dim`` wide), so EMU mutates
     projection vectors together with the embeddings.  The dot product ``e·eₚ`` is over the feature axis
     (the reference sums over the wrong axis).
+
+    Fast path (:meth:`kernel_query`, kind 'transd_l1'): q = h⊥ + r (tail-batch) or t⊥ − r (head-batch, since
+    ‖h⊥ + r − t⊥‖₁ = ‖(t⊥ − r) − h⊥‖₁), and the kernel projects each (mutated) candidate with the query's rₚ.
+    Memory per step (B positives, C candidates, rows of D = 2·hidden_dim floats, N entities): kernel — no B·C·D
+    tensor, the (B, C) scores, q and rₚ (B·D floats), the dense N·D entity gradient plus per-thread accumulators
+    (see :mod:`emukg.emu`); PyTorch path — the gathered and mutated candidates (2 × 4·B·C·D bytes) and about five
+    B·C·D/2-float temporaries of the projection, kept for the backward (≈ 4.5 × 4·B·C·D bytes in all), in row
+    chunks beyond :data:`emukg.emu.TORCH_PATH_BUDGET`.
     """
 
     @classmethod
@@ -45,6 +53,15 @@ class TransD(KGEModel):
         t, t_p = t.chunk(2, dim=-1)
         r, r_p = r.chunk(2, dim=-1)
         return self.gamma - (self.project(h, h_p, r_p) + r - self.project(t, t_p, r_p)).abs().sum(-1)
+
+    def kernel_query(self, anchor, relation, side):
+        a, a_p = anchor.chunk(2, dim=-1)
+        r, r_p = relation.chunk(2, dim=-1)
+        if r_p.shape[-1] != a.shape[-1]:
+            return None  # -de without -dr: the halves do not line up (score cannot broadcast either)
+        a_perp = self.project(a, a_p, r_p)
+        q = a_perp + r if side == "tail" else a_perp - r
+        return KernelQuery("transd_l1", q, float(self.gamma), aux=r_p)
 
 
 @register
@@ -82,7 +99,17 @@ class RotatE(KGEModel):
 
 @register
 class pRotatE(KGEModel):
-    """score = γ − modulus · Σᵢ |sin(θh + θr − θt)|; phases = embedding / (range/π); modulus learned (init 0.5·range)."""
+    """score = γ − modulus · Σᵢ |sin(θh + θr − θt)|; phases = embedding / (range/π); modulus learned (init 0.5·range).
+
+    EMU mutates the candidate's embedding components before its phase is taken (as the PyTorch path's
+    ``mutation.apply(X)`` then :meth:`score`).  Fast path (:meth:`kernel_query`, kind 'sin_l1'): q = θh + θr
+    (tail-batch) or θt − θr (head-batch, |sin(z)| = |sin(−z)|); the kernel sums |sin(q − x'/(range/π))| with a
+    vectorised sin (absolute error < 1e-7, see transe_step.c) and the modulus multiplies the sum in torch, so it
+    gets its gradient there.  Memory per step (rows of D = hidden_dim floats): kernel — as TransE's (no B·C·D
+    tensor; scores, q, dense N·D entity gradient); PyTorch path — the gathered and mutated candidates and about
+    four B·C·D-float temporaries (phases, their sum, sin, |sin|) kept for the backward (≈ 6 × 4·B·C·D bytes), in
+    row chunks beyond :data:`emukg.emu.TORCH_PATH_BUDGET`.
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -92,3 +119,9 @@ class pRotatE(KGEModel):
         scale = self.embedding_range / math.pi
         s = torch.sin(h / scale + r / scale - t / scale).abs().sum(-1)
         return self.gamma - s * self.modulus.reshape(())
+
+    def kernel_query(self, anchor, relation, side):
+        scale = self.embedding_range / math.pi
+        a, r = anchor / scale, relation / scale
+        q = a + r if side == "tail" else a - r
+        return KernelQuery("sin_l1", q, float(self.gamma), scale=float(scale), modulus=self.modulus.reshape(()))

@@ -45,6 +45,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "files that have a checksum are still verified")
     p.set_defaults(func=cmd_download)
 
+    p = actions.add_parser("synthetic", help="write a synthetic graph with power-law degrees (millions of triples)",
+                           description="Write a dataset folder (entities.dict, relations.dict, train/valid/test.txt) "
+                                       "of distinct random triples: heads and tails from a Zipf law over a random "
+                                       "permutation of the entities (degree exponent 1 + 1/EXPONENT), relations "
+                                       "Zipf too; valid and test triples are disjoint from train and use only "
+                                       "entities seen in train. Same arguments and seed, same files.")
+    p.add_argument("--entities", type=int, required=True, metavar="N", help="number of entities (≥ 2)")
+    p.add_argument("--relations", type=int, required=True, metavar="R", help="number of relations (≥ 1)")
+    p.add_argument("--triples", type=int, required=True, metavar="M", help="training triples")
+    p.add_argument("--valid", type=int, default=None, metavar="V", help="validation triples (default: 2%% of M, at least 1)")
+    p.add_argument("--test", type=int, default=None, metavar="T", help="test triples (default: 2%% of M, at least 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--exponent", type=float, default=0.75, metavar="S",
+                   help="Zipf exponent of the entity ranks (default 0.75: degree exponent ≈ 2.33; 0 = uniform)")
+    p.add_argument("--relation-exponent", type=float, default=1.0, metavar="S",
+                   help="Zipf exponent of the relation ranks (default 1.0)")
+    p.add_argument("--out", required=True, metavar="DIR", help="new or empty folder to write the dataset into")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    p.set_defaults(func=cmd_synthetic)
+
     def no_action(args) -> int:
         parser.print_help(sys.stderr)
         return 2
@@ -170,4 +190,16 @@ def cmd_download(args) -> int:
     return 0
 
 
-__all__ = ["add_parser", "cmd_list", "cmd_info", "cmd_download"]
+def cmd_synthetic(args) -> int:
+    from ..data.synthetic import write_synthetic
+
+    rec = write_synthetic(args.out, args.entities, args.relations, args.triples, valid=args.valid, test=args.test,
+                          seed=args.seed, exponent=args.exponent, relation_exponent=args.relation_exponent,
+                          overwrite=args.overwrite)
+    tr = rec["triples"]
+    print(f"{args.out}: {rec['entities']} entities, {rec['relations']} relations, {tr['train']} / {tr['valid']} / "
+          f"{tr['test']} triples (train / valid / test), seed {rec['seed']}, written in {rec['seconds']:.1f} s")
+    return 0
+
+
+__all__ = ["add_parser", "cmd_list", "cmd_info", "cmd_download", "cmd_synthetic"]

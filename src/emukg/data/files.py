@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
 
 from ..errors import EmukgError
 
@@ -117,10 +120,14 @@ def read_dict(path: str | os.PathLike) -> list[str]:
 def read_triples(path: str | os.PathLike) -> list[tuple[int, str, str, str]]:
     """Read ``head<TAB>relation<TAB>tail`` lines; returns ``(line_number, head, relation, tail)``."""
     path = Path(path)
-    text = _read_text(path)
+    return _parse_triples(_read_text(path), path, 1)
+
+
+def _parse_triples(text: str, path: Path, first: int) -> list[tuple[int, str, str, str]]:
+    """The rows of ``text`` (line endings already ``\\n``), whose first line is line ``first`` of ``path``."""
     out = []
     append = out.append
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(text.split("\n"), start=first):
         parts = line.split("\t")
         if len(parts) == 3:  # fast path: the usual well-formed line
             h, r, t = parts
@@ -135,3 +142,166 @@ def read_triples(path: str | os.PathLike) -> list[tuple[int, str, str, str]]:
         _check_fields(path, number, parts, 3, "head, relation, tail")
         append((number, parts[0], parts[1], parts[2]))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Large files: blocks of lines parsed straight into int64 id arrays (bounded memory, the same rows and errors)
+
+BLOCK_BYTES = 1 << 23  # bytes of text per block: the transient Python strings of one block stay near 50 MB
+# ASCII bytes that str.strip() treats as whitespace besides space, tab and newline (\r, \v, \f, \x1c-\x1f): a block
+# holding one is parsed by the line-by-line reader.
+_ODD_WHITESPACE = np.zeros(256, dtype=bool)
+_ODD_WHITESPACE[[11, 12, 13, 28, 29, 30, 31]] = True
+_ODD_WHITESPACE[128:] = True  # non-ASCII text (Unicode whitespace, UTF-8 checks): the line-by-line reader too
+
+
+def iter_blocks(path: Path, size: int | None = None) -> Iterator[tuple[bytes, int]]:
+    """``(raw bytes, number of its first line)`` of consecutive blocks of whole lines (each ends after a ``\\n``,
+    the last perhaps not), the UTF-8 byte-order mark removed.  The same file errors as :func:`_read_text`."""
+    size = size or BLOCK_BYTES
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise EmukgError(f"{path}: file not found; check the dataset folder (it needs train.txt, valid.txt and test.txt).") from None
+    except IsADirectoryError:
+        raise EmukgError(f"{path}: is a folder, expected a text file; remove or rename that folder.") from None
+    except PermissionError:
+        raise EmukgError(f"{path}: permission denied; make the file readable.") from None
+    with f:
+        rest, line, start = b"", 1, True
+        while True:
+            data = f.read(size)
+            buf = rest + data if rest else data
+            if start:
+                if len(buf) < 3 and data:
+                    rest = buf
+                    continue
+                if buf.startswith(b"\xef\xbb\xbf"):
+                    buf = buf[3:]
+                start = False
+            if not data:
+                if buf:
+                    yield buf, line
+                return
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0:
+                rest = buf
+                continue
+            block, rest = buf[:cut], buf[cut:]
+            yield block, line
+            line += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+
+
+def _decode_block(raw: bytes, path: Path, first: int) -> str:
+    """The text of a block (CRLF and CR turned into LF) or the UTF-8 error :func:`_read_text` gives."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first - 1 + len(_NEWLINE.split(raw[: exc.start]))
+        raise EmukgError(
+            f"{path}, line {line}: bytes that are not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-encode the file as UTF-8."
+        ) from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _plain_fields(raw: bytes) -> list[str] | None:
+    """The 3·n fields of a block when every line is ``h<TAB>r<TAB>t`` with non-empty fields, ASCII, no blank line,
+    no line end but LF or CRLF and no whitespace around a field (then the line-by-line reader gives exactly these fields); else None."""
+    if not raw:
+        return []
+    if b"\r" in raw:  # CRLF line ends are plain too; a lone CR (a line end of its own) is not
+        if raw.count(b"\r") != raw.count(b"\r\n"):
+            return None
+        raw = raw.replace(b"\r\n", b"\n")
+    a = np.frombuffer(raw, dtype=np.uint8)
+    if _ODD_WHITESPACE[a].any():
+        return None
+    if a[-1] != 10:
+        raw += b"\n"
+        a = np.frombuffer(raw, dtype=np.uint8)
+    nl = np.flatnonzero(a == 10)
+    tab = np.flatnonzero(a == 9)
+    if tab.size != 2 * nl.size:
+        return None
+    starts = np.empty_like(nl)
+    starts[0] = 0
+    starts[1:] = nl[:-1] + 1
+    t1, t2 = tab[0::2], tab[1::2]
+    # each line holds exactly its two tabs, with a non-empty field before, between and after them
+    if not ((starts < t1).all() and (t1 + 1 < t2).all() and (t2 + 1 < nl).all()):
+        return None
+    edges = np.concatenate([starts, t1 - 1, t1 + 1, t2 - 1, t2 + 1, nl - 1])
+    if (a[edges] == 32).any():  # a space at the edge of a field: stripped by the line-by-line reader
+        return None
+    return raw[:-1].decode("ascii").replace("\n", "\t").split("\t")
+
+
+def _first_unknown(path: Path, numbers, heads, rels, tails, ent: dict, rel: dict):
+    for number, h, r, t in zip(numbers, heads, rels, tails):
+        for name in (h, t):
+            if name not in ent:
+                raise EmukgError(f"{path}, line {number}: entity {name!r} is not in entities.dict; add it there or fix the name.")
+        if r not in rel:
+            raise EmukgError(f"{path}, line {number}: relation {r!r} is not in relations.dict; add it there or fix the name.")
+
+
+def encode_triples(path: str | os.PathLike, ent: dict | None, rel: dict | None, block_bytes: int | None = None):
+    """Read ``path`` block by block into an int64 array (n, 3) of (head, relation, tail) ids through the name → id
+    dicts ``ent`` and ``rel``: the rows :func:`read_triples` reads, encoded as ``load_folder`` encodes them, with
+    the same message for the first bad line of a block.  Blocks of plain ``h<TAB>r<TAB>t`` ASCII lines are split
+    in C and mapped with one dict lookup per field; other blocks go through the line-by-line reader.
+
+    With ``ent=None`` only checks that the file parses (UTF-8 first, over the whole file, then the lines, as
+    :func:`read_triples` does) and returns the number of rows.  Memory: 24 bytes per triple for the result plus
+    about 50 MB per block in flight.
+    """
+    path = Path(path)
+    if ent is None:
+        for raw, first in iter_blocks(path, block_bytes):
+            _decode_block(raw, path, first)
+        rows = 0
+        for raw, first in iter_blocks(path, block_bytes):
+            fields = _plain_fields(raw)
+            if fields is not None:
+                rows += len(fields) // 3
+            else:
+                rows += len(_parse_triples(_decode_block(raw, path, first), path, first))
+        return rows
+    parts = []
+    for raw, first in iter_blocks(path, block_bytes):
+        fields = _plain_fields(raw)
+        if fields is not None:
+            n = len(fields) // 3
+            if n == 0:
+                continue
+            heads, rels, tails = fields[0::3], fields[1::3], fields[2::3]
+            del fields
+            try:
+                ids = np.empty((n, 3), dtype=np.int64)
+                ids[:, 0] = np.fromiter(map(ent.__getitem__, heads), np.int64, n)
+                ids[:, 1] = np.fromiter(map(rel.__getitem__, rels), np.int64, n)
+                ids[:, 2] = np.fromiter(map(ent.__getitem__, tails), np.int64, n)
+            except KeyError:
+                _first_unknown(path, range(first, first + n), heads, rels, tails, ent, rel)
+                raise
+            parts.append(ids)
+        else:
+            rows = _parse_triples(_decode_block(raw, path, first), path, first)
+            if rows:
+                numbers, heads, rels, tails = zip(*rows)
+                try:
+                    ids = np.empty((len(rows), 3), dtype=np.int64)
+                    ids[:, 0] = np.fromiter(map(ent.__getitem__, heads), np.int64, len(rows))
+                    ids[:, 1] = np.fromiter(map(rel.__getitem__, rels), np.int64, len(rows))
+                    ids[:, 2] = np.fromiter(map(ent.__getitem__, tails), np.int64, len(rows))
+                except KeyError:
+                    _first_unknown(path, numbers, heads, rels, tails, ent, rel)
+                    raise
+                parts.append(ids)
+    if not parts:
+        return np.zeros((0, 3), dtype=np.int64)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts)

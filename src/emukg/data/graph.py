@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import EmukgError
-from .files import read_dict, read_triples
+from .files import encode_triples, read_dict, read_triples
 
 log = logging.getLogger("emukg")
 
@@ -148,9 +149,14 @@ class KnowledgeGraph:
     _filter: FilterIndex | None = field(default=None, repr=False)
     _train_filter: FilterIndex | None = field(default=None, repr=False)
 
-    def __post_init__(self):
-        self.entity_to_id = {n: i for i, n in enumerate(self.entities)}
-        self.relation_to_id = {n: i for i, n in enumerate(self.relations)}
+    @functools.cached_property
+    def entity_to_id(self) -> dict[str, int]:
+        """Entity name → id (built on first use: about 100 bytes per entity)."""
+        return {n: i for i, n in enumerate(self.entities)}
+
+    @functools.cached_property
+    def relation_to_id(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.relations)}
 
     @property
     def num_entities(self) -> int:
@@ -272,8 +278,38 @@ def _encode(path: Path, rows, ent: dict, rel: dict) -> torch.Tensor:
     return torch.from_numpy(np.array(ids, dtype=np.int64).reshape(-1, 3))
 
 
-def load_folder(path: str | os.PathLike, name: str | None = None) -> KnowledgeGraph:
-    """Read a dataset folder (reference layout, or just the three split files) into a :class:`KnowledgeGraph`."""
+def _load_blocks(path: Path) -> tuple[list[str], list[str], dict[str, torch.Tensor], dict, dict]:
+    """The dicts and the splits of a folder with entities.dict and relations.dict, the split files read block by
+    block straight into int64 arrays (:func:`~emukg.data.files.encode_triples`): no Python object per triple.
+
+    Errors are those of the line-by-line loader, in its order (parse errors of train, valid, test; an empty
+    training split; the dicts; unknown names in train, valid, test): on any error the splits are checked for
+    parse errors first (a second, check-only pass over the files).
+    """
+    try:
+        entities = read_dict(path / "entities.dict")
+        relations = read_dict(path / "relations.dict")
+        ent = {n: i for i, n in enumerate(entities)}
+        rel = {n: i for i, n in enumerate(relations)}
+        arrays = {s: encode_triples(path / f"{s}.txt", ent, rel) for s in SPLITS}
+        if arrays["train"].shape[0] == 0:
+            raise EmukgError(f"{path / 'train.txt'}: the training split is empty; it needs at least one 'head<TAB>relation<TAB>tail' line.")
+    except EmukgError:
+        rows = {s: encode_triples(path / f"{s}.txt", None, None) for s in SPLITS}  # raises the first parse error
+        if not rows["train"]:
+            raise EmukgError(f"{path / 'train.txt'}: the training split is empty; it needs at least one 'head<TAB>relation<TAB>tail' line.") from None
+        raise
+    return entities, relations, {s: torch.from_numpy(a) for s, a in arrays.items()}, ent, rel
+
+
+def load_folder(path: str | os.PathLike, name: str | None = None, *, blocks: bool | None = None) -> KnowledgeGraph:
+    """Read a dataset folder (reference layout, or just the three split files) into a :class:`KnowledgeGraph`.
+
+    ``blocks`` (default: whenever entities.dict and relations.dict exist) reads the split files in blocks
+    straight into id arrays (:func:`_load_blocks`; 20 M triples in bounded memory); ``False`` reads every
+    line into Python tuples first (the folder without dicts always does: its ids come from the sorted names).
+    Both give the same ids, tensors and error messages.
+    """
     path = Path(path)
     if path.is_file():
         raise EmukgError(f"{path}: is a file, not a dataset folder; pass the folder that holds train.txt, valid.txt and test.txt.")
@@ -284,6 +320,12 @@ def load_folder(path: str | os.PathLike, name: str | None = None) -> KnowledgeGr
             raise EmukgError(f"{path / (s + '.txt')}: is a folder, expected a text file of 'head<TAB>relation<TAB>tail' lines; remove or rename that folder.")
         if not (path / f"{s}.txt").is_file():
             raise EmukgError(f"{path / (s + '.txt')}: file not found; a dataset folder needs train.txt, valid.txt and test.txt.")
+    has_dicts = (path / "entities.dict").is_file() and (path / "relations.dict").is_file()
+    if has_dicts and blocks is not False:
+        entities, relations, splits, ent, rel = _load_blocks(path)
+        kg = KnowledgeGraph(entities, relations, splits, name=name or path.name, path=str(path))
+        kg.__dict__.update(entity_to_id=ent, relation_to_id=rel)  # the loader's dicts (cached properties)
+        return _finish(kg)
     rows = {s: read_triples(path / f"{s}.txt") for s in SPLITS}
     if not rows["train"]:
         raise EmukgError(f"{path / 'train.txt'}: the training split is empty; it needs at least one 'head<TAB>relation<TAB>tail' line.")
@@ -300,7 +342,10 @@ def load_folder(path: str | os.PathLike, name: str | None = None) -> KnowledgeGr
     ent = {n: i for i, n in enumerate(entities)}
     rel = {n: i for i, n in enumerate(relations)}
     splits = {s: _encode(path / f"{s}.txt", rows[s], ent, rel) for s in SPLITS}
-    kg = KnowledgeGraph(entities, relations, splits, name=name or path.name, path=str(path))
+    return _finish(KnowledgeGraph(entities, relations, splits, name=name or path.name, path=str(path)))
+
+
+def _finish(kg: KnowledgeGraph) -> KnowledgeGraph:
     unseen_triples, unseen_entities = kg.unseen_counts()
     kg.unseen.update(unseen_triples)
     for s in SPLITS[1:]:

@@ -1,0 +1,135 @@
+"""The block loader (load_folder's default with dicts) against the line-by-line loader: same ids, same tensors,
+same error message, on the shared datasets, on random messy and malformed files, across block boundaries."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import emukg.data.files as files
+from emukg.data import load_folder
+from emukg.data.files import encode_triples, iter_blocks, read_triples
+from emukg.errors import EmukgError
+
+
+def _load(folder, blocks):
+    try:
+        kg = load_folder(folder, blocks=blocks)
+    except EmukgError as exc:
+        return ("error", str(exc))
+    return ("ok", kg.entities, kg.relations, {s: kg.splits[s].tolist() for s in kg.splits}, dict(kg.unseen))
+
+
+@pytest.mark.parametrize("name", ["nations", "kinships", "umls", "wn18rr", "FB15k-237", "countries_S1"])
+def test_same_graph_as_the_line_loader_on_shared_datasets(shared_datasets, name):
+    folder = shared_datasets / name
+    if not folder.is_dir():
+        pytest.skip(f"{name} not in the shared datasets")
+    a, b = load_folder(folder), load_folder(folder, blocks=False)
+    assert a.entities == b.entities and a.relations == b.relations and a.unseen == b.unseen
+    for s in ("train", "valid", "test"):
+        assert a.splits[s].dtype == b.splits[s].dtype == torch.int64
+        assert torch.equal(a.splits[s], b.splits[s])
+    assert a.entity_to_id == b.entity_to_id and a.relation_to_id == b.relation_to_id
+
+
+ENT = ["a", "b", "c", "New York", "ü", "x\u2028y", "d"]
+REL = ["r", "s", "t u"]
+
+
+def _line(rng: random.Random, bad: bool) -> str:
+    h, r, t = rng.choice(ENT), rng.choice(REL), rng.choice(ENT)
+    if not bad:
+        sep = rng.choice(["\t"] * 8 + [" \t", "\t "])
+        return f"{h}{sep}{r}\t{t}" if " " not in h + r + t or "\t" in sep else f"{h}\t{r}\t{t}"
+    kind = rng.randrange(6)
+    if kind == 0:
+        return f"{h}\t{r}"  # two columns
+    if kind == 1:
+        return f"{h}\t{r}\t{t}\textra"  # four columns
+    if kind == 2:
+        return f"{h}\t\t{t}"  # an empty column
+    if kind == 3:
+        return f"zed\t{r}\t{t}"  # an unknown entity
+    if kind == 4:
+        return f"{h}\tq\t{t}"  # an unknown relation
+    return "a r b"  # whitespace instead of tabs (fine: no tab on the line)
+
+
+def _split_text(rng: random.Random, n: int, p_bad: float) -> bytes:
+    lines = [_line(rng, rng.random() < p_bad) for _ in range(n)]
+    out = []
+    for ln in lines:
+        out.append(ln)
+        if rng.random() < 0.05:
+            out.append(rng.choice(["", "   ", "\t"]))  # blank lines
+    ends = rng.choice(["\n", "\n", "\r\n", "mixed"])
+    if ends == "mixed":
+        text = "".join(ln + rng.choice(["\n", "\r\n", "\r"]) for ln in out)
+    else:
+        text = ends.join(out) + (ends if rng.random() < 0.7 else "")
+    data = text.encode("utf-8")
+    if rng.random() < 0.1:
+        data = b"\xef\xbb\xbf" + data
+    if rng.random() < 0.05:
+        pos = rng.randrange(len(data) + 1)
+        data = data[:pos] + b"\xff" + data[pos:]  # not UTF-8
+    return data
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("block", [5, 64, 1 << 23])
+def test_random_files_same_result_or_same_error(tmp_path, monkeypatch, seed, block):
+    rng = random.Random(seed)
+    monkeypatch.setattr(files, "BLOCK_BYTES", block)
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "entities.dict").write_text("".join(f"{i}\t{e}\n" for i, e in enumerate(ENT)), encoding="utf-8")
+    (d / "relations.dict").write_text("".join(f"{i}\t{r}\n" for i, r in enumerate(REL)), encoding="utf-8")
+    p_bad = rng.choice([0.0, 0.0, 0.01, 0.05])
+    for s, n in (("train", 60), ("valid", 10), ("test", 10)):
+        (d / f"{s}.txt").write_bytes(_split_text(rng, n if rng.random() > 0.05 else 0, p_bad))
+    if rng.random() < 0.1:
+        (d / "entities.dict").write_text("0\ta\n0\tb\n", encoding="utf-8")  # a bad dict after bad splits
+    assert _load(d, True) == _load(d, False)
+
+
+def test_error_order_follows_the_line_loader(tmp_path):
+    """An unknown name early in train loses to a column error later in test (every split parses first)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "entities.dict").write_text("0\ta\n1\tb\n", encoding="utf-8")
+    (d / "relations.dict").write_text("0\tr\n", encoding="utf-8")
+    (d / "train.txt").write_text("zed\tr\ta\n" + "a\tr\tb\n" * 50, encoding="utf-8")
+    (d / "valid.txt").write_text("a\tr\tb\n", encoding="utf-8")
+    (d / "test.txt").write_text("a\tr\tb\n" * 5 + "a\tr\n", encoding="utf-8")
+    for blocks in (True, False):
+        with pytest.raises(EmukgError, match=r"test\.txt, line 6: expected 3 tab-separated columns"):
+            load_folder(d, blocks=blocks)
+    (d / "test.txt").write_text("a\tr\tb\n", encoding="utf-8")
+    for blocks in (True, False):
+        with pytest.raises(EmukgError, match=r"train\.txt, line 1: entity 'zed' is not in entities\.dict"):
+            load_folder(d, blocks=blocks)
+
+
+def test_blocks_end_at_line_ends_and_count_lines(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_bytes(b"\xef\xbb\xbfa\tr\tb\r\nb\tr\tc\rc\tr\ta\n\nlong-name-over-the-block\tr\tb")
+    blocks = list(iter_blocks(f, 6))
+    assert b"".join(raw for raw, _ in blocks) == f.read_bytes()[3:]
+    assert all(raw.endswith(b"\n") for raw, _ in blocks[:-1])
+    # the first line number of every block is the line-by-line reader's
+    numbers = {n for n, *_ in read_triples(f)}
+    assert [first for _, first in blocks] == sorted(first for _, first in blocks)
+    assert {first for raw, first in blocks if raw.strip()} <= numbers | {4}
+
+
+def test_encode_is_an_int64_array_and_check_only_counts_rows(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("a\tr\tb\n\nb\tr\ta\n", encoding="utf-8")
+    ids = encode_triples(f, {"a": 0, "b": 1}, {"r": 0}, block_bytes=4)
+    assert ids.dtype == np.int64 and ids.tolist() == [[0, 0, 1], [1, 0, 0]]
+    assert encode_triples(f, None, None) == 2

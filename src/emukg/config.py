@@ -363,7 +363,7 @@ class Config:
             self.fixed_tail_negatives = False  # no data-side negatives are drawn: the table would never be read
         if self.emu is not None:
             if self.loss == "1vsall":
-                raise ConfigError("emu", self.emu, "EMU is not defined for 1-vs-all, which scores every entity and has no sampled negatives to mutate; use EMU with {loss} ce, or drop {emu} to keep 1vsall.")
+                raise ConfigError("emu", self.emu, "EMU is not defined for 1-vs-all, which scores every entity and has no sampled negatives to mutate; use EMU with {loss} ce, or drop {emu} to keep 1-vs-all.")
             if self.loss != "ce":
                 raise ConfigError("emu", self.emu, "needs the cross-entropy loss; set {loss} ce.")
             if self.neg_label is None:

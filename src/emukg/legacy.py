@@ -23,7 +23,8 @@ reference's, so that ``codes/run.py`` / ``emukg legacy`` runs what the paper ran
 
 Differences, each a fix (README, *Differences from the reference*): ``-if_Mutup`` is accepted as the old name of
 ``-if_EMU``; ``-neg_label`` missing with EMU is an error; EMU or ``-if_CE`` values the reference would crash on or
-silently ignore are errors; ``--cuda`` without a GPU is an error, and without ``--cuda`` the run uses the CPU;
+silently ignore are errors (so is ``-if_CE 3`` with a model other than DistMult and ComplEx: the reference has no
+1-vs-all for them, ``emukg train --loss 1vsall`` has); ``--cuda`` without a GPU is an error, and without ``--cuda`` the run uses the CPU;
 ``-cpu N`` sets the CPU threads (capped at the machine's cores); ``--data_path data/wn18rr`` is used when that
 folder exists and otherwise resolved by its last component through the dataset registry; a seed is set
 (``--seed``, default 0); ``-init DIR`` without ``-save`` continues in DIR; an existing trained run in ``-save``
@@ -240,6 +241,16 @@ def legacy_to_config(args: argparse.Namespace) -> Config:
             settings[name] = getattr(saved, name)
         if not args.data_path:
             settings["dataset"] = saved.dataset
+    if args.if_CE == 3 and args.if_EMU != 0:
+        raise EmukgError(f"-if_EMU {args.if_EMU:g}: EMU is not defined for 1-vs-all (-if_CE 3), which scores every entity "
+                         "and has no sampled negatives to mutate; use -if_CE 1 or 2 with EMU, or drop -if_EMU.")
+    if args.if_CE == 3:
+        from .models import MODELS
+
+        cls = next((c for k, c in MODELS.items() if k.lower() == str(settings["model"]).lower()), None)
+        if cls is not None and cls.distance_based:  # the reference's 1-vs-all exists for DistMult and ComplEx only
+            raise EmukgError(f"-if_CE 3: the reference's 1-vs-all runs DistMult and ComplEx only, not {cls.__name__}; "
+                             "use 'emukg train --loss 1vsall' for 1-vs-all with any model.")
     return Config.from_dict(settings, source="command line", style="legacy")
 
 

@@ -11,7 +11,8 @@ the fused native kernel where it can and the model's own score function otherwis
   ``uni_weight``: plain batch means.
 * ``ce`` (``-if_CE`` 1 and 2): L_CE = mean_b −log softmax(s_b)₀ over [true, n negatives] — the sampler's
   negatives: fresh unfiltered uniform draws (``sampler='uniform'``, mode 1) or data-side ones (mode 2).
-* ``1vsall`` (``-if_CE 3``): cross-entropy over all entities (DistMult, ComplEx).
+* ``1vsall`` (``-if_CE 3``): L = mean_b (logsumexp_e s(b, e) − s(b, e_b)) over all N entities, for every model:
+  scored in entity blocks under ``train_memory_mb`` (:mod:`emukg.one_vs_all`; its docstring gives the memory).
 * EMU (``emu`` = p, loss ``ce``): a second pass on X = [positive, n negatives] (fresh uniform draws with the
   ``uniform`` sampler, the same negatives otherwise), mutated (see :mod:`emukg.emu`), scored, and
   L_EMU = mean_b −Σⱼ yⱼ log softmax(s'_b)ⱼ with y = [1, λ, …, λ]; the step's loss is L_EMU/n + ce_coef·L_CE.
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .emu import CandidateScorer, Mutation
+from .one_vs_all import one_vs_all_loss
 
 
 def _true_entity(positives: torch.Tensor, side: str) -> torch.Tensor:
@@ -136,8 +138,9 @@ class Objective:
 
     def _one_vs_all(self, model, positives, side, logs):
         anchor = positives[:, 0] if side == "tail" else positives[:, 2]
-        scores = model.score_all(anchor, positives[:, 1], side)
-        loss = F.cross_entropy(scores, _true_entity(positives, side))
+        memory_mb = getattr(self.config, "train_memory_mb", 512)
+        loss = one_vs_all_loss(model, anchor, positives[:, 1], _true_entity(positives, side), side,
+                               memory_mb=memory_mb, use_kernel=self.use_kernel).mean()
         logs["ce_loss"] = loss.detach()
         return loss
 

@@ -118,6 +118,8 @@ def test_kernel_query_restates_the_score(name, de, dr):
             mine = bias + q @ E.T
         ref = m.score(a[:, None], r[:, None], E[None]) if side == "tail" else m.score(E[None], r[:, None], a[:, None])
         torch.testing.assert_close(mine, ref, atol=1e-5, rtol=1e-5)
-    for other in ("pRotatE", "TransD"):
+    # pRotatE, TransD and HAKE use the kernel's extended metrics (tests/test_fast_models.py checks them)
+    for other, kind in (("pRotatE", "sin_l1"), ("TransD", "transd_l1"), ("HAKE", "hake")):
         mo = build_model(other, 6, 2, 3, gamma=5.0)
-        assert mo.kernel_query(None, None, "tail") is None
+        Eo, Ro = mo.entity_embedding.detach(), mo.relation_embedding.detach()
+        assert mo.kernel_query(Eo[[0, 1]], Ro[[1, 0]], "tail")[0] == kind

@@ -43,11 +43,18 @@ def test_every_paper_run_is_named():
     assert experiment_config("base-RotatE-FB15k-237-uniform").regularization == 1e-3
     with pytest.raises(EmukgError, match="Did you mean"):
         experiment_config("emu-TransE-FB15k237-uniform")
+    hake = experiment_config("hake-FB15k-237")
+    assert (hake.model, hake.hidden_dim, hake.gamma, hake.batch_size, hake.negative_sample_size) == ("HAKE", 1000, 9.0, 1024, 256)
+    assert (hake.modulus_weight, hake.phase_weight, hake.learning_rate, hake.max_steps) == (3.5, 1.0, 5e-5, 100000)
+    assert hake.adversarial and hake.adversarial_temperature == 1.0 and hake.loss == "sigmoid"
+    wn = experiment_config("hake-WN18RR")
+    assert (wn.dataset, wn.hidden_dim, wn.gamma, wn.batch_size, wn.negative_sample_size) == ("wn18rr", 500, 6.0, 512, 1024)
+    assert (wn.modulus_weight, wn.phase_weight, wn.adversarial_temperature, wn.max_steps) == (0.5, 0.5, 0.5, 80000)
 
 
 def test_reproduce_cli_list_and_show():
     res = cli("reproduce", "--list")
-    assert res.returncode == 0 and len(res.stdout.strip().splitlines()) == 40
+    assert res.returncode == 0 and len(res.stdout.strip().splitlines()) == 42  # the paper's 40 + 2 HAKE runs
     res = cli("reproduce", "emu-RotatE-wn18rr-sans", "--show", "--steps", "1000")
     assert res.returncode == 0, res.stderr
     shown = yaml.safe_load(res.stdout)

@@ -109,11 +109,13 @@ def flag_name(param: str, style: str = "python") -> str:
 class Config:
     # data and model
     dataset: str = _opt("", "dataset name (see 'emukg datasets list') or folder path")
-    model: str = _opt("TransE", "model: TransE, DistMult, ComplEx, RotatE, pRotatE, TransD")
+    model: str = _opt("TransE", "model: TransE, DistMult, ComplEx, RotatE, pRotatE, TransD, HAKE")
     hidden_dim: int = _opt(500, "embedding width d (-d)")
     gamma: float = _opt(12.0, "margin γ of distance models, ≥ 0 (-g)")
     double_entity_embedding: bool = _opt(False, "complex entity embeddings, 2d wide (-de; RotatE, ComplEx)")
     double_relation_embedding: bool = _opt(False, "complex relation embeddings, 2d wide (-dr; ComplEx)")
+    modulus_weight: float | None = _opt(None, "HAKE's modulus weight λ_m ≥ 0 (unset: 1.0); other models refuse it")
+    phase_weight: float | None = _opt(None, "HAKE's phase weight λ_p ≥ 0 (unset: 0.5); other models refuse it")
     # negatives and loss
     negative_sample_size: int = _opt(128, "negatives per positive n (-n)")
     batch_size: int = _opt(1024, "positives per step B (-b)")
@@ -138,6 +140,7 @@ class Config:
     # optimisation
     learning_rate: float = _opt(1e-4, "learning rate > 0 (-lr)")
     optimizer: str = _opt("adagrad", "'adagrad' (reference default) or 'adam' (the reference's -if_Adagrad 1)")
+    sparse: bool | None = _opt(None, "row-sparse entity updates: a step reads, updates and writes only the entity rows it touches (Adagrad exact, Adam lazy: see emukg.optim); None = auto, on when the table has more rows than batch_size·(n+1)·passes and the loss allows it")
     max_steps: int = _opt(100000, "training steps")
     schedule: str = _opt("reference", "learning-rate schedule: reference (the paper's: lr/10 and a fresh Adam at warm_up_steps), constant, step (×lr_decay every lr_decay_steps), cosine (warm-up, then cosine to lr_min) or plateau (×lr_decay after lr_patience validations without a better MRR)")
     warm_up_steps: int | None = _opt(None, "reference schedule: step at which lr/10 and a fresh Adam start, > 0 (default max_steps/2)")
@@ -162,6 +165,8 @@ class Config:
     test_batch_size: int = _opt(4, "kept for the reference's command line; the evaluator sizes chunks by eval_memory_mb")
     eval_memory_mb: int = _opt(512, "memory budget of one evaluation chunk in MiB")
     tie_policy: str = _opt("realistic", "rank ties: optimistic, pessimistic or realistic (mean of the two)")
+    eval_protocol: str = _opt("full", "evaluation: full (filtered ranking against every entity) or sampled (against eval_candidates fixed uniform random entities per query, OGB's wikikg2 protocol)")
+    eval_candidates: int = _opt(500, "candidate entities per query of the sampled protocol, ≥ 1 (OGB: 500)")
     # run
     save_path: str = _opt("", "run folder (-save)")
     init_checkpoint: str = _opt("", "resume from this run folder (-init)")
@@ -290,7 +295,7 @@ class Config:
 
     def _check_ranges(self) -> None:
         positive = ("hidden_dim", "batch_size", "negative_sample_size", "valid_steps", "log_steps", "save_checkpoint_steps",
-                    "test_log_steps", "test_batch_size", "eval_memory_mb", "sans_memory_mb", "train_memory_mb", "khop")
+                    "test_log_steps", "test_batch_size", "eval_memory_mb", "eval_candidates", "sans_memory_mb", "train_memory_mb", "khop")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, getattr(self, name), "must be a positive integer.")
@@ -329,7 +334,8 @@ class Config:
         from .schedule import SCHEDULES
 
         choices = dict(loss=LOSSES, optimizer=("adagrad", "adam"), walk_mode=("restart", "chained"),
-                       tie_policy=("optimistic", "pessimistic", "realistic"), schedule=SCHEDULES)
+                       tie_policy=("optimistic", "pessimistic", "realistic"), schedule=SCHEDULES,
+                       eval_protocol=("full", "sampled"))
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, getattr(self, name), f"choose {_or(allowed)}.")
@@ -348,6 +354,21 @@ class Config:
             raise ConfigError("model", self.model, "needs complex entity embeddings; add {double_entity_embedding}.")
         if cls.requires_double_relation and not self.double_relation_embedding:
             raise ConfigError("model", self.model, "needs complex relation embeddings; add {double_relation_embedding}.")
+        if not cls.takes_double_flags:
+            for name in ("double_entity_embedding", "double_relation_embedding"):
+                if getattr(self, name):
+                    raise ConfigError(name, True, f"does not apply to {self.model}, whose row layout is fixed; remove it.")
+        # model-specific settings (HAKE's weights): the model's default when unset, refused by other models
+        for name in ("modulus_weight", "phase_weight"):
+            value = getattr(self, name)
+            if name not in cls.options:
+                if value is not None:
+                    raise ConfigError(name, value, f"is a setting of {_or([k for k, c in MODELS.items() if name in c.options])} only; remove it or choose that {{model}}.")
+                continue
+            if value is None:
+                setattr(self, name, float(cls.options[name]))
+            elif not (math.isfinite(value) and value >= 0):
+                raise ConfigError(name, value, "must be a finite number ≥ 0.")
         # negatives: normalise what this loss does not use, so config.json names what really runs
         if self.loss == "1vsall":  # every model: entities are scored in blocks under train_memory_mb (emukg.one_vs_all)
             self.sampler = None
@@ -372,6 +393,12 @@ class Config:
             raise ConfigError("mixup" if self.mixup else "only_ls", True, "is an EMU ablation; add {emu} p and {neg_label} λ.")
         if self.mixup and self.only_ls:
             raise ConfigError("mixup", True, "excludes {only_ls}; choose one.")
+        if self.sparse and self.loss == "1vsall":
+            raise ConfigError("sparse", True, "updates the touched entity rows only, but 1-vs-all touches every row; "
+                              "leave {sparse} unset (auto) or set it false.")
+        if self.sparse and self.regularization:
+            raise ConfigError("sparse", True, "updates the touched entity rows only, but {regularization} reads the whole "
+                              "table every step; set {regularization} 0 or leave {sparse} unset (auto).")
 
     def _check_schedule(self) -> None:
         """Schedule settings that the chosen schedule would silently ignore are refused, not dropped."""

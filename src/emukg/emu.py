@@ -25,13 +25,21 @@ whole run stays determined by ``--seed``.  Nothing is drawn with NumPy or on the
 
 **Memory per step** (B positives, C = n + 1 candidates, D floats per entity row, N entities, T CPU threads):
 
-* fused kernel (CPU; TransE, DistMult, ComplEx, RotatE): no B·C·D tensor at all — scores 4·B·C bytes per pass, candidate
-  ids 8·B·C, and in the backward a dense entity gradient 4·N·D plus (T − 1) per-thread accumulators of 4·N·D
-  (capped at :data:`SCRATCH_BUDGET` bytes).  FB15k-237, B=1000, n=256, d=100: ≈1 MB scores + 2 MB ids per pass,
-  5.8 MB gradient + 5.8 MB scratch (2 threads).
-* PyTorch path: the gathered candidates 4·B·C·D bytes, the mask B·C·D bytes (bool) plus bounded int64 hash
-  temporaries (:data:`HASH_CHUNK` elements at a time), the mutated copy 4·B·C·D, and autograd keeps about as much
-  again for the backward — for the configuration above ≈103 MB per B·C·D float tensor, ≈0.4–0.6 GB in all.
+* fused kernel (CPU; TransE, DistMult, ComplEx, RotatE, pRotatE, TransD, HAKE): no B·C·D tensor at all — scores
+  4·B·C bytes per pass, candidate ids 8·B·C, the query rows (and TransD's rₚ / HAKE's modulus factor, B·D/2 floats),
+  and in the backward a dense entity gradient 4·N·D plus (T − 1) per-thread accumulators of 4·N·D (capped at
+  :data:`SCRATCH_BUDGET` bytes); pRotatE/TransD/HAKE add per thread ≤ 14 rows of ⌈D/16⌉·64 bytes.  FB15k-237,
+  B=1000, n=256, d=100: ≈1 MB scores + 2 MB ids per pass, 5.8 MB gradient + 5.8 MB scratch (2 threads; twice
+  that for the 2·d-wide rows of RotatE, TransD, HAKE).
+* PyTorch path (:func:`_torch_scores`): the gathered candidates 4·B·C·D bytes, the mask B·C·D bytes (bool) plus
+  bounded int64 hash temporaries (:data:`HASH_CHUNK` elements at a time), the mutated copy 4·B·C·D, and autograd
+  keeps k × 4·B·C·D bytes for the backward, k measured with ``saved_tensors_hooks`` (EMU mask included): TransE
+  1.3, DistMult 1.6, pRotatE 2.4, HAKE 2.6, ComplEx 2.9, RotatE 3.3, TransD 3.7 — for the configuration above
+  ≈103 MB per B·C·D float tensor, ≈0.3–0.6 GB in all.  Beyond :data:`TORCH_PATH_BUDGET` bytes of one gathered
+  tensor the batch goes in row chunks under ``torch.utils.checkpoint``: then the forward keeps only the chunks'
+  inputs and scores, and one chunk's (k + 2) × budget bytes are alive at a time, in the forward and again in the
+  backward's recomputation (e.g. HAKE, FB15k-237, d=1000 on a GPU: 2.1 GB per B·C·D tensor unchunked, ≈ 1.2 GB
+  peak in chunks of 256 MiB).
 """
 
 from __future__ import annotations
@@ -200,8 +208,9 @@ class CandidateScorer:
     ``F.embedding(..., sparse=True)``, and each call scores against a compact table of its U distinct candidates
     (``torch.unique`` over the B·C ids, also ``F.embedding(sparse=True)``), so the entity gradient is a sparse COO
     tensor over the touched rows and the kernel's backward allocates U×D (plus per-thread U×D accumulators)
-    instead of N×D.  Same scores; the gradient differs from the dense one only in the summation order of rows
-    that occur several times.
+    instead of N×D.  Same scores, and the same gradient summed in the same order (repeated rows of one table by
+    ``index_add_``, the tables' sparse gradients coalesced in autograd's order of arrival), so on small graphs a
+    sparse Adagrad run equals the dense one bit for bit (tests/test_sparse.py).
     """
 
     def __init__(self, model, positives: torch.Tensor, side: str, use_kernel: bool | None = None, sparse: bool = False):
@@ -216,7 +225,11 @@ class CandidateScorer:
         kernels.check_ids("CandidateScorer", f"positives[:, {0 if side == 'tail' else 2}] (entity ids)", anchor, E.shape[0])
         kernels.check_ids("CandidateScorer", "positives[:, 1] (relation ids)", positives[:, 1], R.shape[0])
         self.sparse = sparse  # row-sparse entity gradients: every read of E goes through F.embedding(sparse=True)
-        self.a_emb = torch.nn.functional.embedding(anchor, E, sparse=True) if sparse else E.index_select(0, anchor)
+        if sparse:  # through a compact table of the distinct anchors, so repeated anchors sum as index_add_ does
+            uniq, inverse = torch.unique(anchor, return_inverse=True)
+            self.a_emb = torch.nn.functional.embedding(uniq, E, sparse=True).index_select(0, inverse)
+        else:
+            self.a_emb = E.index_select(0, anchor)
         self.r_emb = R.index_select(0, positives[:, 1])
         self.hook = None
         if _uses_kernel(model, positives.device, use_kernel):

@@ -11,6 +11,10 @@ Every run of the authors' ``experiments_EMU.sh`` and ``experiments_base.sh`` (re
 
 Names: ``{emu|base}-{model}-{dataset}-{uniform|sans|sans-adv}``, e.g. ``emu-TransE-FB15k-237-uniform``.
 
+Besides the paper's runs, :data:`HAKE` holds the HAKE paper's (Zhang et al., AAAI 2020) best settings as
+``hake-FB15k-237`` and ``hake-WN18RR``: self-adversarial sigmoid loss over filtered negatives, Adam, the RotatE
+code line's schedule (lr/10 at half the steps, our ``reference`` schedule), validation every 10,000 steps.
+
 They run in the reference mode, as :mod:`emukg.legacy` does: chained SANS walks, the reference's step numbering
 (``reference_steps``), and the reference's loss settings (``-if_CE 1`` = CE over fresh uniform negatives, whose
 ``-khop 3 -nrw 1000`` the reference builds but never samples; ``-if_CE 2`` = CE over SANS negatives).
@@ -35,6 +39,18 @@ COMMON = dict(negative_sample_size=256, batch_size=1000, hidden_dim=100, gamma=2
               max_steps=100000, khop=3, num_random_walks=1000, valid_steps=500, log_steps=250,
               do_train=True, do_valid=True, do_test=True, walk_mode="chained", reference_steps=True)
 EMU = dict(emu=0.39, neg_label=0.53, ce_coef=0.11)
+# HAKE paper, table of best hyper-parameters (d, γ, B, n, α, lr, λ_m, λ_p, steps) — as given in issue 13; the
+# table itself could not be consulted here, so these were not re-checked against it.
+HAKE_COMMON = dict(model="HAKE", loss="sigmoid", sampler="filtered", adversarial=True, optimizer="adam",
+                   valid_steps=10000, log_steps=100, do_train=True, do_valid=True, do_test=True)
+HAKE = {
+    "hake-FB15k-237": dict(HAKE_COMMON, dataset="FB15k-237", hidden_dim=1000, gamma=9.0, batch_size=1024,
+                           negative_sample_size=256, adversarial_temperature=1.0, learning_rate=5e-5,
+                           modulus_weight=3.5, phase_weight=1.0, max_steps=100000),
+    "hake-WN18RR": dict(HAKE_COMMON, dataset="wn18rr", hidden_dim=500, gamma=6.0, batch_size=512,
+                        negative_sample_size=1024, adversarial_temperature=0.5, learning_rate=5e-5,
+                        modulus_weight=0.5, phase_weight=0.5, max_steps=80000),
+}
 
 
 def experiments() -> dict[str, dict]:
@@ -50,6 +66,7 @@ def experiments() -> dict[str, dict]:
             out[f"base-{model}-{dataset}-uniform"] = dict(base, **uniform)
             out[f"base-{model}-{dataset}-sans"] = dict(base, **sans)
             out[f"base-{model}-{dataset}-sans-adv"] = dict(base, **sans, adversarial=True)
+    out.update({name: dict(settings) for name, settings in HAKE.items()})
     return out
 
 

@@ -295,7 +295,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
     registered name or a folder); data whose entity or relation count differs from the checkpoint's is refused.
     """
     from .data import load_folder
-    from .models import build_model
+    from .models import build_model, model_options
 
     run = RunFolder(run_dir)
     if not run.path.is_dir():
@@ -315,7 +315,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
             raise EmukgError(f"{where} has {have} {what} but the checkpoint {name} has {int(table.shape[0])}; "
                              "pass the data the run was trained on with --dataset NAME_OR_FOLDER.")
     model = build_model(cfg.model, kg.num_entities, kg.num_relations, cfg.hidden_dim, cfg.gamma,
-                        cfg.double_entity_embedding, cfg.double_relation_embedding)
+                        cfg.double_entity_embedding, cfg.double_relation_embedding, **model_options(cfg))
     try:
         model.load_state_dict(weights)
     except (KeyError, RuntimeError) as exc:

@@ -201,7 +201,7 @@ class Trainer:
     def __init__(self, config: Config, kg=None, overwrite: bool = False, resume: str = "strict", callbacks=()):
         from .data import dataset_record, load_dataset
         from .losses import build_objective
-        from .models import build_model
+        from .models import build_model, model_options
         from .sampling import build_samplers
         from .tracking import build_trackers, check_tracker_available
 
@@ -245,7 +245,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.model = build_model(cfg.model, self.kg.num_entities, self.kg.num_relations, cfg.hidden_dim, cfg.gamma,
-                                 cfg.double_entity_embedding, cfg.double_relation_embedding).to(self.device)
+                                 cfg.double_entity_embedding, cfg.double_relation_embedding,
+                                 **model_options(cfg)).to(self.device)  # HAKE's weights
         self.train_triples = self.kg.train.to(self.device)
         self.weights = self.kg.subsampling_weights().to(self.device)
         self.sampler, self.adversarial_sampler = build_samplers(cfg, self.kg, self.device, self.generator)

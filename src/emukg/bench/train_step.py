@@ -9,7 +9,7 @@ The paper's configuration: d=100, B=1000, n=256, γ=24, α=1; losses
 Samplers: ``uniform`` (CE losses in mode 1, unfiltered), ``uniform-filtered`` (CE losses in mode 2 with the
 reference's filtered uniform negatives: the like-for-like baseline of ``sans``), ``sans`` (mode 2, k=3, w=1000).
 
-Models: TransE, DistMult, ComplEx (-de -dr), RotatE (-de), pRotatE, TransD.  Warm-up steps are excluded; steps
+Models: TransE, DistMult, ComplEx (-de -dr), RotatE (-de), pRotatE, TransD, HAKE (λ_m 1.0, λ_p 0.5).  Warm-up steps are excluded; steps
 alternate tail-/head-batch as in training.  Columns: median full step, median forward+backward (no optimiser),
 median forward (objective incl. negative sampling), fastest full step.  ``--no-kernel`` forces the plain PyTorch
 path (the fallback).  On a shared machine the medians swing with other processes' load (OpenMP threads that
@@ -32,9 +32,9 @@ import time
 
 import torch
 
-MODELS = ["TransE", "DistMult", "ComplEx", "RotatE", "pRotatE", "TransD"]
+MODELS = ["TransE", "DistMult", "ComplEx", "RotatE", "pRotatE", "TransD", "HAKE"]
 LOSSES = ["ce", "emu", "sigmoid-adv"]
-LEARNING_RATE = {"TransE": 0.05, "DistMult": 0.1, "ComplEx": 0.1, "RotatE": 0.05, "pRotatE": 0.05, "TransD": 0.05}
+LEARNING_RATE = {"TransE": 0.05, "DistMult": 0.1, "ComplEx": 0.1, "RotatE": 0.05, "pRotatE": 0.05, "TransD": 0.05, "HAKE": 0.05}
 FLAGS = {"ComplEx": dict(double_entity_embedding=True, double_relation_embedding=True),
          "RotatE": dict(double_entity_embedding=True)}
 
@@ -70,14 +70,14 @@ def time_case(cfg, kg, steps: int = 10, warmup: int = 3, device="cpu", seed: int
               use_kernel: bool | None = None, split: bool = False) -> dict:
     """Time one configuration; returns {'step_ms': median full step, and with ``split`` 'fwd_bwd_ms', 'fwd_ms'}."""
     from emukg.losses import build_objective
-    from emukg.models import build_model
+    from emukg.models import build_model, model_options
     from emukg.sampling import build_sampler
 
     device = torch.device(device)
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     model = build_model(cfg.model, kg.num_entities, kg.num_relations, cfg.hidden_dim, cfg.gamma,
-                        cfg.double_entity_embedding, cfg.double_relation_embedding).to(device)
+                        cfg.double_entity_embedding, cfg.double_relation_embedding, **model_options(cfg)).to(device)
     train = kg.train.to(device)
     weights = kg.subsampling_weights().to(device)
     sampler = build_sampler(cfg, kg, device, gen)

@@ -9,7 +9,7 @@ import sys
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from ..reproduce import COMMON, experiment_config, experiments
+    from ..reproduce import experiment_config, experiments
 
     if args.list or not args.name:
         for name, s in experiments().items():
@@ -18,8 +18,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     overrides = dict(max_steps=args.steps, device=args.device, seed=args.seed)
     if args.steps is not None:
-        # a shortened run is a prefix of the paper's run: the warm-up stays at the paper's step (half of 100k)
-        overrides["warm_up_steps"] = COMMON["max_steps"] // 2
+        # a shortened run is a prefix of the paper's run: the warm-up stays at the paper's step (half its steps)
+        overrides["warm_up_steps"] = experiment_config(args.name).max_steps // 2
         overrides["valid_steps"] = max(1, min(500, args.steps))
     cfg = experiment_config(args.name, **overrides)
     if args.show:

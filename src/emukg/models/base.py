@@ -68,7 +68,8 @@ class KGEModel(nn.Module):
     """
 
     distance_based = True  # False for bilinear models (DistMult, ComplEx): 1-vs-all is allowed there
-    options: tuple[str, ...] = ()  # model-specific Config settings the constructor takes as keywords (HAKE's weights)
+    options: dict[str, float] = {}  # model-specific Config settings -> defaults, taken as keywords (HAKE's weights)
+    takes_double_flags = True  # False: a fixed row layout that -de/-dr must not change (HAKE)
     requires_double_entity = False
     requires_double_relation = False
 

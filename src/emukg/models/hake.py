@@ -45,12 +45,13 @@ class HAKE(KGEModel):
     residual (q_m − a∘x'_m)² (square root per candidate at the end) and |sin(q_p − x'_p/(2·range/π))|.
     Memory per step (B positives, C candidates, entity rows of D = 2·hidden_dim floats, N entities): kernel — no
     B·C·D tensor: the (B, C) scores, q (B·D) and a (B·D/2) floats, the dense N·D entity gradient plus per-thread
-    accumulators (see :mod:`emukg.emu`); PyTorch path — the gathered and mutated candidates (2 × 4·B·C·D bytes) and
-    about six B·C·D/2-float temporaries (modulus residual, phases, sin, |sin|) kept for the backward
-    (≈ 5 × 4·B·C·D bytes in all), in row chunks beyond :data:`emukg.emu.TORCH_PATH_BUDGET`.
+    accumulators (see :mod:`emukg.emu`); PyTorch path — autograd keeps ≈ 2.6 × 4·B·C·D bytes (modulus residual,
+    phases, sin; measured, EMU mask included) for the backward plus the forward's transient temporaries, in row
+    chunks beyond :data:`emukg.emu.TORCH_PATH_BUDGET`.
     """
 
-    options = ("modulus_weight", "phase_weight")
+    options = {"modulus_weight": DEFAULT_MODULUS_WEIGHT, "phase_weight": DEFAULT_PHASE_WEIGHT}
+    takes_double_flags = False
 
     def __init__(self, num_entities: int, num_relations: int, hidden_dim: int, gamma: float,
                  double_entity_embedding: bool = False, double_relation_embedding: bool = False,

@@ -35,9 +35,9 @@ class TransD(KGEModel):
     ‖h⊥ + r − t⊥‖₁ = ‖(t⊥ − r) − h⊥‖₁), and the kernel projects each (mutated) candidate with the query's rₚ.
     Memory per step (B positives, C candidates, rows of D = 2·hidden_dim floats, N entities): kernel — no B·C·D
     tensor, the (B, C) scores, q and rₚ (B·D floats), the dense N·D entity gradient plus per-thread accumulators
-    (see :mod:`emukg.emu`); PyTorch path — the gathered and mutated candidates (2 × 4·B·C·D bytes) and about five
-    B·C·D/2-float temporaries of the projection, kept for the backward (≈ 4.5 × 4·B·C·D bytes in all), in row
-    chunks beyond :data:`emukg.emu.TORCH_PATH_BUDGET`.
+    (see :mod:`emukg.emu`); PyTorch path — autograd keeps ≈ 3.7 × 4·B·C·D bytes of projection temporaries for the
+    backward (measured, EMU mask included) plus the forward's transient ones, in row chunks beyond
+    :data:`emukg.emu.TORCH_PATH_BUDGET`.
     """
 
     @classmethod
@@ -106,8 +106,8 @@ class pRotatE(KGEModel):
     (tail-batch) or θt − θr (head-batch, |sin(z)| = |sin(−z)|); the kernel sums |sin(q − x'/(range/π))| with a
     vectorised sin (absolute error < 1e-7, see transe_step.c) and the modulus multiplies the sum in torch, so it
     gets its gradient there.  Memory per step (rows of D = hidden_dim floats): kernel — as TransE's (no B·C·D
-    tensor; scores, q, dense N·D entity gradient); PyTorch path — the gathered and mutated candidates and about
-    four B·C·D-float temporaries (phases, their sum, sin, |sin|) kept for the backward (≈ 6 × 4·B·C·D bytes), in
+    tensor; scores, q, dense N·D entity gradient); PyTorch path — autograd keeps ≈ 2.4 × 4·B·C·D bytes for the
+    backward (phases, their sum, sin; measured, EMU mask included) plus the forward's transient temporaries, in
     row chunks beyond :data:`emukg.emu.TORCH_PATH_BUDGET`.
     """
 

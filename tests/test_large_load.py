@@ -133,3 +133,33 @@ def test_encode_is_an_int64_array_and_check_only_counts_rows(tmp_path):
     ids = encode_triples(f, {"a": 0, "b": 1}, {"r": 0}, block_bytes=4)
     assert ids.dtype == np.int64 and ids.tolist() == [[0, 0, 1], [1, 0, 0]]
     assert encode_triples(f, None, None) == 2
+
+
+def _dict_text(rng: random.Random) -> bytes:
+    n = rng.randrange(1, 12)
+    ids = list(range(n))
+    rng.shuffle(ids)
+    names = [f"n{i}" for i in range(n)]
+    lines = [f"{i}\t{names[i]}" for i in ids]
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        k = rng.randrange(n)
+        lines[k] = rng.choice([f"0{ids[k]}\t{names[ids[k]]}", f"+{ids[k]}\t{names[ids[k]]}", f"{ids[k]}\tn0",
+                               f"{ids[k] + n}\tx", f" {ids[k]}\tx{k}", f"{ids[k]}\tx{k} ", f"{ids[k]}\t", "\t", "",
+                               f"{ids[k]} x{k}", f"\u0661\tx{k}", f"{ids[k]}\tü{k}", f"{ids[k]}\ta\tb", "1" * 25 + "\tq"])
+    text = rng.choice(["\n", "\r\n", "\r"]).join(lines) + rng.choice(["", "\n"])
+    data = text.encode("utf-8")
+    return (b"\xef\xbb\xbf" + data) if rng.random() < 0.1 else data
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_plain_dict_reader_equals_the_line_reader(tmp_path, seed):
+    f = tmp_path / "e.dict"
+    f.write_bytes(_dict_text(random.Random(seed)))
+
+    def outcome(fn):
+        try:
+            return ("ok", fn(f))
+        except EmukgError as exc:
+            return ("error", str(exc))
+
+    assert outcome(files.read_dict) == outcome(files.read_dict_lines)

@@ -25,6 +25,17 @@ reports how many NaN scores were seen.
   ranked by ``emukg_rank_dense`` instead (one pass, exclusions from the filter's CSR arrays).
 
 The chunk (and, for very large graphs, the entity slice) is sized from ``memory_mb``: see :func:`plan_memory`.
+
+**Sampled protocol** (``protocol='sampled'``, OGB's for ogbl-wikikg2; the full ranking above is the default).
+Query i of a split's side gets K fixed candidate entities, drawn uniformly *with replacement* from all entities
+(as OGB draws them) by a counter-based generator: candidate j is ``splitmix64(key + (i·K + j + 1)·φ) mod N``
+with ``key`` from ``candidate_seed``, the split's name and the side (:func:`sampled_candidates`).  So every
+evaluation of a split sees the same candidates, on any device and for any chunk size, without storing them.
+The answer is ranked among itself and its K candidates with the same tie policies; a candidate equal to the
+answer never counts, and with ``filtered=True`` (default) neither does one that forms a known triple with the
+query (train ∪ valid ∪ test) — ``filtered=False`` counts them, as OGB does.  Results name it:
+``"protocol": "sampled-500"``, ``"candidates"``, ``"candidate_seed"``.  Ranks lie in 1..K+1, so sampled MRR is
+higher than full MRR and comparable only with the same K.
 """
 
 from __future__ import annotations
@@ -33,8 +44,10 @@ import logging
 import math
 import time
 import warnings
+import zlib
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from . import kernels
@@ -42,6 +55,8 @@ from .data.graph import FilterIndex, KnowledgeGraph
 from .errors import EmukgError
 
 TIE_POLICIES = ("optimistic", "pessimistic", "realistic")
+PROTOCOLS = ("full", "sampled")
+DEFAULT_CANDIDATES = 500  # OGB's ogbl-wikikg2: 500 negative heads and 500 negative tails per test triple
 METRICS = ("MRR", "MR", "HITS@1", "HITS@3", "HITS@10")
 SIDES = ("tail", "head")
 BACKENDS = ("auto", "native", "torch")
@@ -309,6 +324,146 @@ def rank_block_native(S: torch.Tensor, thr: torch.Tensor, answer: torch.Tensor, 
 
 
 # ---------------------------------------------------------------------------------------------------------
+# sampled protocol
+_GOLDEN = 0x9E3779B97F4A7C15
+_M64 = (1 << 64) - 1
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's output function on uint64 (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _stream_key(candidate_seed: int, split: str, side: str) -> int:
+    """A 64-bit key per (seed, split name, side): different streams for valid/test and head/tail."""
+    label = zlib.crc32(f"{split}/{side}".encode("utf-8"))
+    z = np.array([(int(candidate_seed) * _GOLDEN + label) & _M64], dtype=np.uint64)
+    return int(_mix64(z)[0])
+
+
+def sampled_candidates(num_entities: int, candidates: int, split: str, side: str, start: int, stop: int,
+                       candidate_seed: int = 0) -> torch.Tensor:
+    """The fixed candidate entities (int64, ``(stop − start, candidates)``) of queries ``start..stop−1`` of one
+    side of a split: uniform over ``0..num_entities−1``, with replacement, a pure function of its arguments
+    (counter-based splitmix64), so any chunking gives the same candidates."""
+    key = np.uint64(_stream_key(candidate_seed, split, side))
+    with np.errstate(over="ignore"):
+        counter = np.arange(start * candidates + 1, stop * candidates + 1, dtype=np.uint64)
+        z = _mix64(key + counter * np.uint64(_GOLDEN))
+        ids = (z >> np.uint64(11)) % np.uint64(num_entities)  # 53 random bits: bias below N / 2^53
+    return torch.from_numpy(ids.astype(np.int64)).reshape(stop - start, candidates)
+
+
+# bytes per (query, candidate) pair of the sampled protocol besides the gathered embeddings and the model's
+# broadcast intermediates: candidate id, score, NaN/comparison masks, the filter lookup (key, position, found key,
+# flag) and the exclusion pairs
+SAMPLED_PAIR_BYTES = 8 + TORCH_PAIR_BYTES + 8 * 3 + 1 + 16
+SAMPLED_MAX_CHUNK = 4096
+
+
+def plan_sampled(model, candidates: int, memory_mb: float, num_queries: int | None = None) -> MemoryPlan:
+    """Queries per chunk of the sampled protocol: per query, ``candidates + 1`` scored pairs, each holding its
+    gathered entity row and ``BROADCAST_FACTOR × entity_dim`` floats of the model's intermediates (4 bytes each)
+    plus :data:`SAMPLED_PAIR_BYTES`; planned for :data:`TORCH_LIVE_FRACTION` of the budget as on the full path."""
+    budget = int(memory_mb * 2**20)
+    if budget <= 0:
+        raise EmukgError(f"--memory-mb {memory_mb}: must be positive.")
+    dim = int(model.entity_embedding.shape[1])
+    per_pair = 4 * dim * (1 + BROADCAST_FACTOR.get(type(model).__name__, 3.0)) + SAMPLED_PAIR_BYTES
+    per_query = (candidates + 1) * per_pair + 4 * int(model.relation_embedding.shape[1]) + 64
+    live = budget * TORCH_LIVE_FRACTION
+    chunk = int(live // per_query)
+    if chunk < 1:
+        raise EmukgError(f"--memory-mb {memory_mb}: too small for {candidates} candidates per query; give at least "
+                         f"{math.ceil(per_query / TORCH_LIVE_FRACTION / 2**20)} MiB.")
+    chunk = max(1, min(chunk, SAMPLED_MAX_CHUNK, num_queries or SAMPLED_MAX_CHUNK))
+    return MemoryPlan("sampled", budget, chunk, candidates, int(chunk * per_query))
+
+
+def check_protocol(protocol: str, candidates: int, candidate_seed: int = 0) -> None:
+    if protocol not in PROTOCOLS:
+        raise EmukgError(f"--protocol {protocol}: choose full or sampled.")
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+        raise EmukgError(f"--candidates {candidates}: must be a positive integer (OGB uses 500).")
+    if isinstance(candidate_seed, bool) or not isinstance(candidate_seed, int) or candidate_seed < 0:
+        raise EmukgError(f"candidate_seed {candidate_seed}: must be an integer ≥ 0.")
+
+
+def sampled_block(model, index: FilterIndex | None, anchor, relation, answer, side: str, cand: torch.Tensor):
+    """(gt, ge, nan) of one chunk: the answer's score against its candidates ``cand`` (queries × K), the answer
+    itself and (with ``index``) known answers among them not counted.  One ``score_ids`` call scores the answer
+    (column 0) and the candidates together, so tied scores are computed alike."""
+    both = torch.cat([answer[:, None], cand], 1)
+    a, r = anchor[:, None], relation[:, None]
+    S = model.score_ids(a, r, both) if side == "tail" else model.score_ids(both, r, a)
+    thr, S = S[:, 0], S[:, 1:]
+    excluded = cand == answer[:, None]
+    if index is not None:
+        excluded |= index.contains(a, r, cand) if side == "tail" else index.contains(cand, r, a)
+    ex_q, ex_e = excluded.nonzero(as_tuple=True)
+    return rank_block_torch(S, thr, ex_q, ex_e)
+
+
+def _sampled_ranks(model, kg: KnowledgeGraph, name: str, triples: torch.Tensor, *, memory_mb, filtered, progress,
+                   log_every, logger, candidates: int, candidate_seed: int) -> Ranks:
+    device = model.entity_embedding.device
+    triples = triples.to(device)
+    n_trip = triples.shape[0]
+    total = 2 * n_trip
+    plan = plan_sampled(model, candidates, memory_mb, num_queries=n_trip)
+    was_training = model.training
+    model.eval()
+    nan_scores = 0
+    try:
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            index = kg.filter.to(device) if filtered else None
+            gt_all = torch.empty(total, dtype=torch.int64, device=device)
+            ge_all = torch.empty(total, dtype=torch.int64, device=device)
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=total, desc=f"evaluate {name} (sampled)", unit="q", leave=False)
+            done, next_log = 0, log_every if log_every and log_every > 0 else None
+            for s, side in enumerate(SIDES):
+                anchor_all = triples[:, 0] if side == "tail" else triples[:, 2]
+                answer_all = triples[:, 2] if side == "tail" else triples[:, 0]
+                for c0 in range(0, n_trip, plan.chunk):
+                    c1 = min(c0 + plan.chunk, n_trip)
+                    cand = sampled_candidates(kg.num_entities, candidates, name, side, c0, c1, candidate_seed).to(device)
+                    g, e, n_nan = sampled_block(model, index, anchor_all[c0:c1], triples[c0:c1, 1], answer_all[c0:c1],
+                                                side, cand)
+                    gt_all[s * n_trip + c0:s * n_trip + c1] = g
+                    ge_all[s * n_trip + c0:s * n_trip + c1] = e
+                    nan_scores += n_nan
+                    done += c1 - c0
+                    if bar is not None:
+                        bar.update(c1 - c0)
+                    if next_log is not None and done >= next_log:
+                        el = time.perf_counter() - t0
+                        logger.info("Evaluating %s: %d/%d queries (%.0f queries/s)", name, done, total, done / max(el, 1e-9))
+                        while next_log <= done:
+                            next_log += log_every
+            if bar is not None:
+                bar.close()
+            optimistic = (1 + gt_all).to("cpu", torch.float64)
+            pessimistic = (1 + ge_all).to("cpu", torch.float64)
+            seconds = time.perf_counter() - t0
+    finally:
+        model.train(was_training)
+    if nan_scores:
+        msg = (f"evaluate: {nan_scores:,} candidate scores were NaN; they rank as the worst candidates "
+               "(a NaN answer ranks last). The model has probably diverged.")
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        logger.warning(msg)
+    return Ranks(name, optimistic, pessimistic, triples[:, 1].to("cpu").repeat(2), seconds, nan_scores, "torch", plan,
+                 protocol=f"sampled-{candidates}", candidates={"candidates": candidates, "candidate_seed": candidate_seed})
+
+
+# ---------------------------------------------------------------------------------------------------------
 # metrics
 def metrics_from_ranks(ranks: torch.Tensor) -> dict:
     """MRR, MR, HITS@1/3/10 of a float rank tensor (empty → NaN)."""
@@ -383,6 +538,8 @@ class Ranks:
     nan_scores: int
     backend: str
     memory: MemoryPlan
+    protocol: str = "full"  # 'full' or 'sampled-K'
+    candidates: dict | None = None  # sampled protocol: {'candidates': K, 'candidate_seed': seed}
 
     @property
     def realistic(self) -> torch.Tensor:
@@ -394,16 +551,22 @@ class Ranks:
 
 def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float = 512, filtered: bool = True,
                   progress: bool = False, log_every: int = 0, logger: logging.Logger | None = None,
-                  backend: str = "auto") -> Ranks:
+                  backend: str = "auto", protocol: str = "full", candidates: int = DEFAULT_CANDIDATES,
+                  candidate_seed: int = 0) -> Ranks:
     """The ranks behind :func:`evaluate` (same arguments)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    check_protocol(protocol, candidates, candidate_seed)
     logger = logger or log
     name, triples = _split_triples(kg, split)
     if triples.shape[0] == 0:
         raise EmukgError(f"split {name!r} of {kg.name or 'the dataset'} has no triples to evaluate.")
     check_triples(triples, min(kg.num_entities, model.entity_embedding.shape[0]),
                   min(kg.num_relations, model.relation_embedding.shape[0]), name)
+    if protocol == "sampled":
+        return _sampled_ranks(model, kg, name, triples, memory_mb=memory_mb, filtered=filtered, progress=progress,
+                              log_every=log_every, logger=logger, candidates=int(candidates),
+                              candidate_seed=int(candidate_seed))
     device = model.entity_embedding.device
     triples = triples.to(device)
     n_trip = triples.shape[0]
@@ -486,7 +649,8 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
 
 def evaluate(model, kg: KnowledgeGraph, split="test", *, tie_policy: str = "realistic", memory_mb: float = 512,
              filtered: bool = True, progress: bool = False, log_every: int = 0, logger: logging.Logger | None = None,
-             backend: str = "auto") -> dict:
+             backend: str = "auto", protocol: str = "full", candidates: int = DEFAULT_CANDIDATES,
+             candidate_seed: int = 0) -> dict:
     """Filtered (or raw) ranking of every head and tail query of ``split`` (a split name or an (n, 3) id tensor).
 
     Returns the metrics under ``tie_policy`` at the top level (``MRR, MR, HITS@1, HITS@3, HITS@10``), the same
@@ -498,11 +662,16 @@ def evaluate(model, kg: KnowledgeGraph, split="test", *, tie_policy: str = "real
     ``backend``: 'auto' (native kernel where possible), 'native' (require it; TransE, RotatE, DistMult, ComplEx
     on CPU) or 'torch' (plain PyTorch through ``model.score_all``).  The model is put in eval mode; no gradients.
     ``log_every`` > 0 logs progress to ``logger`` about every that many queries.
+
+    ``protocol``: 'full' (every entity is a candidate; default) or 'sampled' (``candidates`` fixed random entities
+    per query, drawn from ``candidate_seed``; see the module docstring).  ``result['protocol']`` names it
+    ('full' or 'sampled-K'); the sampled protocol ignores ``backend`` (it scores through ``model.score_ids``).
     """
     if tie_policy not in TIE_POLICIES:
         raise EmukgError(f"--tie-policy {tie_policy}: choose optimistic, pessimistic or realistic.")
     rk = compute_ranks(model, kg, split, memory_mb=memory_mb, filtered=filtered, progress=progress,
-                       log_every=log_every, logger=logger, backend=backend)
+                       log_every=log_every, logger=logger, backend=backend, protocol=protocol, candidates=candidates,
+                       candidate_seed=candidate_seed)
     return metrics_report(rk, kg, tie_policy, model_name=type(model).__name__, filtered=filtered)
 
 
@@ -517,6 +686,8 @@ def metrics_report(rk: Ranks, kg: KnowledgeGraph, tie_policy: str = "realistic",
         "dataset": kg.name,
         "model": model_name,
         "filtered": bool(filtered),
+        "protocol": rk.protocol,
+        **(rk.candidates or {}),
         "tie_policy": tie_policy,
         **metrics_from_ranks(chosen),
     }

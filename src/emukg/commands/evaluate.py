@@ -10,6 +10,7 @@ from ..errors import EmukgError
 
 # emukg.evaluation.TIE_POLICIES, spelled out: building the parser must not import PyTorch (a test compares them)
 TIE_POLICIES = ("optimistic", "pessimistic", "realistic")
+PROTOCOLS = ("full", "sampled")  # emukg.evaluation.PROTOCOLS
 
 HELP = "filtered MRR / MR / HITS@k of a trained run"
 DESCRIPTION = (
@@ -57,18 +58,24 @@ def run(args: argparse.Namespace) -> int:
         check_writable_file(args.json, "--json", create_parents=False)  # like a shell redirection: the folder must exist
     if args.memory_mb is not None and not args.memory_mb > 0:
         raise EmukgError(f"--memory-mb {args.memory_mb}: must be positive.")
+    if args.candidates is not None and args.candidates < 1:
+        raise EmukgError(f"--candidates {args.candidates}: must be a positive integer (OGB uses 500).")
     device = resolve_device(args.device)
     cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device, dataset=args.dataset)
     memory_mb = args.memory_mb if args.memory_mb is not None else cfg.eval_memory_mb
     if memory_mb <= 0:
         raise EmukgError(f"--memory-mb {memory_mb}: must be positive.")
+    protocol = args.protocol or getattr(cfg, "eval_protocol", "full")
+    candidates = args.candidates if args.candidates is not None else getattr(cfg, "eval_candidates", 500)
     res = evaluate(model, kg, args.split, tie_policy=args.tie_policy, memory_mb=memory_mb,
-                   filtered=not args.unfiltered, progress=sys.stderr.isatty())
+                   filtered=not args.unfiltered, progress=sys.stderr.isatty(), protocol=protocol, candidates=candidates)
     ckpt = checkpoint_file(args.run_dir, args.checkpoint)
     res["run"] = {"dir": str(args.run_dir), "checkpoint": ckpt, "model": cfg.model, "dataset": kg.name,
                   "dataset_path": str(Path(kg.path).resolve()) if kg.path else None,
                   "hidden_dim": cfg.hidden_dim, "device": str(device)}
     mode = "raw" if args.unfiltered else "filtered"
+    if res["protocol"] != "full":
+        mode += f", {res['protocol']} (the answer against {res['candidates']} fixed random candidates per query)"
     print(f"{cfg.model} on {kg.name} ({args.run_dir}, {ckpt}): {args.split} split, {mode}, "
           f"{res['num_queries']:,} queries in {res['seconds']:.2f} s ({res['queries_per_s']:,.0f} queries/s)")
     print(f"tie policy: {args.tie_policy} (*)")
@@ -98,6 +105,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="which policy the headline metrics use (default: realistic; all three are reported)")
     p.add_argument("--memory-mb", type=float, default=None, metavar="N",
                    help="working-memory budget of one evaluation step in MiB (default: the run's eval_memory_mb, 512)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="full: rank against every entity; sampled: against --candidates fixed uniform random entities "
+                        "per query, OGB's wikikg2 protocol (default: the run's eval_protocol, full)")
+    p.add_argument("--candidates", type=int, default=None, metavar="K",
+                   help="candidates per query of the sampled protocol (default: the run's eval_candidates, 500)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--unfiltered", action="store_true", help="raw ranking: do not remove the other known answers")
     p.add_argument("--per-relation", action="store_true", help="also print metrics per relation")

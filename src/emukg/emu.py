@@ -37,9 +37,13 @@ whole run stays determined by ``--seed``.  Nothing is drawn with NumPy or on the
   1.3, DistMult 1.6, pRotatE 2.4, HAKE 2.6, ComplEx 2.9, RotatE 3.3, TransD 3.7 — for the configuration above
   ≈103 MB per B·C·D float tensor, ≈0.3–0.6 GB in all.  Beyond :data:`TORCH_PATH_BUDGET` bytes of one gathered
   tensor the batch goes in row chunks under ``torch.utils.checkpoint``: then the forward keeps only the chunks'
-  inputs and scores, and one chunk's (k + 2) × budget bytes are alive at a time, in the forward and again in the
-  backward's recomputation (e.g. HAKE, FB15k-237, d=1000 on a GPU: 2.1 GB per B·C·D tensor unchunked, ≈ 1.2 GB
-  peak in chunks of 256 MiB).
+  inputs and scores, and about (k + 3) × budget bytes of one chunk are alive at a time, in the forward and again in
+  the backward's recomputation.  Measured on the CPU (HAKE, B=512, n=256, d=250: 251 MiB per B·C·D tensor; peak
+  RSS growth of one forward+backward with glibc's mmap threshold at 64 KiB, so that RSS follows frees): 940 MiB
+  unchunked, 196 MiB with a 32 MiB budget, 105 MiB with 8 MiB.  (With glibc's default dynamic threshold freed
+  chunks stay in the heap and RSS reads ≈ 2–3× higher; a GPU's caching allocator reuses them.)  HAKE's
+  FB15k-237 setting (d=1000, B=1024) on a GPU: 2.1 GB per B·C·D tensor, ≈ 8 GB unchunked, ≈ 1.5 GB in chunks
+  of 256 MiB (estimated from the CPU figures, not measured on a GPU).
 """
 
 from __future__ import annotations
@@ -381,9 +385,9 @@ def _torch_scores(model, side: str, a_emb: torch.Tensor, r_emb: torch.Tensor, E:
     While one gathered B×C×D tensor fits :data:`TORCH_PATH_BUDGET` bytes (``budget``) the batch is scored at once.
     Otherwise it goes in chunks of :func:`torch_chunk_rows` rows, each under ``torch.utils.checkpoint``
     (non-reentrant): the forward keeps only the chunk's (b, C) scores, and the backward recomputes one chunk at a
-    time, so the path holds the intermediates of ONE chunk (the model's few B×C×D-sized temporaries, at most
-    ≈ 8× the chunk's gathered tensor for the models here) plus the (B, C) scores and one dense gradient of ``E``
-    per chunk being accumulated, instead of every chunk's.  Each row's scores are computed by the same operations
+    time, so the path holds the intermediates of ONE chunk (about (k + 3) × the chunk's gathered tensor, k from
+    the module docstring's table) plus the (B, C) scores and the dense gradient of ``E`` being accumulated,
+    instead of every chunk's.  Each row's scores are computed by the same operations
     as unchunked (values equal; the mask of a chunk is the batch's, the hash counting rows from the first), and
     gradients differ only in the order in which chunks' contributions to a shared row are summed.  The price is one
     extra forward pass when chunked.

@@ -410,17 +410,20 @@ static inline void pad_parts(float *dst, const float *src, int64_t L, int64_t pa
     }
 }
 
-/* the mutated row of candidate (b, j) into xb (P parts of padL floats, zero tails); keep masks into kb */
+/* the mutated row of candidate (b, j) into xb (P parts of padL floats; lanes L..padL-1 must already be zero and
+ * stay so); keep masks into kb.  With L >= 16 the last partial chunk is the overlapping chunk [L-16, L) (its
+ * overlap rewrites identical values); narrower rows are copied into zeroed lanes. */
 static inline void load_mutated(const float *x, const float *xp, int64_t L, int64_t padL, int P, int mut, int first,
                                 uint32_t key, const uint32_t *tab, vu Tv, float a, float *xb, int32_t *kb) {
     for (int p = 0; p < P; p++) {
-        for (int64_t k = 0; k < L; k += W) {
+        for (int64_t k0 = 0; k0 < L; k0 += W) {
+            const int64_t k = (k0 + W > L && L >= W) ? L - W : k0;
             const int64_t i = p * L + k;
             vf v;
             vi keep;
             if (k + W <= L) {
                 v = mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
-            } else { /* the last, partial chunk: copied into zeroed lanes */
+            } else { /* a row narrower than 16: copied into zeroed lanes */
                 const size_t m = sizeof(float) * (size_t)(L - k);
                 float xs[W] = {0}, ps[W] = {0};
                 uint32_t ts[W] = {0};
@@ -495,6 +498,7 @@ int emukg_cand_ext_fwd(int64_t B, int64_t C, int64_t D, const float *q, const fl
 #pragma omp atomic write
             failed = 1;
         }
+        if (buf) memset(buf, 0, sizeof(float) * (size_t)(6 * padL)); /* zero tail lanes of xb (load_mutated) */
         float *qb = buf, *xb = buf + 2 * padL, *ab = buf + 4 * padL, *ub = buf + 5 * padL;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++) {
@@ -541,6 +545,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
     const int PQ = (int)(QW / L);
     const vu Tv = (vu){0} + T;
     const vf sv = bcast(scale);
+    const vi tail_lanes = LANES >= (vi){0} + (int32_t)(W - L % W);
     int failed = 0;
     if (nthreads < 1) nthreads = 1;
     if (nthreads > B) nthreads = (int)(B > 0 ? B : 1);
@@ -560,6 +565,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
             failed = 1;
             hi = lo; /* skip the work; every thread still reaches the barrier below */
         }
+        if (buf) memset(buf, 0, sizeof(float) * (size_t)(14 * padL)); /* zero tail lanes of xb (load_mutated) */
         float *qb = buf, *xb = buf + 2 * padL, *gxb = buf + 4 * padL, *gqb = buf + 6 * padL, *gpb = buf + 8 * padL;
         int32_t *kb = (int32_t *)(buf + 10 * padL);
         float *ab = buf + 12 * padL, *gab = buf + 13 * padL;
@@ -656,14 +662,17 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
                         stf(gxb + k, ldf(gxb + k) + gd * pv);   /* ds/de' */
                     }
                 }
-                /* route ds/dx' to the candidate row and the positive */
+                /* route ds/dx' to the candidate row and the positive (gxb is 0 in lanes L..padL-1) */
                 float *gx = ge ? ge + c * D : NULL;
                 const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
                 for (int p = 0; p < P; p++) {
-                    for (int64_t k = 0; k < L; k += W) {
+                    for (int64_t k0 = 0; k0 < L; k0 += W) {
+                        const int over = k0 + W > L && L >= W; /* the overlapping last chunk: new lanes only */
+                        const int64_t k = over ? L - W : k0;
                         const int64_t n = L - k < W ? L - k : W;
                         const int64_t o = p * padL + k;
                         vf gv = ldf(gxb + o);
+                        if (over) gv = andm(gv, tail_lanes);
                         if (first) { stf(gpb + o, ldf(gpb + o) + gv); continue; }
                         if (mut == EMUKG_MUT_EMU) {
                             vi keep;

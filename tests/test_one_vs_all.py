@@ -55,23 +55,26 @@ def loss_and_grads(model, fn, upstream):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def blocked(model, side, block, chunk, use_kernel=False):
-    plan = plan_one_vs_all(model, B, 512, side, use_kernel, entity_block=block, query_chunk=chunk)
+def blocked(model, side, block, chunk, use_kernel=False, path=None):
+    plan = plan_one_vs_all(model, B, 512, side, use_kernel, entity_block=block, query_chunk=chunk, path=path)
     return dataclasses.replace(plan, direct=False)
 
 
+@pytest.mark.parametrize("path", ["own", "broadcast"])
 @pytest.mark.parametrize("split", SPLITS, ids=lambda s: f"block{s[0]}-chunk{s[1]}")
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_blocked_equals_unblocked(name, side, split):
-    """Every model, both sides: loss and the gradients of every parameter (entity and relation tables, pRotatE's
-    modulus, …) equal autograd on the unblocked score, in float64, for blocks that do and do not divide N."""
+def test_blocked_equals_unblocked(name, side, split, path):
+    """Every model, both sides, its own torch path (matmul for DistMult/ComplEx, cdist for TransE, broadcast
+    otherwise) and the plain broadcast path: loss and the gradients of every parameter (entity and relation tables,
+    pRotatE's modulus, …) equal autograd on the unblocked score, in float64, for blocks that do and do not divide N."""
     model = make_model(name)
     anchor, relation, answer = queries()
     upstream = torch.tensor([1.0, -0.5, 2.0, 0.25, 1.5], dtype=torch.float64)  # a non-uniform gradient per query
     ref, ref_g = loss_and_grads(model, lambda: oracle(model, anchor, relation, answer, side), upstream)
-    plan = blocked(model, side, *split)
-    assert plan.path in ("matmul", "broadcast")
+    plan = blocked(model, side, *split, path=None if path == "own" else path)
+    expected = {"DistMult": "matmul", "ComplEx": "matmul", "TransE": "cdist"}.get(name, "broadcast")
+    assert plan.path == (expected if path == "own" else "broadcast")
     got, got_g = loss_and_grads(model, lambda: one_vs_all_loss(model, anchor, relation, answer, side, plan=plan), upstream)
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
     assert set(got_g) == set(ref_g) and len(ref_g) >= 2
@@ -91,9 +94,9 @@ def test_kernel_path_equals_unblocked(name, side):
     unblocked score."""
     dim = 16
     model = make_model(name, dim=dim, dtype=torch.float32)
-    if choose_path(model, side) != "kernel":
-        assert model_class(name).distance_based is False  # only the dot-product models take the matmul instead
-        pytest.skip(f"{name}: matmul path")
+    if choose_path(model, side) != "kernel":  # the dot-product models take the matmul, TransE torch.cdist
+        assert choose_path(model, side) == ("cdist" if name == "TransE" else "matmul")
+        pytest.skip(f"{name}: {choose_path(model, side)} path")
     exact = make_model(name, dim=dim, dtype=torch.float64)
     with torch.no_grad():
         for p, q in zip(exact.parameters(), model.parameters()):
@@ -117,6 +120,13 @@ def test_small_graph_takes_the_direct_path_and_dot_models_the_matmul():
         assert plan.path == "matmul" and plan.direct and plan.entity_block == N
     plan = plan_one_vs_all(make_model("TransD"), 1000, 512)
     assert plan.path == "broadcast" and plan.direct
+    model = make_model("TransE")
+    plan = plan_one_vs_all(model, B, 512)
+    assert plan.path == "cdist" and plan.direct
+    anchor, relation, answer = queries()
+    for side in SIDES:
+        torch.testing.assert_close(one_vs_all_loss(model, anchor, relation, answer, side, plan=plan),
+                                   oracle(model, anchor, relation, answer, side), rtol=1e-10, atol=1e-10)
 
 
 class MaxNumel(TorchDispatchMode):
@@ -134,7 +144,7 @@ class MaxNumel(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("name", ["TransE", "DistMult", "pRotatE"])
+@pytest.mark.parametrize("name", ["TransE", "DistMult", "pRotatE", "HAKE"])
 def test_budget_bounds_every_tensor(name):
     """Under a small budget the plan splits the entities, its block fits the budget, and no tensor of the forward
     or backward reaches B×N elements (the largest ones are the N×D gradient and one block)."""
@@ -227,15 +237,14 @@ def test_training_with_one_vs_all(tmp_path, name):
     from test_training import write_graph
 
     graph = write_graph(tmp_path / "g", n_ent=300, n_train=400)
-    cfg = Config.from_dict(dict(dataset=str(graph), model=name, hidden_dim=8, gamma=6.0, batch_size=64,
+    cfg = Config.from_dict(dict(dataset=str(graph), model=name, hidden_dim=16 if name == "RotatE" else 8, gamma=6.0, batch_size=256,
                                 loss="1vsall", train_memory_mb=1, learning_rate=0.1, max_steps=12, valid_steps=100,
                                 log_steps=1, save_checkpoint_steps=100, do_valid=False, do_test=False,
                                 save_path=str(tmp_path / "run"), device="cpu", progress=False, seed=3,
                                 double_entity_embedding=name == "RotatE"))
     trainer = Trainer(cfg)
     plan = plan_one_vs_all(trainer.model, cfg.batch_size, cfg.train_memory_mb)
-    assert not plan.direct  # blocked: the kernel path (TransE) or several broadcast blocks (RotatE, D = 16 < 32)
-    assert plan.path == "kernel" or plan.entity_block < 300
+    assert not plan.direct and plan.entity_block < 300  # several blocks: cdist (TransE), the kernel (RotatE)
     before = trainer.model.entity_embedding.detach().clone()
     losses = [trainer.train_step()["ce_loss"] for _ in range(cfg.max_steps)]
     after = trainer.model.entity_embedding.detach()

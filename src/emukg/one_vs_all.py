@@ -64,6 +64,7 @@ from .errors import EmukgError
 
 MIN_BLOCK = 256  # entities per block below which the query chunk is lowered instead
 MATMUL_PAIR_BYTES = 16
+CDIST_PAIR_BYTES = 40  # measured: torch.cdist(p=1)'s backward peaks at ≈ 20–35 bytes per pair beyond its output
 KERNEL_PAIR_BYTES = 32
 BACKWARD_TEMPORARIES = 3  # live Q×C×D float tensors of a broadcast backward besides the saved ones
 
@@ -96,13 +97,15 @@ def _kernel_kind(model, side: str) -> str | None:
 
 
 def choose_path(model, side: str = "tail", use_kernel: bool | None = None) -> str:
-    """'matmul', 'kernel' or 'broadcast' for this model on its device (``use_kernel=False``: never the kernel,
-    True: the kernel or an error)."""
+    """'matmul', 'cdist', 'kernel' or 'broadcast' for this model on its device (``use_kernel=False``: never the
+    native kernel, True: the kernel or an error, for kinds other than 'dot' and 'l1')."""
     E = model.entity_embedding
     kind = _kernel_kind(model, side)
     if kind == "dot":
         return "matmul"
-    fused = kind in ("l1", "c2") or kind in kernels.EXT_METRIC_CODES
+    if kind == "l1":
+        return "cdist"
+    fused = kind == "c2" or kind in kernels.EXT_METRIC_CODES
     can = (fused and use_kernel is not False and E.device.type == "cpu" and E.dtype == torch.float32
            and (kind != "c2" or E.shape[1] >= 32) and emu.kernel_available())
     if use_kernel and not can:
@@ -147,6 +150,8 @@ class _Query:
             bias = self.hook[2]
             s = q @ X.T
             return s if isinstance(bias, (int, float)) and bias == 0 else s + bias
+        if self.path == "cdist":  # bias − ‖q − x‖₁ for every pair; no Q×C×D tensor in either direction
+            return self.hook[2] - torch.cdist(q.unsqueeze(0), X.unsqueeze(0), p=1.0)[0]
         cand = torch.arange(X.shape[0], device=X.device).expand(q.shape[0], -1).contiguous()
         if self.hook[0] in kernels.EXT_METRIC_CODES:
             return emu.fused_ext_scores(self.hook, X, cand)
@@ -204,6 +209,8 @@ def _costs(model, path: str, side: str) -> tuple[int, int]:
     D = int(model.entity_embedding.shape[1])
     if path == "matmul":
         return MATMUL_PAIR_BYTES, 8 * D
+    if path == "cdist":
+        return CDIST_PAIR_BYTES, 8 * D
     if path == "kernel":
         return KERNEL_PAIR_BYTES, 4 * D * max(1, torch.get_num_threads())
     F_ = saved_floats_per_pair(model, side)
@@ -211,13 +218,13 @@ def _costs(model, path: str, side: str) -> tuple[int, int]:
 
 
 def plan_one_vs_all(model, batch: int, memory_mb: float, side: str = "tail", use_kernel: bool | None = None,
-                    entity_block: int | None = None, query_chunk: int | None = None) -> OneVsAllPlan:
+                    entity_block: int | None = None, query_chunk: int | None = None, path: str | None = None) -> OneVsAllPlan:
     """The path, query chunk Q and entity block C of a 1-vs-all step of ``batch`` queries within ``memory_mb`` MiB
-    (``entity_block`` / ``query_chunk`` force the sizes, for tests)."""
+    (``entity_block`` / ``query_chunk`` force the sizes and ``path='broadcast'`` the plain path, for tests)."""
     budget = int(memory_mb * 2**20)
     N = int(model.entity_embedding.shape[0])
     B = max(1, int(batch))
-    path = choose_path(model, side, use_kernel)
+    path = path or choose_path(model, side, use_kernel)
     p, e = _costs(model, path, side)
     if query_chunk is not None or entity_block is not None:
         Q = max(1, min(B, query_chunk or B))
@@ -232,7 +239,7 @@ def plan_one_vs_all(model, batch: int, memory_mb: float, side: str = "tail", use
                 raise EmukgError(f"--train-memory-mb {memory_mb:g}: too small for a 1-vs-all block of {floor} entities "
                                  f"of {type(model).__name__} (width {model.entity_embedding.shape[1]}); give at least {need} MiB.")
         C = int(max(1, min(N, budget // (Q * p + e))))
-    direct = C >= N and Q >= B and path != "kernel"
+    direct = C >= N and Q >= B
     return OneVsAllPlan(path, direct, int(Q), int(C), p, e, int(Q * C * p + C * e), budget)
 
 
@@ -243,8 +250,9 @@ def one_vs_all_loss(model, anchor: torch.Tensor, relation: torch.Tensor, answer:
     if side not in ("tail", "head"):
         raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
     plan = plan or plan_one_vs_all(model, anchor.shape[0], memory_mb, side, use_kernel)
-    if plan.direct:
-        scores = model.score_all(anchor, relation, side)
+    if plan.direct:  # one block, every query: plain autograd, no recomputation
+        E, R = model.entity_embedding, model.relation_embedding
+        scores = _Query.of(model, side, plan.path, E[anchor], R[relation]).scores(E)
         return F.cross_entropy(scores, answer, reduction="none")
     E, R = model.entity_embedding, model.relation_embedding
     return _BlockedCrossEntropy.apply(model, side, plan, anchor, relation, answer, E, R, *_extras(model))

@@ -5,19 +5,22 @@ For queries b = (anchor, r, ?) (``side='tail'``) or (?, r, anchor) (``side='head
 
     loss_b = logsumexp_e s(b, e) − s(b, e_b)          over all N entities e
 
-**How a block of candidates is scored** (:func:`plan_one_vs_all` picks the *path*):
+**How a block of candidates is scored** (:func:`plan_one_vs_all` picks the *path* from the model's
+``kernel_query``; every path is tested against ``model.score``):
 
-* ``matmul`` — a model whose ``kernel_query`` is a dot product (DistMult, ComplEx): s = q·x + bias, one matrix
-  product per block.
-* ``kernel`` — on the CPU, float32, with the compiled kernel, a ``kernel_query`` of kind ``l1``/``c2`` (TransE,
-  RotatE with D ≥ 32): :func:`emukg.emu.fused_scores` on the block's rows with the candidate ids arange(C)
-  broadcast to (Q, C) — no Q×C×D tensor in the forward or the backward.
-* ``broadcast`` — every other model (TransD, pRotatE, HAKE, any model on a GPU): ``model.score`` broadcast
-  (Q, 1, D) against (1, C, D), differentiated by autograd.
+* ``matmul`` — kind ``dot`` (DistMult, ComplEx): s = q·x + bias, one matrix product per block.
+* ``cdist`` — kind ``l1`` (TransE): s = bias − ‖q − x‖₁ by ``torch.cdist(p=1)`` on any device (about three times
+  the fused kernel on this all-pairs layout); no Q×C×D tensor in the forward or the backward.
+* ``kernel`` — the other distance kinds (RotatE's ``c2`` with rows ≥ 32 floats; TransD, pRotatE, HAKE through
+  :class:`~emukg.models.base.KernelQuery`) on the CPU in float32 with the compiled kernel:
+  :func:`emukg.emu.fused_scores` / :func:`~emukg.emu.fused_ext_scores` on the block's rows with the candidate ids
+  arange(C) broadcast to (Q, C) — no Q×C×D tensor either.
+* ``broadcast`` — everything else (a GPU, float64, no compiler, a model without a fast path): ``model.score``
+  broadcast (Q, 1, D) against (1, C, D), differentiated by autograd.
 
-**Direct path.**  When one block holds all N entities and every query (and the path is not ``kernel``), the loss is
-plain autograd of ``model.score_all`` + ``F.cross_entropy``: one forward, one backward, no recomputation (so
-DistMult and ComplEx on small graphs run as before).
+**Direct path.**  When one block holds all N entities and every query, the loss is plain autograd of the path's
+scores against the whole table + ``F.cross_entropy``: one forward, one backward, no recomputation (DistMult and
+ComplEx on small graphs run the matrix product over all entities as before).
 
 **Blocked path** (:class:`_BlockedCrossEntropy`).  The forward streams over blocks keeping a running max m and sum
 S per query: m' = max(m, maxₑ s), S' = S·exp(m − m') + Σₑ exp(s − m'), so lse = m + log S; it keeps nothing of
@@ -40,17 +43,21 @@ per chunk, C ≤ N entities per block, T CPU threads):
   path        p (bytes per pair)                                  e (bytes per block entity)
   ==========  ==================================================  ======================================
   matmul      16 (score, g·softmax, temporaries)                  8·D (the block's row gradient)
+  cdist       40 (score, g·softmax, cdist's backward buffers)     8·D
   kernel      32 (score, int64 candidate id, g·softmax, temps)    4·D·T (block gradient, T − 1 thread sums)
   broadcast   4·D·(F + 3) + 16                                    4·D·4
   ==========  ==================================================  ======================================
 
-  F = the floats per pair autograd saves for the model's score, measured once per model and side by probing its
-  score function (:func:`saved_floats_per_pair`; TransE 2, pRotatE 3, RotatE ≈ 8, TransD ≈ 6), plus 3 live
-  Q×C×D temporaries of the backward.  C = min(N, budget // (Q·p + e)); Q = B unless even a block of
-  :data:`MIN_BLOCK` entities would not fit, then Q is lowered.  The direct path uses the same W with C = N, Q = B.
+  F = the entity rows per pair that autograd saves for the model's broadcast score, measured once per model and
+  side by probing it (:func:`saved_floats_per_pair`; TransE 1, TransD 1.5, RotatE 1.5–2, pRotatE 2, HAKE 2), plus
+  3 live Q×C×D temporaries of the backward.  C = min(N, budget // (Q·p + e)); Q = B unless even a block of
+  :data:`MIN_BLOCK` entities would not fit, then Q is lowered (and below one query the budget is refused).  The
+  direct path is taken when C = N and Q = B, so it fits the same W.
 
-Example: N = 1,000,000, D = 100, B = 100, 512 MiB budget — TransE on the kernel: C = 134,000, 8 blocks per pass;
-DistMult: C = 335,000, 3 blocks; the dense gradient is 400 MB either way.
+Example: N = 1,000,000, D = 100 (RotatE: rows of 200 floats), B = 100, the default 512 MiB, T = 2 threads — TransE
+(cdist) C = 111,848, 9 blocks per pass; DistMult (matmul) C = 223,696, 5 blocks; RotatE (kernel) C = 111,848, 9
+blocks; the dense gradient is 400 MB (RotatE 800 MB) either way.  Measured: docs/results.md, "1-vs-all at 1 M
+entities" (:mod:`emukg.bench.onevsall`).
 """
 
 from __future__ import annotations

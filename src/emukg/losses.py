@@ -64,8 +64,11 @@ def soft_label_ce(scores: torch.Tensor, neg_label: float) -> torch.Tensor:
 class Objective:
     """The loss of one training step for a :class:`~emukg.config.Config` (see the module docstring)."""
 
-    def __init__(self, config, kg, sampler, use_kernel: bool | None = None, adversarial_sampler=None):
+    def __init__(self, config, kg, sampler, use_kernel: bool | None = None, adversarial_sampler=None,
+                 sparse: bool = False):
         self.config = config
+        self.sparse = sparse  # row-sparse entity gradients (CandidateScorer(sparse=True)); see emukg.optim
+        self.shard: tuple[int, int] | None = None  # (rank, world size) in data-parallel training; see __call__
         self.loss_name = config.loss
         self.sampler = sampler
         self.adversarial_sampler = adversarial_sampler
@@ -79,62 +82,117 @@ class Objective:
 
     def __call__(self, model, positives: torch.Tensor, side: str, generator: torch.Generator,
                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one step and its logged parts.
+
+        **Sharded** (``self.shard = (rank, P)``, data-parallel training, :mod:`emukg.distributed`): ``positives``
+        and ``weights`` are the GLOBAL batch, identical on every rank.  Every random draw (negatives, fresh EMU
+        negatives, Mixup ratios, the EMU seed) is made for the whole batch from the run's generator, exactly as
+        one process makes it, and this rank keeps its contiguous shard of rows (``torch.tensor_split`` sizes).
+        Every batch mean is normalised by the global batch (sum over the shard / B, or / Σw of the whole batch),
+        and the regulariser is added on rank 0 only, so the ranks' losses (and gradients) sum to the one-process
+        loss (and gradient) up to summation order.  One exception: the EMU mask is keyed by the row index, which
+        the fused kernel counts from 0 within its call, so a shard at row offset o > 0 draws its mask from the step
+        seed with s0 replaced by h32(s0 ^ h32(o)) (:func:`shard_seed`): P processes draw different, identically
+        distributed masks than one process (exact for every other loss).
+        """
         cfg = self.config
         w = None if (cfg.uni_weight or weights is None) else weights
+        B = positives.shape[0]
+        rows = self._rows(B)
+        if self.shard is not None:  # the global batch's normalisers, then this rank's rows
+            self._count, self._weight = B, (w.sum() if w is not None else None)
+            w = w[rows] if w is not None else None
+        mine = positives[rows]
         logs: dict[str, torch.Tensor] = {}
         scores = None
         if self.loss_name == "1vsall":
-            loss = self._one_vs_all(model, positives, side, logs)
+            if self.shard is None:
+                loss = self._one_vs_all(model, positives, side, logs)
+            else:  # the shard's mean, rescaled to its share of the global mean (no rows: zero)
+                loss = (self._one_vs_all(model, mine, side, logs) * (mine.shape[0] / B) if mine.shape[0]
+                        else torch.zeros((), device=positives.device))
+                logs["ce_loss"] = loss.detach()
         else:
-            negatives = self.sampler.sample(positives, side)
-            cand = torch.cat([_true_entity(positives, side).unsqueeze(1), negatives], dim=1)
-            scorer = CandidateScorer(model, positives, side, self.use_kernel)
+            negatives = self.sampler.sample(positives, side)[rows]
+            cand = torch.cat([_true_entity(mine, side).unsqueeze(1), negatives], dim=1)
+            scorer = CandidateScorer(model, mine, side, self.use_kernel, self.sparse)
             scores = scorer(cand)
             if self.loss_name == "sigmoid":
                 loss = self._sigmoid(scores, w, logs)
             else:
-                loss = F.cross_entropy(scores, torch.zeros_like(cand[:, 0]))
+                if self.shard is None:
+                    loss = F.cross_entropy(scores, torch.zeros_like(cand[:, 0]))
+                else:
+                    loss = self._mean(F.cross_entropy(scores, torch.zeros_like(cand[:, 0]), reduction="none"))
                 logs["ce_loss"] = loss.detach()
                 if cfg.emu is not None:
-                    emu_loss = self._emu(scorer, positives, side, cand, generator)
+                    emu_loss = self._emu(scorer, positives, side, cand, generator, rows)
                     logs["emu_loss"] = emu_loss.detach()
                     loss = emu_loss / negatives.shape[1] + cfg.ce_coef * loss
         if cfg.adversarial and self.loss_name != "sigmoid":
             if cfg.adversarial_draws_own:
-                adv = self.adversarial_sampler.sample(positives, side)
-                cand = torch.cat([_true_entity(positives, side).unsqueeze(1), adv], dim=1)
-                scores = CandidateScorer(model, positives, side, self.use_kernel)(cand)
-            neg = _weighted_mean(negative_term(scores[:, 1:], True, cfg.adversarial_temperature), w)
+                adv = self.adversarial_sampler.sample(positives, side)[rows]
+                cand = torch.cat([_true_entity(mine, side).unsqueeze(1), adv], dim=1)
+                scores = CandidateScorer(model, mine, side, self.use_kernel, self.sparse)(cand)
+            neg = self._mean(negative_term(scores[:, 1:], True, cfg.adversarial_temperature), w)
             logs["negative_sample_loss"] = neg.detach()
             loss = loss + neg
         if cfg.regularization:
-            reg = cfg.regularization * model.regularizer()
+            if self.shard is None or self.shard[0] == 0:
+                reg = cfg.regularization * model.regularizer()
+                loss = loss + reg
+            else:  # counted once, on rank 0
+                reg = torch.zeros((), device=positives.device)
             logs["regularization"] = reg.detach()
-            loss = loss + reg
         logs["loss"] = loss.detach()
         values = torch.stack([v.reshape(()).float() for v in logs.values()]).tolist()  # one device sync, not one per value
         return loss, dict(zip(logs, values))
 
+    # --- sharding (data-parallel training) ----------------------------------------------------------
+    def _rows(self, B: int) -> slice:
+        """This rank's contiguous rows of a global batch of B (``torch.tensor_split`` sizes); all rows unsharded."""
+        if self.shard is None:
+            return slice(None)
+        rank, world = self.shard
+        size, extra = divmod(B, world)
+        start = rank * size + min(rank, extra)
+        return slice(start, start + size + (1 if rank < extra else 0))
+
+    def _mean(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        """The (weighted) batch mean of per-row values ``x``; sharded: this shard's part of the global batch's mean."""
+        if self.shard is None:
+            return _weighted_mean(x, w)
+        if w is None:
+            return x.sum() / self._count
+        return (w.to(x.dtype) * x).sum() / self._weight.to(x.dtype)
+
     # --- the modes ---------------------------------------------------------------------------
     def _sigmoid(self, scores, w, logs):
         cfg = self.config
-        pos = _weighted_mean(-F.logsigmoid(scores[:, 0]), w)
-        neg = _weighted_mean(negative_term(scores[:, 1:], cfg.adversarial, cfg.adversarial_temperature), w)
+        pos = self._mean(-F.logsigmoid(scores[:, 0]), w)
+        neg = self._mean(negative_term(scores[:, 1:], cfg.adversarial, cfg.adversarial_temperature), w)
         logs["positive_sample_loss"] = pos.detach()
         logs["negative_sample_loss"] = neg.detach()
         return (pos + neg) / 2
 
-    def _emu(self, scorer, positives, side, cand, generator):
+    def _emu(self, scorer, positives, side, cand, generator, rows=slice(None)):
+        """The EMU pass; ``positives`` is the global batch, ``cand`` this rank's rows (``rows``) of candidates."""
         cfg = self.config
         if self.fresh:  # fresh uniform draws for the EMU pass
-            cand = torch.cat([cand[:, :1], self.sampler.sample(positives, side)], dim=1)
+            cand = torch.cat([cand[:, :1], self.sampler.sample(positives, side)[rows]], dim=1)
         if cfg.only_ls:
             mutation = None
         elif cfg.mixup:
-            mutation = Mutation.mix(cand.shape[0], cand.shape[1], generator)
+            mutation = Mutation.mix(positives.shape[0], cand.shape[1], generator)
+            mutation.ratio = mutation.ratio[rows]
         else:
             mutation = Mutation.emu(cfg.emu, generator)
-        return soft_label_ce(scorer(cand, mutation), cfg.neg_label)
+            if self.shard is not None and rows.start:
+                mutation.seed = shard_seed(mutation.seed, rows.start)
+        if self.shard is None:
+            return soft_label_ce(scorer(cand, mutation), cfg.neg_label)
+        logp = torch.log_softmax(scorer(cand, mutation), dim=1)
+        return self._mean(-(logp[:, 0] + cfg.neg_label * logp[:, 1:].sum(1)))
 
     def _one_vs_all(self, model, positives, side, logs):
         anchor = positives[:, 0] if side == "tail" else positives[:, 2]
@@ -145,6 +203,18 @@ class Objective:
         return loss
 
 
-def build_objective(config, kg, sampler, use_kernel: bool | None = None, adversarial_sampler=None) -> Objective:
-    """The training objective of a run: ``objective(model, positives, side, generator, weights) -> (loss, logs)``."""
-    return Objective(config, kg, sampler, use_kernel=use_kernel, adversarial_sampler=adversarial_sampler)
+def shard_seed(seed: torch.Tensor, offset: int) -> torch.Tensor:
+    """The EMU mask seed of a batch shard that starts at row ``offset`` > 0: (h32(s0 ^ h32(offset)), s1)."""
+    from .emu import h32
+
+    s = seed.clone()
+    off = h32(torch.tensor([offset & 0xFFFFFFFF], dtype=torch.int64, device=seed.device))
+    s[0] = h32((seed[0:1] ^ off) & 0xFFFFFFFF)[0]
+    return s
+
+
+def build_objective(config, kg, sampler, use_kernel: bool | None = None, adversarial_sampler=None,
+                    sparse: bool = False) -> Objective:
+    """The training objective of a run: ``objective(model, positives, side, generator, weights) -> (loss, logs)``;
+    ``sparse``: row-sparse entity gradients (see :mod:`emukg.optim`)."""
+    return Objective(config, kg, sampler, use_kernel=use_kernel, adversarial_sampler=adversarial_sampler, sparse=sparse)

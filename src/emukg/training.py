@@ -45,6 +45,8 @@ from . import __version__
 from .config import Config, ConfigError
 from .errors import EmukgError
 from .run import BEST, CHECKPOINT, CONFIG, RunFolder
+from . import distributed
+from .optim import make_optimizer, mark_row_sparse, use_sparse  # make_optimizer: also emukg.training's
 from .schedule import EarlyStopping, Schedule
 
 log = logging.getLogger("emukg.train")
@@ -86,12 +88,6 @@ class SideIterator:
 
     def load_state_dict(self, state: dict) -> None:
         self.perm, self.pos = state["perm"].to(self.device), int(state["pos"])
-
-
-def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.Adagrad(params, lr=lr)
 
 
 # what a resumed run may change (documented overrides; recorded in config.json's "resumes"), and what it may not
@@ -207,12 +203,13 @@ class Trainer:
 
         config.validate()
         self.config = cfg = config
-        self.device = resolve_device(cfg.device)
+        # data-parallel training under torchrun (emukg.distributed): join the process group; rank 0 alone writes
+        self.dist, self.device = distributed.setup(resolve_device(cfg.device))
         check_tracker_available(cfg)  # a missing tracker package stops the run before anything is written
         if not cfg.save_path:
             raise ConfigError("save_path", cfg.save_path, "is required: the run folder for checkpoints, embeddings and logs.")
         # --- every check first: a refused run writes nothing ---------------------------------
-        self.folder = folder = RunFolder(cfg.save_path)
+        self.folder = folder = (RunFolder if self.dist.is_main else distributed.FollowerFolder)(cfg.save_path)
         # flags as the caller spells them: emukg train's, or the reference's for its command line
         save_flag, resume_flag = ("-save", "-init") if resume == "reference" else ("--save-path", "--resume")
         folder.check_target(save_flag)
@@ -250,7 +247,13 @@ class Trainer:
         self.train_triples = self.kg.train.to(self.device)
         self.weights = self.kg.subsampling_weights().to(self.device)
         self.sampler, self.adversarial_sampler = build_samplers(cfg, self.kg, self.device, self.generator)
-        self.objective = build_objective(cfg, self.kg, self.sampler, adversarial_sampler=self.adversarial_sampler)
+        # row-sparse entity updates (emukg.optim): the optimisers see the table's mark and update touched rows only
+        self.sparse = use_sparse(cfg, self.kg.num_entities)
+        mark_row_sparse(self.model.entity_embedding, self.sparse)
+        self.objective = build_objective(cfg, self.kg, self.sampler, adversarial_sampler=self.adversarial_sampler,
+                                         sparse=self.sparse)
+        if self.dist.active:  # every rank draws the global batch and scores its shard of rows
+            self.objective.shard = (self.dist.rank, self.dist.world)
         self.schedule = Schedule(cfg, lambda name, lr: make_optimizer(name, self.model.parameters(), lr), self._mark,
                                  say=lambda text: self.out.info(text))
         self.stopper = EarlyStopping(cfg.early_stop_patience, cfg.early_stop_min_delta)
@@ -265,9 +268,10 @@ class Trainer:
         if source is not None:
             self._restore(source)
         # --- now write -------------------------------------------------------------------------
+        self.dist.barrier()  # every rank has read the folder before rank 0 writes it
         folder.create(overwrite=overwrite and not same_folder)
-        self.progress = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-        self.out = RunLogger(folder, console=True)
+        self.progress = (cfg.progress if cfg.progress is not None else sys.stderr.isatty()) and self.dist.is_main
+        self.out = RunLogger(folder, console=True) if self.dist.is_main else distributed.SilentLogger()
         if source is not None:
             self.out.truncate_metrics(self.step)
         resumes = list(saved_info.get("resumes", []))  # empty for a new run (saved_info is {})
@@ -276,7 +280,7 @@ class Trainer:
         self.info = {"emukg_version": __version__, "dataset_record": self.dataset_record,
                      "negatives": self._describe_negatives(), "resumes": resumes}
         folder.write_json(CONFIG, {**cfg.to_dict(), **self.info})
-        self.callbacks = [*callbacks, *build_trackers(cfg, folder)]
+        self.callbacks = [*callbacks, *build_trackers(cfg, folder)] if self.dist.is_main else []
 
     def _describe_negatives(self) -> dict:
         """What each part of the loss draws, for config.json (exactly the samplers that run)."""
@@ -309,6 +313,10 @@ class Trainer:
         }
 
     def save(self, best: bool = False) -> None:
+        if not self.dist.is_main:  # rank 0 alone writes the run folder
+            if not best:
+                self.saved_step = self.step
+            return
         prefix = "best_" if best else ""
         self.folder.save_torch(BEST if best else CHECKPOINT, self._state())
         self.folder.save_npy(f"{prefix}entity_embedding.npy", self.model.entity_embedding.detach().cpu().numpy())
@@ -354,9 +362,10 @@ class Trainer:
 
     # --- evaluation --------------------------------------------------------------------------
     def evaluate(self, split: str) -> dict:
-        from .evaluation import evaluate  # puts the model in eval mode without gradients, and restores it
-
-        return evaluate(self.model, self.kg, split, tie_policy=self.config.tie_policy, memory_mb=self.config.eval_memory_mb)
+        """emukg.evaluation.evaluate (eval mode, no gradients); data-parallel: the queries split over the ranks and
+        the ranks gathered, the same metrics on every rank."""
+        return self.dist.evaluate(self.model, self.kg, split, tie_policy=self.config.tie_policy,
+                                  memory_mb=self.config.eval_memory_mb)
 
     @staticmethod
     def headline(metrics: dict) -> dict:
@@ -392,12 +401,17 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, logs = self.objective(self.model, positives, side, self.generator, self.weights[idx])
-        if not torch.isfinite(loss):
+        if self.dist.active:  # each rank logged its share of the global batch: the sums, the same on every rank
+            logs = self.dist.sum_logs(logs, self.device)
+        value = logs["loss"] if self.dist.active else float(loss.detach())
+        if not math.isfinite(value):  # (data-parallel: the same decision on every rank)
             kept = (f"the checkpoint of step {self.saved_step} in {self.folder.path} is intact" if self.saved_step is not None
                     else f"no checkpoint was saved yet in {self.folder.path}")
-            raise EmukgError(f"step {self.step + 1}: the loss became {float(loss.detach())}, so training stopped and {kept}; "
+            raise EmukgError(f"step {self.step + 1}: the loss became {value}, so training stopped and {kept}; "
                              "lower the learning rate or gamma, or add regularisation.")
-        loss.backward()
+        if loss.requires_grad:  # (an empty shard of a tiny last batch has no graph: its gradient is zero)
+            loss.backward()
+        self.dist.reduce_gradients(self.model.parameters())
         self.optimizer.step()
         self.step += 1
         self.schedule.after_step()
@@ -503,9 +517,11 @@ class Trainer:
         """Evaluate the best model (the last one when no validation ran) on the requested splits."""
         cfg, out = self.config, self.out
         results: dict = {}
-        if self.folder.has_checkpoint("best"):
-            best = self.folder.read_checkpoint("best", map_location=self.device, fallback=False)
-            self.model.load_state_dict(best["model_state_dict"])
+        if self.dist.broadcast_object(self.folder.has_checkpoint("best")):  # data-parallel: rank 0 reads, broadcasts
+            if self.dist.is_main:
+                best = self.folder.read_checkpoint("best", map_location=self.device, fallback=False)
+                self.model.load_state_dict(best["model_state_dict"])
+            self.dist.broadcast_module(self.model)
             out.info(f"Evaluating the best model (valid MRR {self.best_mrr:f} at step {self.best_step})")
         if cfg.do_valid:
             last = getattr(self, "_last_valid", None)

@@ -1,0 +1,225 @@
+"""Optimisers: the dense ones of PyTorch, and row-sparse ones for large entity tables.
+
+:func:`make_optimizer` ``(name, params_or_model, lr, *, sparse=None)`` builds the optimiser of a training phase:
+``'adagrad'`` or ``'adam'`` over the parameters (or a module's parameters).  Which implementation depends on
+whether a parameter receives **row-sparse gradients** (``sparse``; None = look at the parameters' mark, see
+:func:`mark_row_sparse`, which the trainer sets on the entity table in sparse mode, ``Config.sparse``):
+
+* none does: ``torch.optim.Adagrad`` / ``torch.optim.Adam``, exactly as before;
+* some do: :class:`RowSparseAdagrad` / :class:`LazyAdam`, which take sparse COO gradients (from
+  ``F.embedding(..., sparse=True)``) for those and dense gradients for the others (relations, pRotatE's
+  modulus).
+
+**Why.**  A dense step reads and writes every row of the entity table and of its optimiser state: at N = 2.5 M
+entities and d = 100 that is 1 GB of parameters plus 1 GB of Adagrad sums (2 GB of Adam moments) per step,
+whatever the batch touches.  A row-sparse step reads, updates and writes only the U rows the step touched (at
+most B·(2n + 1) for an EMU step with fresh negatives), so its cost no longer grows with N.
+
+**Adagrad is exact.**  A row whose gradient is zero is unchanged by a dense Adagrad step (``sum += 0``,
+``param −= lr · 0 / (√sum + ε)``), so updating only the touched rows is the same maths.  :class:`RowSparseAdagrad`
+applies the very operations of ``torch.optim.Adagrad``'s single-tensor path (the CPU default), in the same
+order, to the gathered rows::
+
+    sum_rows.addcmul_(g, g, value=1);  std = sum_rows.sqrt().add_(eps);  param_rows.addcdiv_(g, std, value=-lr)
+
+and writes them back with ``index_copy_``: bit-identical to the dense optimiser for the same gradient
+(tests/test_sparse.py checks it over several steps).  Its state (``step``, ``sum``) has the same names and
+shapes as ``torch.optim.Adagrad``'s, so checkpoints load into either.
+
+**Adam is lazy.**  A dense Adam step moves *every* row — the moments of an untouched row decay and its parameter
+moves by m̂/(√v̂ + ε) even with a zero gradient — so no row-sparse Adam equals it.  :class:`LazyAdam` (the
+semantics of ``torch.optim.SparseAdam``, with Adam's own ε placement) updates the moments and parameters of the
+touched rows only, with the bias corrections of the global step count; untouched rows keep their parameters and
+their moments until they are next touched.  For a row touched at every step it is Adam exactly (same operations
+as ``torch.optim.Adam``'s single-tensor path); rows touched rarely take smaller steps than under dense Adam,
+whose momentum keeps pushing them.  Dense parameters get ``torch.optim.Adam``'s exact update.  In the
+reference schedule Adam only runs after the warm-up switch (lr/10), where this difference is small; tests
+check both properties.  Keep ``Config.sparse`` off (or unset on small graphs: auto) for dense Adam.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ROW_SPARSE = "_emukg_row_sparse"  # attribute set on a parameter whose gradients are row-sparse (sparse COO)
+CHUNK_BYTES = 16 << 20  # rows per chunk of a sparse update: temporaries of this size (below glibc's mmap threshold)
+
+
+def mark_row_sparse(param: torch.Tensor, on: bool = True) -> torch.Tensor:
+    """Mark ``param`` as receiving row-sparse gradients (an attribute on the tensor); returns it."""
+    setattr(param, ROW_SPARSE, bool(on))
+    return param
+
+
+def is_row_sparse(param: torch.Tensor) -> bool:
+    return bool(getattr(param, ROW_SPARSE, False))
+
+
+def sparse_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row ids (U,), row values (U, D)) of a sparse COO gradient over the first dimension, duplicates summed."""
+    if grad.sparse_dim() != 1:  # element-sparse (e.g. Tensor.to_sparse()): regroup by rows
+        grad = grad.to_dense().to_sparse(sparse_dim=1)
+    g = grad.coalesce()
+    return g.indices()[0], g.values()
+
+
+def row_chunks(grad: torch.Tensor, chunk_bytes: int | None = None):
+    """Yield ``(row ids, row gradients)`` of a sparse COO gradient, duplicates summed, in chunks of distinct rows of
+    about ``chunk_bytes`` each (ascending row ids), so that an update's temporaries stay small whatever the number of
+    touched rows.  Duplicates are summed one after the other in their order in the gradient (``index_add_`` into
+    zeros), as autograd accumulates the dense gradient of the same reads (``coalesce()`` may associate differently).  ``chunk_bytes`` None: :data:`CHUNK_BYTES`.  Costs one sort of the row ids (and one
+    stable argsort) per gradient."""
+    if grad.sparse_dim() != 1:  # element-sparse (e.g. Tensor.to_sparse()): regroup by rows
+        grad = grad.to_dense().to_sparse(sparse_dim=1)
+    idx, vals = grad._indices()[0], grad._values()
+    rows = max(1, (chunk_bytes or CHUNK_BYTES) // max(1, vals[0].numel() * vals.element_size() if vals.shape[0] else 1))
+    if grad.is_coalesced():
+        for a in range(0, idx.numel(), rows):
+            yield idx[a:a + rows], vals[a:a + rows]
+        return
+    uniq, inv = torch.unique(idx, return_inverse=True)
+    order = torch.argsort(inv, stable=True)
+    ends = torch.cumsum(torch.bincount(inv, minlength=uniq.numel()), 0).tolist()
+    for u0 in range(0, uniq.numel(), rows):
+        u1 = min(u0 + rows, uniq.numel())
+        sel = order[(ends[u0 - 1] if u0 else 0):ends[u1 - 1]]
+        g = torch.zeros((u1 - u0, *vals.shape[1:]), dtype=vals.dtype, device=vals.device)
+        g.index_add_(0, inv[sel] - u0, vals[sel])
+        yield uniq[u0:u1], g
+
+
+def make_optimizer(name: str, params_or_model, lr: float, *, sparse: bool | None = None) -> torch.optim.Optimizer:
+    """The optimiser ``name`` ('adagrad' or 'adam') at learning rate ``lr`` over ``params_or_model`` (parameters, or a
+    module whose parameters are used).  ``sparse``: None = row-sparse optimisers when a parameter is marked
+    (:func:`mark_row_sparse`), True/False = force them on/off."""
+    params = list(params_or_model.parameters() if isinstance(params_or_model, nn.Module) else params_or_model)
+    if sparse is None:
+        sparse = any(is_row_sparse(p) for p in params if isinstance(p, torch.Tensor))
+    if name == "adam":
+        return LazyAdam(params, lr=lr) if sparse else torch.optim.Adam(params, lr=lr)
+    if name == "adagrad":
+        return RowSparseAdagrad(params, lr=lr) if sparse else torch.optim.Adagrad(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; choose adagrad or adam")
+
+
+class RowSparseAdagrad(torch.optim.Optimizer):
+    """Adagrad taking dense or row-sparse gradients; bit-identical to ``torch.optim.Adagrad`` (lr_decay 0, no weight
+    decay, initial accumulator 0) on the rows it touches, and rows with no gradient are unchanged as there.
+
+    Memory: the state ``sum`` (as large as the parameter); per step, a few temporaries of :data:`CHUNK_BYTES`
+    (sparse gradients are applied in chunks of rows, :func:`row_chunks`).
+    """
+
+    def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10):
+        if not lr > 0:
+            raise ValueError(f"invalid learning rate {lr}")
+        super().__init__(params, dict(lr=lr, eps=eps))
+        for group in self.param_groups:  # eager state, like torch.optim.Adagrad (the same state_dict layout)
+            for p in group["params"]:
+                self.state[p] = {"step": torch.tensor(0.0), "sum": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            clr, eps = group["lr"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                state["step"] += 1
+                total = state["sum"]
+                if p.grad.is_sparse:
+                    for idx, g in row_chunks(p.grad):
+                        s = total.index_select(0, idx)
+                        s.addcmul_(g, g, value=1)
+                        std = s.sqrt().add_(eps)
+                        rows = p.index_select(0, idx)
+                        rows.addcdiv_(g, std, value=-clr)
+                        p.index_copy_(0, idx, rows)
+                        total.index_copy_(0, idx, s)
+                else:
+                    g = p.grad
+                    total.addcmul_(g, g, value=1)
+                    std = total.sqrt().add_(eps)
+                    p.addcdiv_(g, std, value=-clr)
+        return loss
+
+
+class LazyAdam(torch.optim.Optimizer):
+    """Adam taking dense or row-sparse gradients: dense gradients get ``torch.optim.Adam``'s update exactly; a
+    row-sparse gradient updates the touched rows' moments and parameters only (lazy Adam, see the module
+    docstring), with the bias corrections of the global step count.  State: ``step``, ``exp_avg``,
+    ``exp_avg_sq`` (``torch.optim.Adam``'s names).  Memory: two tensors as large as the parameter."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        if not lr > 0:
+            raise ValueError(f"invalid learning rate {lr}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+                state["step"] += 1
+                step = float(state["step"])
+                step_size = lr / (1 - beta1 ** step)
+                bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+                if p.grad.is_sparse:
+                    for idx, g in row_chunks(p.grad):
+                        m = state["exp_avg"].index_select(0, idx)
+                        v = state["exp_avg_sq"].index_select(0, idx)
+                        rows = p.index_select(0, idx)
+                        _adam_update(rows, g, m, v, beta1, beta2, step_size, bias_correction2_sqrt, eps)
+                        p.index_copy_(0, idx, rows)
+                        state["exp_avg"].index_copy_(0, idx, m)
+                        state["exp_avg_sq"].index_copy_(0, idx, v)
+                else:
+                    _adam_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], beta1, beta2, step_size,
+                                 bias_correction2_sqrt, eps)
+        return loss
+
+
+def _adam_update(param, grad, exp_avg, exp_avg_sq, beta1, beta2, step_size, bias_correction2_sqrt, eps) -> None:
+    """torch.optim.Adam's single-tensor update (no weight decay, no amsgrad), in place, in its operation order."""
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+    param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def use_sparse(config, num_entities: int) -> bool:
+    """Whether a run trains with row-sparse entity updates: ``config.sparse`` when set, else (auto) when the entity
+    table has more rows than :func:`sparse_threshold` and the loss allows it (no 1-vs-all, no regularisation)."""
+    if config.sparse is not None:
+        return bool(config.sparse)
+    if config.loss == "1vsall" or config.regularization:
+        return False
+    return num_entities > sparse_threshold(config)
+
+
+def sparse_threshold(config) -> int:
+    """Entity count above which ``sparse`` auto turns row-sparse updates on: the candidate rows one step may touch,
+    B·(n + 1) per pass, times the passes (2 with EMU).  Below it a step touches most rows anyway and the dense path
+    (no unique/coalesce) is as fast or faster."""
+    passes = 2 if config.emu is not None else 1
+    return config.batch_size * (config.negative_sample_size + 1) * passes
+
+
+__all__ = ["make_optimizer", "RowSparseAdagrad", "LazyAdam", "mark_row_sparse", "is_row_sparse", "sparse_rows",
+           "use_sparse", "sparse_threshold", "row_chunks"]

@@ -22,7 +22,6 @@ from ..errors import EmukgError
 
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 _ID = re.compile(r"[0-9]+")
-_NOT_AN_ID = re.compile(rb"^[0-9]*[^0-9\t]", re.MULTILINE)
 
 
 def _read_text(path: Path) -> str:
@@ -77,10 +76,11 @@ def _check_fields(path: Path, number: int, parts: list[str], expected: int, what
             raise EmukgError(f"{path}, line {number}: column {column} is empty; every column ({what}) needs a value.")
 
 
-def _plain_dict(path: Path) -> list[str] | None:
+def _plain_dict(path: Path) -> tuple[list[str], str | None] | None:
     """The names of a dict file in id order when it is plain (ASCII, LF or CRLF line ends, every line
     ``digits<TAB>name`` with no blank line and no whitespace around a field) and valid (ids 0..N-1 once each, names
-    distinct): the same list as the line-by-line reader, split in C.  None otherwise (the reader then decides)."""
+    distinct): the same list as the line-by-line reader, split in C; with the prefix of :func:`id_prefix` when the
+    file is ``i<TAB>prefix i`` in id order (checked on the bytes).  None otherwise (the reader then decides)."""
     try:
         raw = path.read_bytes()
     except OSError:
@@ -108,23 +108,50 @@ def _plain_dict(path: Path) -> list[str] | None:
         return None
     if (a[np.concatenate([tab + 1, nl - 1])] == 32).any():
         return None
-    if _NOT_AN_ID.search(raw):  # a line whose first field is not all digits
-        return None
+    n = nl.size
     fields = raw[:-1].decode("ascii").replace("\n", "\t").split("\t")
-    ids = np.fromiter(map(int, fields[0::2]), np.int64, nl.size)
     names = fields[1::2]
-    n = ids.size
+    # the common layout "i<TAB>p<i>" in id order, every name its id's text behind one prefix: checked on the bytes
+    ids = _parse_names(a, starts, tab, b"", n)
+    if (ids == np.arange(n)).all():
+        p = names[0][:-1] if names[0].endswith("0") else None
+        if p is not None and p.isascii() and not (p[-1:].isdigit() or p[-1:].isspace()):
+            P = len(p)
+            same = (nl - tab - 1 == P + width)
+            for j, byte in enumerate(p.encode("ascii")):
+                same &= a[np.minimum(tab + 1 + j, a.size - 1)] == byte
+            for d in range(len(str(n - 1))):
+                live = d < width
+                same &= ~live | (a[np.minimum(tab + 1 + P + d, a.size - 1)] == a[np.minimum(starts + d, a.size - 1)])
+            if same.all():
+                return names, p
+        if len(set(names)) != n:
+            return None
+        return names, None
+    if not "".join(fields[0::2]).isdigit():  # (ASCII) a first field that is not all digits
+        return None
+    ids = np.fromiter(map(int, fields[0::2]), np.int64, n)
     if ids.max() >= n or (np.bincount(ids, minlength=n) != 1).any() or len(set(names)) != n:
         return None
     order = np.argsort(ids)
-    return [names[i] for i in order.tolist()]
+    names = [names[i] for i in order.tolist()]
+    return names, id_prefix(names)
 
 
 def read_dict(path: str | os.PathLike) -> list[str]:
     """Read an ``id<TAB>name`` file into a list indexed by id.  Ids must be 0..N-1, each exactly once."""
+    return read_dict_prefix(path)[0]
+
+
+def read_dict_prefix(path: str | os.PathLike) -> tuple[list[str], str | None]:
+    """:func:`read_dict` and the names' common prefix when every name is that prefix followed by its own id
+    (:func:`id_prefix`), else None."""
     path = Path(path)
     plain = _plain_dict(path) if path.is_file() else None
-    return plain if plain is not None else read_dict_lines(path)
+    if plain is not None:
+        return plain
+    names = read_dict_lines(path)
+    return names, id_prefix(names)
 
 
 def read_dict_lines(path: Path) -> list[str]:
@@ -256,7 +283,38 @@ def _decode_block(raw: bytes, path: Path, first: int) -> str:
     return text
 
 
-def _plain_fields(raw: bytes) -> list[str] | None:
+def id_prefix(names: list[str]) -> str | None:
+    """``p`` when every name is ``p`` followed by its own id in decimal (``e0, e1, …``; ``p`` may be empty), else
+    None: then a triple file's fields are parsed as integers (:func:`_parse_names`) instead of looked up."""
+    if not names or not names[0].endswith("0"):
+        return None
+    p = names[0][:-1]
+    if any(c.isdigit() or c.isspace() for c in p[-1:]) or not p.isascii():
+        return None
+    return p if all(map(str.__eq__, names, map((p + "{}").format, range(len(names))))) else None
+
+
+def _parse_names(a: np.ndarray, start: np.ndarray, end: np.ndarray, prefix: bytes, n: int) -> np.ndarray:
+    """Ids of the fields ``a[start:end]`` that are exactly a name ``prefix + str(id)`` with id < n, else −1:
+    vectorised over the fields (no leading zeros, digits only, at most len(str(n − 1)) of them)."""
+    P, D = len(prefix), len(str(n - 1))
+    digits = end - start - P
+    ok = (digits >= 1) & (digits <= D)
+    for j, byte in enumerate(prefix):
+        ok &= a[np.minimum(start + j, a.size - 1)] == byte
+    first = start + P
+    value = np.zeros(start.size, dtype=np.int64)
+    for d in range(D):
+        live = d < digits
+        c = a[np.minimum(first + d, a.size - 1)].astype(np.int64) - 48
+        ok &= ~live | ((c >= 0) & (c <= 9))
+        value = np.where(live, value * 10 + c, value)
+    ok &= (digits == 1) | (a[np.minimum(first, a.size - 1)] != 48)  # "07" is not the name of id 7
+    ok &= value < n
+    return np.where(ok, value, -1)
+
+
+def _plain_fields(raw: bytes, positions: bool = False):
     """The 3·n fields of a block when every line is ``h<TAB>r<TAB>t`` with non-empty fields, ASCII, no blank line,
     no line end but LF or CRLF and no whitespace around a field (then the line-by-line reader gives exactly these fields); else None."""
     if not raw:
@@ -285,6 +343,8 @@ def _plain_fields(raw: bytes) -> list[str] | None:
     edges = np.concatenate([starts, t1 - 1, t1 + 1, t2 - 1, t2 + 1, nl - 1])
     if (a[edges] == 32).any():  # a space at the edge of a field: stripped by the line-by-line reader
         return None
+    if positions:  # the bytes and the (start, end) of every field: head, relation, tail
+        return a, ((starts, t1), (t1 + 1, t2), (t2 + 1, nl))
     return raw[:-1].decode("ascii").replace("\n", "\t").split("\t")
 
 
@@ -297,7 +357,8 @@ def _first_unknown(path: Path, numbers, heads, rels, tails, ent: dict, rel: dict
             raise EmukgError(f"{path}, line {number}: relation {r!r} is not in relations.dict; add it there or fix the name.")
 
 
-def encode_triples(path: str | os.PathLike, ent: dict | None, rel: dict | None, block_bytes: int | None = None):
+def encode_triples(path: str | os.PathLike, ent: dict | None, rel: dict | None, block_bytes: int | None = None,
+                   prefixes: tuple[str | None, str | None] = (None, None), sizes: tuple[int, int] = (0, 0)):
     """Read ``path`` block by block into an int64 array (n, 3) of (head, relation, tail) ids through the name → id
     dicts ``ent`` and ``rel``: the rows :func:`read_triples` reads, encoded as ``load_folder`` encodes them, with
     the same message for the first bad line of a block.  Blocks of plain ``h<TAB>r<TAB>t`` ASCII lines are split
@@ -306,6 +367,10 @@ def encode_triples(path: str | os.PathLike, ent: dict | None, rel: dict | None, 
     With ``ent=None`` only checks that the file parses (UTF-8 first, over the whole file, then the lines, as
     :func:`read_triples` does) and returns the number of rows.  Memory: 24 bytes per triple for the result plus
     about 50 MB per block in flight.
+
+    ``prefixes`` (entity, relation; see :func:`id_prefix`) with ``sizes`` (number of entities, relations): the
+    names are ``prefix + id``, so plain blocks are parsed as integers without any Python string (``ent``/``rel``
+    are then only used for the error message of a block holding an unknown name).
     """
     path = Path(path)
     if ent is None:
@@ -320,7 +385,19 @@ def encode_triples(path: str | os.PathLike, ent: dict | None, rel: dict | None, 
                 rows += len(_parse_triples(_decode_block(raw, path, first), path, first))
         return rows
     parts = []
+    numeric = prefixes[0] is not None and prefixes[1] is not None
     for raw, first in iter_blocks(path, block_bytes):
+        if numeric:
+            got = _plain_fields(raw, positions=True)
+            if got is not None and got[1][0][0].size:
+                a, cols = got
+                ids = np.stack([_parse_names(a, s0, s1, prefixes[kind].encode("ascii"), sizes[kind])
+                                for kind, (s0, s1) in zip((0, 1, 0), cols)], 1)  # entity, relation, entity
+                if (ids >= 0).all():
+                    parts.append(ids)
+                    continue
+            elif got is not None:
+                continue
         fields = _plain_fields(raw)
         if fields is not None:
             n = len(fields) // 3
@@ -355,3 +432,21 @@ def encode_triples(path: str | os.PathLike, ent: dict | None, rel: dict | None, 
     if len(parts) == 1:
         return parts[0]
     return np.concatenate(parts)
+
+
+class LazyIndex:
+    """name → id of ``names``, built on first use (the integer-parsing path needs it only for error messages)."""
+
+    def __init__(self, names: list[str]):
+        self.names, self._index = names, None
+
+    def _get(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {n: i for i, n in enumerate(self.names)}
+        return self._index
+
+    def __getitem__(self, name: str) -> int:
+        return self._get()[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._get()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import EmukgError
-from .files import encode_triples, read_dict, read_triples
+from .files import LazyIndex, encode_triples, read_dict, read_dict_prefix, read_triples
 
 log = logging.getLogger("emukg")
 
@@ -281,17 +281,23 @@ def _encode(path: Path, rows, ent: dict, rel: dict) -> torch.Tensor:
 def _load_blocks(path: Path) -> tuple[list[str], list[str], dict[str, torch.Tensor], dict, dict]:
     """The dicts and the splits of a folder with entities.dict and relations.dict, the split files read block by
     block straight into int64 arrays (:func:`~emukg.data.files.encode_triples`): no Python object per triple.
+    Names that are their ids' own text behind a common prefix (``e17``, ``17``) are parsed as integers, vectorised
+    (:func:`~emukg.data.files.id_prefix`); other names are looked up in a dict, one lookup per field.
 
     Errors are those of the line-by-line loader, in its order (parse errors of train, valid, test; an empty
     training split; the dicts; unknown names in train, valid, test): on any error the splits are checked for
     parse errors first (a second, check-only pass over the files).
     """
     try:
-        entities = read_dict(path / "entities.dict")
-        relations = read_dict(path / "relations.dict")
-        ent = {n: i for i, n in enumerate(entities)}
-        rel = {n: i for i, n in enumerate(relations)}
-        arrays = {s: encode_triples(path / f"{s}.txt", ent, rel) for s in SPLITS}
+        entities, ent_prefix = read_dict_prefix(path / "entities.dict")
+        relations, rel_prefix = read_dict_prefix(path / "relations.dict")
+        prefixes = ent_prefix, rel_prefix
+        if None in prefixes:  # names looked up in dicts
+            ent, rel = {n: i for i, n in enumerate(entities)}, {n: i for i, n in enumerate(relations)}
+        else:  # names are prefix + id: parsed as integers, the dicts only built for an error message
+            ent, rel = LazyIndex(entities), LazyIndex(relations)
+        sizes = len(entities), len(relations)
+        arrays = {s: encode_triples(path / f"{s}.txt", ent, rel, prefixes=prefixes, sizes=sizes) for s in SPLITS}
         if arrays["train"].shape[0] == 0:
             raise EmukgError(f"{path / 'train.txt'}: the training split is empty; it needs at least one 'head<TAB>relation<TAB>tail' line.")
     except EmukgError:
@@ -324,7 +330,8 @@ def load_folder(path: str | os.PathLike, name: str | None = None, *, blocks: boo
     if has_dicts and blocks is not False:
         entities, relations, splits, ent, rel = _load_blocks(path)
         kg = KnowledgeGraph(entities, relations, splits, name=name or path.name, path=str(path))
-        kg.__dict__.update(entity_to_id=ent, relation_to_id=rel)  # the loader's dicts (cached properties)
+        if isinstance(ent, dict):
+            kg.__dict__.update(entity_to_id=ent, relation_to_id=rel)  # the loader's dicts (cached properties)
         return _finish(kg)
     rows = {s: read_triples(path / f"{s}.txt") for s in SPLITS}
     if not rows["train"]:

@@ -51,6 +51,12 @@ class FilterIndex:
     * ``triple_keys``: sorted unique ``(h*R + r)*N + t`` for membership tests.
 
     Every lookup is a ``torch.searchsorted`` over a whole batch: no Python per query.
+
+    **Memory** (n distinct triples, int64 throughout): ``triple_keys``, ``tail_vals`` and ``head_vals`` hold 8 bytes
+    per triple each, the keys and offsets 16 bytes per distinct (h, r) and per distinct (t, r) pair: at most
+    56 bytes per triple, about 45 on a power-law graph (measured: 757 MiB for the 16.8 M triples of a synthetic
+    2.5 M-entity graph).  Building it sorts int64 keys and peaks at about twice that (+1.7 GiB of resident memory
+    for the same graph).
     """
 
     num_entities: int
@@ -197,7 +203,10 @@ class KnowledgeGraph:
         return self._train_filter
 
     def pair_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per training triple: how many training triples share its (h, r), and how many share its (t, r⁻¹)."""
+        """Per training triple: how many training triples share its (h, r), and how many share its (t, r⁻¹).
+
+        Memory: two int64 results (16 bytes per triple); each ``torch.unique`` holds a key, its sort and the
+        inverse (about 32 bytes per triple) while it runs."""
         h, r, t = self.train.unbind(1)
         R = self.num_relations
 
@@ -212,6 +221,9 @@ class KnowledgeGraph:
 
         Its counter is set to ``start`` (4) at a pair's first occurrence and incremented at every further one, so
         cnt = occurrences + start − 1 (occurrences + 3): a pair seen once counts 4, twice 5.
+
+        Memory: 4 bytes per training triple kept, the 16–48 bytes per triple of :meth:`pair_counts` while it
+        runs (16 M triples: 61 MiB kept, within the peak of the filter indexes built before).
         """
         hr, tr = self.pair_counts()
         return torch.sqrt(1.0 / (hr + tr + 2 * (start - 1)).to(torch.float32))

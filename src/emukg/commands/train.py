@@ -54,12 +54,53 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Conf
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if getattr(args, "nproc", 1) != 1:
+            return _launch(args)
         return _run(args)
     except ConfigError as exc:  # the library names parameters; on this command line they are flags
         raise exc.restyle("cli") from None
 
 
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    """The command line of one worker of ``--nproc``: the given options, spelled as flags again (no --nproc)."""
+    argv = []
+    if getattr(args, "config", None):
+        argv += ["--config", str(args.config)]
+    if getattr(args, "resume", None):
+        argv += ["--resume", str(args.resume)]
+    if getattr(args, "overwrite", False):
+        argv.append("--overwrite")
+    given = vars(args)
+    for name in Config.field_names():
+        if name in given:
+            flag, value = "--" + name.replace("_", "-"), given[name]
+            if isinstance(value, bool):
+                argv.append(flag if value else "--no-" + name.replace("_", "-"))
+            else:
+                argv += [flag, str(value)]
+    return argv
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--nproc P``: P data-parallel processes on this machine (torchrun's Python entry); the exit status of the job."""
+    import os
+
+    from ..distributed import launch
+
+    if args.nproc < 1:
+        raise EmukgError(f"--nproc {args.nproc}: give the number of processes, at least 1.")
+    world = os.environ.get("WORLD_SIZE")
+    if world is not None:  # already a worker of torchrun: --nproc must agree with it
+        if int(world) != args.nproc:
+            raise EmukgError(f"--nproc {args.nproc}: this process is one of {world} started by torchrun; drop --nproc.")
+        return _run(args)
+    if not args.resume:
+        config_from_args(args)  # refuse bad settings here, before P processes start
+    return launch(args.nproc, worker_argv(args))
+
+
 def _run(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from ..run import CONFIG, RunFolder
@@ -92,7 +133,14 @@ def _run(args: argparse.Namespace) -> int:
             raise EmukgError("--dataset is required: a registered name (see 'emukg datasets list') or a dataset folder.")
         if cfg.init_checkpoint:
             raise EmukgError("--init-checkpoint: use --resume RUN_DIR to continue a run.")
-    print_results(train(cfg, overwrite=args.overwrite))
+    from ..distributed import shutdown
+
+    try:
+        results = train(cfg, overwrite=args.overwrite)
+    finally:
+        shutdown()  # data-parallel workers leave the process group (nothing to do in one process)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print_results(results)
     return 0
 
 
@@ -110,5 +158,8 @@ def add_parser(sub) -> None:
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings (flags override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint (flags such as --max-steps override its config)")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if --save-path already holds a run")
+    p.add_argument("--nproc", type=int, default=1, metavar="P",
+                   help="data-parallel training with P processes on this machine (gloo on CPU, NCCL on GPUs; the same as "
+                        "torchrun --nproc_per_node P -m emukg train ...); --batch-size stays the global batch")
     add_config_options(p)
     p.set_defaults(func=run)

@@ -63,6 +63,15 @@ static inline vf bcast(float x) { return (vf){0} + x; }
 static inline vf sel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
 static inline vf andm(vf a, vi m) { return (vf)((vi)a & m); }
 
+/* Lane masks without vector comparisons: GCC (12) splits a comparison of 16-lane vectors into 16 scalar compares
+ * when the target has no 512-bit registers (AVX2), so masks come from the sign bit of a difference instead (exact
+ * for the operand ranges at each use). */
+static inline vi neg_mask(vi x) { return x >> 31; } /* -1 where x < 0 */
+/* -1 where x != ±0 (NaN too, as a float != 0 says) */
+static inline vi nonzero_mask(vf x) { return neg_mask((vi){0} - (vi)((vu)x & 0x7fffffffU)); }
+/* -1 where the hash u keeps its component: (u >> 8) < T, both below 2^25 */
+static inline vi keep_mask(vu u, vu Tv) { return neg_mask((vi)(u >> 8) - (vi)Tv); }
+
 static inline uint32_t row_key(int64_t b, int64_t C, int64_t j, uint32_t s0, uint32_t s1) {
     return h32(h32((uint32_t)(b * C + j) ^ s0) + s1);
 }
@@ -78,7 +87,7 @@ static inline vf mutated(const float *x, const float *xp, int64_t i, int mut, in
     if (first || mut == EMUKG_MUT_NONE) { *keep_out = (vi){0} - 1; return xv; }
     if (mut == EMUKG_MUT_EMU) {
         vu u = h32v(ldu(tab + i) ^ key);
-        vi keep = (vi)((u >> 8) < Tv);
+        vi keep = keep_mask(u, Tv);
         *keep_out = keep;
         return sel(keep, xv, ldf(xp + i));
     }
@@ -249,7 +258,7 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, c
                         vf xi = mutated(x, xp, L + i, mut, first, key, tab, Tv, a, &keep_i);
                         vf zr = qv - xv, zi = ldf(qb + L + i) - xi;
                         vf m = vsqrt(zr * zr + zi * zi);
-                        vi nz = (vi)(m != bcast(0.0f));
+                        vi nz = nonzero_mask(m);
                         vf gm = andm(gv / m, nz & lanes);  /* g / |z|, 0 where |z| = 0 */
                         vf gr = zr * gm, gi = zi * gm;      /* ds/dx' = g z / |z| */
                         stf(gqb + i, ldf(gqb + i) - gr);
@@ -261,7 +270,7 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, c
                     vf gxv, gqv;
                     if (kind == EMUKG_METRIC_L1) {
                         vf z = qv - xv;
-                        vi nz = (vi)(z != bcast(0.0f));
+                        vi nz = nonzero_mask(z);
                         gxv = (vf)((((vu)gv) ^ ((vu)z & 0x80000000U)) & (vu)nz);  /* g * sign(z) */
                         gqv = -gxv;
                     } else {
@@ -315,7 +324,7 @@ int emukg_emu_mask(int64_t B, int64_t C, int64_t D, int64_t b0, uint32_t s0, uin
             const uint32_t key = row_key(b0 + b, C, j, s0, s1);
             int64_t i = 0;
             for (; i + W <= D; i += W) {
-                vi keep = (vi)((h32v(ldu(tab + i) ^ key) >> 8) < Tv);
+                vi keep = keep_mask(h32v(ldu(tab + i) ^ key), Tv);
                 v16b bytes = __builtin_convertvector(keep & 1, v16b);
                 memcpy(o + i, &bytes, W);
             }
@@ -356,12 +365,50 @@ int emukg_emu_mask(int64_t B, int64_t C, int64_t D, int64_t b0, uint32_t s0, uin
 #define SIN_LIMIT 8192.0f
 #define NORM_EPS 1e-12f /* F.normalize's eps */
 
-static inline vf vabsf(vf x) { return (vf)((vu)x & 0x7fffffffU); }
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE vf vabsf(vf x) { return (vf)((vu)x & 0x7fffffffU); }
+
+
+/* halves of a 16-lane vector, for reductions in registers (no lane-by-lane extraction) */
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+typedef int32_t vi4 __attribute__((vector_size(16)));
+
+/* whether any lane of a mask is set */
+INLINE int any_lane(vi m) {
+    vi8 a, b;
+    memcpy(&a, &m, sizeof a);
+    memcpy(&b, (const char *)&m + sizeof a, sizeof b);
+    a |= b;
+    vi4 c, d;
+    memcpy(&c, &a, sizeof c);
+    memcpy(&d, (const char *)&a + sizeof c, sizeof d);
+    c |= d;
+    return (c[0] | c[1] | c[2] | c[3]) != 0;
+}
+
+/* sum of the 16 lanes by halving (the extended metrics' order; the older metrics keep hsum's) */
+INLINE float hsum_tree(vf v) {
+    vf8 a, b;
+    memcpy(&a, &v, sizeof a);
+    memcpy(&b, (const char *)&v + sizeof a, sizeof b);
+    a += b;
+    vf4 c, d;
+    memcpy(&c, &a, sizeof c);
+    memcpy(&d, (const char *)&a + sizeof c, sizeof d);
+    c += d;
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
 
 /* sin(z) per lane; *cos_out (when not NULL) receives cos(z) */
-static inline __attribute__((always_inline)) vf vsincos(vf z, vf *cos_out) {
-    const vi big = ~(vi)(vabsf(z) <= bcast(SIN_LIMIT)); /* also NaN */
-    const vf zz = sel(big, bcast(0.0f), z);
+INLINE vf vsincos(vf z, vf *cos_out) {
+    /* |z| <= 8192 by the bits (monotonic for non-negative floats; inf and NaN compare above): an integer compare,
+     * which GCC keeps in vector registers (it splits a float <= of 16 lanes into scalar branches on AVX2) */
+    const vi ok = neg_mask((vi)((vu)z & 0x7fffffffU) - 0x46000001); /* 0x46000000 = 8192.0f */
+    const vi big = ~ok;
+    const vf zz = andm(z, ok);
     const vf magic = bcast(12582912.0f); /* 1.5 * 2^23: x + magic - magic rounds x to an integer */
     const vf kf = (zz * bcast(TWO_OVER_PI) + magic) - magic;
     const vf r = ((zz - kf * bcast(PIO2_1)) - kf * bcast(PIO2_2)) - kf * bcast(PIO2_3);
@@ -370,12 +417,10 @@ static inline __attribute__((always_inline)) vf vsincos(vf z, vf *cos_out) {
     const vf pc = ((bcast(2.443315711809948e-5f) * r2 - bcast(1.388731625493765e-3f)) * r2 + bcast(4.166664568298827e-2f))
                   * r2 * r2 - bcast(0.5f) * r2 + bcast(1.0f);
     const vi k = __builtin_convertvector(kf, vi);
-    const vi odd = (vi)((k & 1) != 0);
+    const vi odd = (vi){0} - (k & 1);
     vf s = (vf)((vu)sel(odd, pc, ps) ^ ((vu)(k & 2) << 30));
     if (cos_out) *cos_out = (vf)((vu)sel(odd, ps, pc) ^ ((vu)((k + 1) & 2) << 30));
-    int any = 0;
-    for (int l = 0; l < W; l++) any |= big[l];
-    if (any) {
+    if (any_lane(big)) {
         for (int l = 0; l < W; l++) {
             if (!big[l]) continue;
             s[l] = sinf(z[l]);
@@ -413,7 +458,7 @@ static inline void pad_parts(float *dst, const float *src, int64_t L, int64_t pa
 /* the mutated row of candidate (b, j) into xb (P parts of padL floats; lanes L..padL-1 must already be zero and
  * stay so); keep masks into kb.  With L >= 16 the last partial chunk is the overlapping chunk [L-16, L) (its
  * overlap rewrites identical values); narrower rows are copied into zeroed lanes. */
-static inline void load_mutated(const float *x, const float *xp, int64_t L, int64_t padL, int P, int mut, int first,
+INLINE void load_mutated(const float *x, const float *xp, int64_t L, int64_t padL, int P, int mut, int first,
                                 uint32_t key, const uint32_t *tab, vu Tv, float a, float *xb, int32_t *kb) {
     for (int p = 0; p < P; p++) {
         for (int64_t k0 = 0; k0 < L; k0 += W) {
@@ -439,33 +484,33 @@ static inline void load_mutated(const float *x, const float *xp, int64_t L, int6
 }
 
 /* d|sin z|/dz = sign(sin z) cos z (0 where sin z = 0), as torch's abs backward */
-static inline vf dabs_sin(vf s, vf c) {
-    const vi nz = (vi)(s != bcast(0.0f));
+INLINE vf dabs_sin(vf s, vf c) {
+    const vi nz = nonzero_mask(s);
     return andm((vf)((vu)c ^ ((vu)s & 0x80000000U)), nz);
 }
 
 /* score of the mutated candidate xb against the padded query qb / aux ab; ub: L-float scratch (TRANSD_L1) */
-static inline float ext_score(int kind, int64_t padL, const float *qb, const float *ab, const float *xb, float *ub,
+INLINE float ext_score(int kind, int64_t padL, const float *qb, const float *ab, const float *xb, float *ub,
                               float bias, float scale, float wm, float wp) {
     const vf sv = bcast(scale);
     if (kind == EMUKG_METRIC_SIN_L1) {
         vf acc = {0};
         for (int64_t k = 0; k < padL; k += W) acc += vabsf(vsincos(ldf(qb + k) - ldf(xb + k) / sv, NULL));
-        return bias - wp * hsum(acc);
+        return bias - wp * hsum_tree(acc);
     }
     if (kind == EMUKG_METRIC_TRANSD_L1) {
         vf dacc = {0}, nacc = {0}, acc = {0};
         for (int64_t k = 0; k < padL; k += W) dacc += ldf(xb + k) * ldf(xb + padL + k);
-        const vf d = bcast(hsum(dacc));
+        const vf d = bcast(hsum_tree(dacc));
         for (int64_t k = 0; k < padL; k += W) {
             vf u = ldf(xb + k) + d * ldf(ab + k);
             stf(ub + k, u);
             nacc += u * u;
         }
-        const float nrm = __builtin_sqrtf(hsum(nacc));
+        const float nrm = __builtin_sqrtf(hsum_tree(nacc));
         const vf den = bcast(nrm > NORM_EPS ? nrm : NORM_EPS);
         for (int64_t k = 0; k < padL; k += W) acc += vabsf(ldf(qb + k) - ldf(ub + k) / den);
-        return bias - hsum(acc);
+        return bias - hsum_tree(acc);
     }
     /* HAKE */
     vf macc = {0}, pacc = {0};
@@ -474,7 +519,7 @@ static inline float ext_score(int kind, int64_t padL, const float *qb, const flo
         macc += z * z;
         pacc += vabsf(vsincos(ldf(qb + padL + k) - ldf(xb + padL + k) / sv, NULL));
     }
-    return bias - (wm * __builtin_sqrtf(hsum(macc)) + wp * hsum(pacc));
+    return bias - (wm * __builtin_sqrtf(hsum_tree(macc)) + wp * hsum_tree(pacc));
 }
 
 /* q: B x ext_qwidth, aux: B x L or NULL (SIN_L1), ratio: B x C (MIXUP) or NULL.  Allocates 4 D bytes plus, per
@@ -525,7 +570,7 @@ int emukg_cand_ext_fwd(int64_t B, int64_t C, int64_t D, const float *q, const fl
 }
 
 /* dst[0:n] += v[0:n] (n <= W) */
-static inline void add_part(float *dst, vf v, int64_t n) {
+INLINE void add_part(float *dst, vf v, int64_t n) {
     if (n == W) { stf(dst, ldf(dst) + v); return; }
     for (int64_t l = 0; l < n; l++) dst[l] += v[l];
 }
@@ -611,7 +656,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
                         vf z = ldf(qb + k) - ldf(ab + k) * ldf(xb + k);
                         macc += z * z;
                     }
-                    const float n = __builtin_sqrtf(hsum(macc));
+                    const float n = __builtin_sqrtf(hsum_tree(macc));
                     const vf cz = bcast(n > 0.0f ? -g * wm / n : 0.0f); /* torch.norm's backward: 0 at norm 0 */
                     for (int64_t k = 0; k < padL; k += W) {
                         vf av = ldf(ab + k), xv = ldf(xb + k);
@@ -624,13 +669,13 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
                     const float *eb = xb, *pb = xb + padL;
                     vf dacc = {0}, nacc = {0};
                     for (int64_t k = 0; k < padL; k += W) dacc += ldf(eb + k) * ldf(pb + k);
-                    const vf d = bcast(hsum(dacc));
+                    const vf d = bcast(hsum_tree(dacc));
                     for (int64_t k = 0; k < padL; k += W) {
                         vf u = ldf(eb + k) + d * ldf(ab + k);
                         stf(ub + k, u);
                         nacc += u * u;
                     }
-                    const float nrm = __builtin_sqrtf(hsum(nacc));
+                    const float nrm = __builtin_sqrtf(hsum_tree(nacc));
                     const float denf = nrm > NORM_EPS ? nrm : NORM_EPS;
                     const vf den = bcast(denf), gv = bcast(g);
                     /* gy = ds/dy = g sign(q - y) into gxb[0:padL); gq -= gy; sum gy u */
@@ -638,7 +683,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
                     for (int64_t k = 0; k < padL; k += W) {
                         vf u = ldf(ub + k);
                         vf z = ldf(qb + k) - u / den;
-                        vi nz = (vi)(z != bcast(0.0f));
+                        vi nz = nonzero_mask(z);
                         vf gy = (vf)((((vu)gv) ^ ((vu)z & 0x80000000U)) & (vu)nz);
                         stf(gqb + k, ldf(gqb + k) - gy);
                         stf(gxb + k, gy);
@@ -646,7 +691,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
                     }
                     /* y = u / den, den = max(|u|, eps): gu = gy / den + gden [|u| >= eps] u / |u| (0 at |u| = 0),
                      * gden = -sum(gy u) / den^2 (torch's clamp_min passes the gradient where |u| >= eps) */
-                    const float gden = -hsum(guacc) / (denf * denf);
+                    const float gden = -hsum_tree(guacc) / (denf * denf);
                     const vf gn = bcast((nrm >= NORM_EPS && nrm > 0.0f) ? gden : 0.0f), nv = bcast(nrm > 0.0f ? nrm : 1.0f);
                     vf gdacc = {0};
                     for (int64_t k = 0; k < padL; k += W) {
@@ -655,7 +700,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
                         gdacc += gu * ldf(ab + k);
                         stf(gab + k, ldf(gab + k) + d * gu);
                     }
-                    const vf gd = bcast(hsum(gdacc)); /* ds/d(e'.p') */
+                    const vf gd = bcast(hsum_tree(gdacc)); /* ds/d(e'.p') */
                     for (int64_t k = 0; k < padL; k += W) {
                         vf ev = ldf(eb + k), pv = ldf(pb + k);
                         stf(gxb + padL + k, gd * ev);           /* ds/dp' */

@@ -67,9 +67,10 @@ def sparse_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def row_chunks(grad: torch.Tensor, chunk_bytes: int | None = None):
     """Yield ``(row ids, row gradients)`` of a sparse COO gradient, duplicates summed, in chunks of distinct rows of
     about ``chunk_bytes`` each (ascending row ids), so that an update's temporaries stay small whatever the number of
-    touched rows.  Duplicates are summed one after the other in their order in the gradient (``index_add_`` into
-    zeros), as autograd accumulates the dense gradient of the same reads (``coalesce()`` may associate differently).  ``chunk_bytes`` None: :data:`CHUNK_BYTES`.  Costs one sort of the row ids (and one
-    stable argsort) per gradient."""
+    touched rows.  Duplicates are summed one after the other in their order in the gradient (the first occurrence,
+    then ``index_add_`` of the others), as autograd accumulates the dense gradient of the same reads
+    (``coalesce()`` may associate differently).  ``chunk_bytes`` None: :data:`CHUNK_BYTES`.  Costs one stable sort
+    of the row ids; rows that occur once are gathered, not added."""
     if grad.sparse_dim() != 1:  # element-sparse (e.g. Tensor.to_sparse()): regroup by rows
         grad = grad.to_dense().to_sparse(sparse_dim=1)
     idx, vals = grad._indices()[0], grad._values()
@@ -78,14 +79,19 @@ def row_chunks(grad: torch.Tensor, chunk_bytes: int | None = None):
         for a in range(0, idx.numel(), rows):
             yield idx[a:a + rows], vals[a:a + rows]
         return
-    uniq, inv = torch.unique(idx, return_inverse=True)
-    order = torch.argsort(inv, stable=True)
-    ends = torch.cumsum(torch.bincount(inv, minlength=uniq.numel()), 0).tolist()
+    sidx, perm = torch.sort(idx, stable=True)  # equal ids keep their order in the gradient
+    first = torch.ones_like(sidx, dtype=torch.bool)
+    first[1:] = sidx[1:] != sidx[:-1]
+    uniq, first_pos = sidx[first], perm[first]
+    later = ~first
+    dup_row = (torch.cumsum(first, 0) - 1)[later]  # compact row of every later occurrence (ascending, stable)
+    dup_pos = perm[later]
     for u0 in range(0, uniq.numel(), rows):
         u1 = min(u0 + rows, uniq.numel())
-        sel = order[(ends[u0 - 1] if u0 else 0):ends[u1 - 1]]
-        g = torch.zeros((u1 - u0, *vals.shape[1:]), dtype=vals.dtype, device=vals.device)
-        g.index_add_(0, inv[sel] - u0, vals[sel])
+        g = vals.index_select(0, first_pos[u0:u1])
+        a, b = torch.searchsorted(dup_row, torch.tensor([u0, u1], device=dup_row.device)).tolist()
+        if b > a:
+            g.index_add_(0, dup_row[a:b] - u0, vals.index_select(0, dup_pos[a:b]))
         yield uniq[u0:u1], g
 
 

@@ -200,3 +200,18 @@ def test_emukg_evaluate_protocol_flag(tiny_dataset, tmp_path, capsys):
     assert json.loads(out.read_text())["protocol"] == "full"
     assert main(["evaluate", str(run), "--protocol", "sampled", "--candidates", "0"]) == 2
     assert "--candidates 0" in capsys.readouterr().err
+
+
+def test_training_validates_and_tests_with_the_run_protocol(tiny_dataset, tmp_path):
+    """A run with eval_protocol=sampled validates and tests with it, and results.json says so."""
+    from emukg.training import train
+
+    run = tmp_path / "run"
+    results = train(Config.from_dict(dict(dataset=str(tiny_dataset), model="TransE", hidden_dim=8, negative_sample_size=4,
+                                          batch_size=8, max_steps=4, valid_steps=2, log_steps=2, save_checkpoint_steps=2,
+                                          save_path=str(run), device="cpu", progress=False, eval_protocol="sampled",
+                                          eval_candidates=3)))
+    saved = json.loads((run / "results.json").read_text())
+    for split in ("valid", "test"):
+        assert results[split]["protocol"] == saved[split]["protocol"] == "sampled-3"
+        assert saved[split]["MR"] <= 4  # the true entity among itself and 3 candidates

@@ -146,13 +146,16 @@ class Context:
         return torch.sparse_coo_tensor(idx.unsqueeze(0), val, p.shape, check_invariants=False).coalesce()
 
     # --- evaluation -------------------------------------------------------------------------------
-    def evaluate(self, model, kg, split: str, *, tie_policy: str = "realistic", memory_mb: float = 512) -> dict:
+    def evaluate(self, model, kg, split: str, *, tie_policy: str = "realistic", memory_mb: float = 512,
+                 protocol: str = "full", candidates: int = 500) -> dict:
         """:func:`emukg.evaluation.evaluate` of ``split`` with its triples split over the ranks; the metrics (on every
-        rank) are those of one process, except the timing and memory-plan fields."""
+        rank) are those of one process, except the timing and memory-plan fields.  The sampled protocol (whose
+        candidates are keyed by the query's position in its split) is cheap and runs whole on every rank."""
         from .evaluation import Ranks, compute_ranks, evaluate, metrics_report
 
-        if not self.active:
-            return evaluate(model, kg, split, tie_policy=tie_policy, memory_mb=memory_mb)
+        if not self.active or protocol != "full":
+            return evaluate(model, kg, split, tie_policy=tie_policy, memory_mb=memory_mb, protocol=protocol,
+                            candidates=candidates)
         triples = kg.splits[split]
         n = triples.shape[0]
         size, extra = divmod(n, self.world)

@@ -94,7 +94,7 @@ class SideIterator:
 RESUME_OVERRIDES = ("max_steps", "valid_steps", "log_steps", "save_checkpoint_steps", "test_log_steps", "test_batch_size",
                     "learning_rate", "do_train", "do_valid", "do_test", "evaluate_train", "eval_memory_mb", "tie_policy",
                     "threads", "progress", "save_path", "init_checkpoint", "tracker", "tracking_uri", "early_stop_patience",
-                    "early_stop_min_delta")
+                    "early_stop_min_delta", "eval_protocol", "eval_candidates")
 
 
 def resume_changes(saved: Config, new: Config, run_dir) -> dict:
@@ -364,8 +364,9 @@ class Trainer:
     def evaluate(self, split: str) -> dict:
         """emukg.evaluation.evaluate (eval mode, no gradients); data-parallel: the queries split over the ranks and
         the ranks gathered, the same metrics on every rank."""
-        return self.dist.evaluate(self.model, self.kg, split, tie_policy=self.config.tie_policy,
-                                  memory_mb=self.config.eval_memory_mb)
+        cfg = self.config
+        return self.dist.evaluate(self.model, self.kg, split, tie_policy=cfg.tie_policy, memory_mb=cfg.eval_memory_mb,
+                                  protocol=cfg.eval_protocol, candidates=cfg.eval_candidates)
 
     @staticmethod
     def headline(metrics: dict) -> dict:

@@ -190,6 +190,9 @@ class FollowerFolder(RunFolder):
     def remove(self, name: str) -> None:
         return None
 
+    def write_with(self, name: str, write):
+        return self.file(name)
+
     def write_bytes(self, name: str, data: bytes):
         return self.file(name)
 

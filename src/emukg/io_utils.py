@@ -20,7 +20,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from .errors import EmukgError
 
@@ -71,12 +71,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_with(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """Atomically create ``path`` by calling ``write(file)`` on a temporary file beside it (then fsync, rename).
+
+    The content streams to disk: a checkpoint of several GB is never held twice in memory."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    atomic_write_with(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -90,17 +97,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_save_npy(path: str | os.PathLike, array) -> None:
     import numpy as np
 
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(array))
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_with(path, lambda f: np.save(f, np.asarray(array)))
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_with(path, lambda f: torch.save(obj, f))
 
 
 # ------------------------------------------------------------------------------------------ error reporting

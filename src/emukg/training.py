@@ -94,7 +94,7 @@ class SideIterator:
 RESUME_OVERRIDES = ("max_steps", "valid_steps", "log_steps", "save_checkpoint_steps", "test_log_steps", "test_batch_size",
                     "learning_rate", "do_train", "do_valid", "do_test", "evaluate_train", "eval_memory_mb", "tie_policy",
                     "threads", "progress", "save_path", "init_checkpoint", "tracker", "tracking_uri", "early_stop_patience",
-                    "early_stop_min_delta", "eval_protocol", "eval_candidates")
+                    "early_stop_min_delta", "eval_protocol", "eval_candidates", "train_memory_mb")
 
 
 def resume_changes(saved: Config, new: Config, run_dir) -> dict:

@@ -406,6 +406,34 @@ def sampled_block(model, index: FilterIndex | None, anchor, relation, answer, si
     return rank_block_torch(S, thr, ex_q, ex_e)
 
 
+class _Progress:
+    """Evaluation progress: a tqdm bar (``progress``) and a log line about every ``log_every`` queries."""
+
+    def __init__(self, total: int, name: str, progress: bool, log_every: int, logger, t0: float):
+        self.total, self.name, self.logger, self.t0, self.done = total, name, logger, t0, 0
+        self.every = log_every if log_every and log_every > 0 else None
+        self.next_log = self.every
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm  # a widget in Jupyter, a text bar on a terminal
+
+            self.bar = tqdm(total=total, desc=f"evaluate {name}", unit="q", leave=False)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        if self.next_log is not None and self.done >= self.next_log:
+            rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+            self.logger.info("Evaluating %s: %d/%d queries (%.0f queries/s)", self.name, self.done, self.total, rate)
+            while self.next_log <= self.done:
+                self.next_log += self.every
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _sampled_ranks(model, kg: KnowledgeGraph, name: str, triples: torch.Tensor, *, memory_mb, filtered, progress,
                    log_every, logger, candidates: int, candidate_seed: int) -> Ranks:
     device = model.entity_embedding.device
@@ -422,12 +450,7 @@ def _sampled_ranks(model, kg: KnowledgeGraph, name: str, triples: torch.Tensor, 
             index = kg.filter.to(device) if filtered else None
             gt_all = torch.empty(total, dtype=torch.int64, device=device)
             ge_all = torch.empty(total, dtype=torch.int64, device=device)
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=total, desc=f"evaluate {name} (sampled)", unit="q", leave=False)
-            done, next_log = 0, log_every if log_every and log_every > 0 else None
+            meter = _Progress(total, f"{name} (sampled)", progress, log_every, logger, t0)
             for s, side in enumerate(SIDES):
                 anchor_all = triples[:, 0] if side == "tail" else triples[:, 2]
                 answer_all = triples[:, 2] if side == "tail" else triples[:, 0]
@@ -439,16 +462,8 @@ def _sampled_ranks(model, kg: KnowledgeGraph, name: str, triples: torch.Tensor, 
                     gt_all[s * n_trip + c0:s * n_trip + c1] = g
                     ge_all[s * n_trip + c0:s * n_trip + c1] = e
                     nan_scores += n_nan
-                    done += c1 - c0
-                    if bar is not None:
-                        bar.update(c1 - c0)
-                    if next_log is not None and done >= next_log:
-                        el = time.perf_counter() - t0
-                        logger.info("Evaluating %s: %d/%d queries (%.0f queries/s)", name, done, total, done / max(el, 1e-9))
-                        while next_log <= done:
-                            next_log += log_every
-            if bar is not None:
-                bar.close()
+                    meter.advance(c1 - c0)
+            meter.close()
             optimistic = (1 + gt_all).to("cpu", torch.float64)
             pessimistic = (1 + ge_all).to("cpu", torch.float64)
             seconds = time.perf_counter() - t0
@@ -596,12 +611,7 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
             ranker = _Ranker(model, index, lib, threads)
             gt_all = torch.empty(total, dtype=torch.int64, device=device)
             ge_all = torch.empty(total, dtype=torch.int64, device=device)
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm  # a widget in Jupyter, a text bar on a terminal
-
-                bar = tqdm(total=total, desc=f"evaluate {name}", unit="q", leave=False)
-            done, next_log = 0, log_every if log_every and log_every > 0 else None
+            meter = _Progress(total, name, progress, log_every, logger, t0)
             for s, side in enumerate(SIDES):
                 anchor_all = triples[:, 0] if side == "tail" else triples[:, 2]
                 answer_all = triples[:, 2] if side == "tail" else triples[:, 0]
@@ -621,16 +631,8 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
                     off = s * n_trip
                     gt_all[off + c0:off + c1] = out[0]
                     ge_all[off + c0:off + c1] = out[1]
-                    done += c1 - c0
-                    if bar is not None:
-                        bar.update(c1 - c0)
-                    if next_log is not None and done >= next_log:
-                        el = time.perf_counter() - t0
-                        logger.info("Evaluating %s: %d/%d queries (%.0f queries/s)", name, done, total, done / max(el, 1e-9))
-                        while next_log <= done:
-                            next_log += log_every
-            if bar is not None:
-                bar.close()
+                    meter.advance(c1 - c0)
+            meter.close()
             optimistic = (1 + gt_all).to("cpu", torch.float64)
             pessimistic = (1 + ge_all).to("cpu", torch.float64)
             seconds = time.perf_counter() - t0

@@ -108,6 +108,17 @@ static inline void thread_range(int64_t n, int t, int nt, int64_t *lo, int64_t *
     *hi = *lo + base + (t < extra ? 1 : 0);
 }
 
+/* Thread t's share of the backward's reduction: rows of its range in grad_E += every other thread's accumulator,
+ * in thread order (deterministic for a given thread count).  Called after a barrier. */
+static void sum_scratch(float *gE, const float *scratch, int64_t N, int64_t D, int t, int nt) {
+    int64_t rlo, rhi;
+    thread_range(N, t, nt, &rlo, &rhi);
+    for (int u = 1; u < nt; u++) {
+        const float *src = scratch + (size_t)(u - 1) * (size_t)N * (size_t)D;
+        for (int64_t e = rlo * D; e < rhi * D; e++) gE[e] += src[e];
+    }
+}
+
 static inline vf vsqrt(vf x) {
     vf r;
     for (int l = 0; l < W; l++) r[l] = __builtin_sqrtf(x[l]);
@@ -293,12 +304,7 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, c
         free(gdummy);
         if (ge && nt > 1) {
 #pragma omp barrier
-            int64_t rlo, rhi;
-            thread_range(N, t, nt, &rlo, &rhi);
-            for (int u = 1; u < nt; u++) {
-                const float *src = scratch + (size_t)(u - 1) * (size_t)N * (size_t)D;
-                for (int64_t e = rlo * D; e < rhi * D; e++) gE[e] += src[e];
-            }
+            sum_scratch(gE, scratch, N, D, t, nt);
         }
     }
     free(tab);
@@ -745,12 +751,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
         free(buf);
         if (ge && nt > 1) {
 #pragma omp barrier
-            int64_t rlo, rhi;
-            thread_range(N, t, nt, &rlo, &rhi);
-            for (int u = 1; u < nt; u++) {
-                const float *src = scratch + (size_t)(u - 1) * (size_t)N * (size_t)D;
-                for (int64_t e = rlo * D; e < rhi * D; e++) gE[e] += src[e];
-            }
+            sum_scratch(gE, scratch, N, D, t, nt);
         }
     }
     free(tab);

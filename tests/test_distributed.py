@@ -21,6 +21,7 @@ import torch
 from emukg.config import Config
 from emukg.losses import build_objective
 from emukg.models import build_model
+from emukg.models.base import model_options
 from emukg.sampling import build_samplers
 from emukg.training import train
 
@@ -67,9 +68,12 @@ def layout(run: Path) -> set[str]:
     dict(loss="ce", sampler="uniform", adversarial=True),
     dict(loss="sigmoid", sampler="filtered", adversarial=True),
     dict(loss="ce", sampler="filtered", emu=0.4, neg_label=0.5, mixup=True),
+    dict(loss="ce", sampler="uniform", emu=0.4, neg_label=0.5, ce_coef=0.2),
+    dict(loss="ce", sampler="filtered", emu=0.4, neg_label=0.5, model="RotatE", double_entity_embedding=True),
+    dict(loss="ce", sampler="uniform", emu=0.4, neg_label=0.5, model="HAKE"),
     dict(loss="ce", sampler="uniform", regularization=0.01),
     dict(loss="1vsall", model="DistMult"),
-], ids=["ce-adv", "sigmoid-adv", "mixup", "regularization", "1vsall"])
+], ids=["ce-adv", "sigmoid-adv", "mixup", "emu", "emu-rotate", "emu-hake", "regularization", "1vsall"])
 @pytest.mark.parametrize("B", [7, 1])  # B = 1: one rank's shard is empty
 def test_shards_sum_to_the_one_process_loss_and_gradient(graph, kw, B):
     from emukg.data import load_dataset
@@ -77,7 +81,8 @@ def test_shards_sum_to_the_one_process_loss_and_gradient(graph, kw, B):
     kg = load_dataset(str(graph))
     cfg = Config.from_dict({**SETTINGS, "dataset": str(graph), "save_path": "x", "sparse": None, **kw})
     torch.manual_seed(0)
-    model = build_model(cfg.model, kg.num_entities, kg.num_relations, cfg.hidden_dim, cfg.gamma)
+    model = build_model(cfg.model, kg.num_entities, kg.num_relations, cfg.hidden_dim, cfg.gamma,
+                        cfg.double_entity_embedding, cfg.double_relation_embedding, **model_options(cfg))
     positives, weights = kg.train[:B], kg.subsampling_weights()[:B]
 
     def run(shard):
@@ -102,15 +107,24 @@ def test_shards_sum_to_the_one_process_loss_and_gradient(graph, kw, B):
         torch.testing.assert_close(sum(p[1][i] for p in parts), g, rtol=1e-5, atol=1e-7)
 
 
-def test_emu_shards_at_an_offset_draw_their_own_masks(graph):
-    """The documented exception: shard 0 keeps the step's mask, a shard at row offset o > 0 draws from another
-    seed (the fused kernel counts rows from 0), so the EMU term agrees in distribution, not exactly."""
-    from emukg.losses import shard_seed
+@pytest.mark.parametrize("use_kernel", [None, False])
+def test_emu_mask_of_a_shard_is_its_rows_of_the_whole_mask(use_kernel):
+    """Mutation.row0: scoring rows o.. of a batch with the step's mutation gives those rows' scores of the whole
+    batch, on the fused kernel and on the PyTorch path (so sharded EMU is exact)."""
+    from emukg.emu import Mutation, score_candidates
 
-    seed = torch.tensor([123, 456])
-    moved = shard_seed(seed, 4)
-    assert moved[1] == seed[1] and moved[0] != seed[0] and torch.equal(shard_seed(seed, 4), moved)
-    assert not torch.equal(shard_seed(seed, 5), moved)
+    torch.manual_seed(0)
+    model = build_model("TransE", 40, 3, 24, 6.0)
+    positives = torch.stack([torch.randint(0, 40, (9,)), torch.randint(0, 3, (9,)), torch.randint(0, 40, (9,))], 1)
+    cand = torch.cat([positives[:, 2:], torch.randint(0, 40, (9, 6))], 1)
+    mutation = Mutation.emu(0.4, torch.Generator().manual_seed(5))
+    whole = score_candidates(model, positives, "tail", cand, mutation, use_kernel=use_kernel)
+    part = Mutation("emu", seed=mutation.seed, p=mutation.p, row0=4)
+    rows = score_candidates(model, positives[4:], "tail", cand[4:], part, use_kernel=use_kernel)
+    torch.testing.assert_close(rows, whole[4:], rtol=0, atol=0)
+    unshifted = score_candidates(model, positives[4:], "tail", cand[4:], Mutation("emu", seed=mutation.seed, p=0.4),
+                                 use_kernel=use_kernel)
+    assert not torch.equal(unshifted, whole[4:])  # the row offset matters
 
 
 # --- 2 gloo processes against 1 ----------------------------------------------------------------------------

@@ -19,8 +19,8 @@ sums them: dense gradients (relations, small dense entity tables) with one ``all
 row-sparse ones (the entity table in sparse mode, :mod:`emukg.optim`) by ``all_gather`` of each rank's touched
 rows (ids and values, padded to the largest rank's count) and one ``coalesce`` — only touched rows travel.
 Every rank then applies the same optimiser step to the same sum, so the ranks' parameters stay identical.  The
-only difference from one process is the summation order (and the EMU mask of shards at a row offset, see
-:func:`emukg.losses.shard_seed`).  Cost of drawing the global batch on every rank: the samplers' work is
+only difference from one process is the summation order (a shard's EMU mask is keyed by its rows' global batch
+index, ``Mutation.row0``, so it is the one-process mask's rows).  Cost of drawing the global batch on every rank: the samplers' work is
 repeated P times (negligible for uniform negatives; the filtered/SANS samplers' share of a step does not shrink).
 
 **Files.**  Rank 0 alone writes the run folder (logs, metrics, checkpoints, results); other ranks get a

@@ -148,6 +148,7 @@ class Mutation:
     seed: torch.Tensor | None = None
     p: float = 1.0
     ratio: torch.Tensor | None = None
+    row0: int = 0  # EMU: the candidates scored are batch rows row0, row0 + 1, … of the step (a data-parallel shard)
 
     @classmethod
     def emu(cls, p: float, generator: torch.Generator) -> "Mutation":
@@ -161,7 +162,7 @@ class Mutation:
         """The mutated candidates X' of X (B, C, D); ``row0``: X holds the batch rows ``row0 .. row0 + B − 1``."""
         if self.kind == "emu":
             B, C, D = X.shape
-            return mutate(X, hash_mask(self.seed, B, C, D, self.p, row0=row0))
+            return mutate(X, hash_mask(self.seed, B, C, D, self.p, row0=self.row0 + row0))
         if self.kind == "mixup":
             return mixup(X, self.ratio[row0:row0 + X.shape[0]])
         raise ValueError(f"unknown mutation kind {self.kind!r}")
@@ -276,37 +277,37 @@ def fused_scores(q: torch.Tensor, E: torch.Tensor, candidates: torch.Tensor, kin
     if D < kernels.MIN_ROW_FLOATS:  # the kernel works on 16-float chunks; zero columns add nothing to either score
         q = torch.nn.functional.pad(q, (0, kernels.MIN_ROW_FLOATS - D))
         E = torch.nn.functional.pad(E, (0, kernels.MIN_ROW_FLOATS - D))
-    mut, s0, s1, T, ratio = _mutation_args(mutation)
+    mut, s0, s1, T, ratio, b0 = _mutation_args(mutation)
     return _FusedScores.apply(q.contiguous(), E.contiguous(), candidates.to(torch.int64).contiguous(), ratio, metric,
-                              float(bias), mut, s0, s1, T)
+                              float(bias), mut, s0, s1, T, b0)
 
 
 class _FusedScores(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, E, cand, ratio, kind, bias, mut, s0, s1, T):
-        out = kernels.cand_fwd(q, E, cand, kind, bias, mut, s0, s1, T, ratio)
+    def forward(ctx, q, E, cand, ratio, kind, bias, mut, s0, s1, T, b0):
+        out = kernels.cand_fwd(q, E, cand, kind, bias, mut, s0, s1, T, ratio, b0=b0)
         ctx.save_for_backward(q, E, cand, ratio)
-        ctx.args = (kind, mut, s0, s1, T)
+        ctx.args = (kind, mut, s0, s1, T, b0)
         return out
 
     @staticmethod
     def backward(ctx, gout):
         q, E, cand, ratio = ctx.saved_tensors
-        kind, mut, s0, s1, T = ctx.args
+        kind, mut, s0, s1, T, b0 = ctx.args
         gq, gE = kernels.cand_bwd(q, E, cand, gout.to(torch.float32).contiguous(), kind, mut, s0, s1, T, ratio,
                                   need_q=ctx.needs_input_grad[0], need_E=ctx.needs_input_grad[1],
-                                  scratch_bytes=SCRATCH_BUDGET)
-        return gq, gE, None, None, None, None, None, None, None, None
+                                  scratch_bytes=SCRATCH_BUDGET, b0=b0)
+        return (gq, gE) + (None,) * 9
 
 
 def _mutation_args(mutation: Mutation | None):
-    """(mut code, s0, s1, T, ratio) of a mutation for the kernels."""
+    """(mut code, s0, s1, T, ratio, b0) of a mutation for the kernels (b0: the EMU mask's first batch row)."""
     if mutation is not None and mutation.kind == "emu":
         s0, s1 = (int(v) & _M32 for v in mutation.seed.tolist())
-        return kernels.Mut.EMU, s0, s1, keep_threshold(mutation.p), None
+        return kernels.Mut.EMU, s0, s1, keep_threshold(mutation.p), None, int(mutation.row0)
     if mutation is not None and mutation.kind == "mixup":
-        return kernels.Mut.MIXUP, 0, 0, 0, mutation.ratio.to(torch.float32).contiguous()
-    return kernels.Mut.NONE, 0, 0, 0, None
+        return kernels.Mut.MIXUP, 0, 0, 0, mutation.ratio.to(torch.float32).contiguous(), 0
+    return kernels.Mut.NONE, 0, 0, 0, None, 0
 
 
 def _kernel_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: Mutation | None) -> torch.Tensor:
@@ -328,11 +329,11 @@ def fused_ext_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: 
     Gradients reach q, aux (and through them the anchor and relation rows), the candidate rows (dense N×D) and m.
     """
     metric = kernels.ext_metric_code(hook.kind)
-    mut, s0, s1, T, ratio = _mutation_args(mutation)
+    mut, s0, s1, T, ratio, b0 = _mutation_args(mutation)
     aux = None if hook.aux is None else hook.aux.contiguous()
     kernel_bias = 0.0 if hook.modulus is not None else float(hook.bias)
     out = _FusedExtScores.apply(hook.q.contiguous(), aux, E.contiguous(), candidates.to(torch.int64).contiguous(), ratio,
-                                metric, kernel_bias, float(hook.scale), float(hook.wm), float(hook.wp), mut, s0, s1, T)
+                                metric, kernel_bias, float(hook.scale), float(hook.wm), float(hook.wp), mut, s0, s1, T, b0)
     if hook.modulus is not None:
         return hook.bias + hook.modulus * out
     return out
@@ -340,22 +341,22 @@ def fused_ext_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: 
 
 class _FusedExtScores(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, aux, E, cand, ratio, kind, bias, scale, wm, wp, mut, s0, s1, T):
+    def forward(ctx, q, aux, E, cand, ratio, kind, bias, scale, wm, wp, mut, s0, s1, T, b0):
         out = kernels.cand_ext_fwd(q, aux, E, cand, kind, bias, scale=scale, wm=wm, wp=wp, mut=mut, s0=s0, s1=s1, T=T,
-                                   ratio=ratio)
+                                   ratio=ratio, b0=b0)
         ctx.save_for_backward(q, aux, E, cand, ratio)
-        ctx.args = (kind, scale, wm, wp, mut, s0, s1, T)
+        ctx.args = (kind, scale, wm, wp, mut, s0, s1, T, b0)
         return out
 
     @staticmethod
     def backward(ctx, gout):
         q, aux, E, cand, ratio = ctx.saved_tensors
-        kind, scale, wm, wp, mut, s0, s1, T = ctx.args
+        kind, scale, wm, wp, mut, s0, s1, T, b0 = ctx.args
         gq, gaux, gE = kernels.cand_ext_bwd(q, aux, E, cand, gout.to(torch.float32).contiguous(), kind, scale=scale, wm=wm,
                                             wp=wp, mut=mut, s0=s0, s1=s1, T=T, ratio=ratio,
                                             need_q=ctx.needs_input_grad[0], need_aux=ctx.needs_input_grad[1],
-                                            need_E=ctx.needs_input_grad[2], scratch_bytes=SCRATCH_BUDGET)
-        return (gq, gaux, gE) + (None,) * 11
+                                            need_E=ctx.needs_input_grad[2], scratch_bytes=SCRATCH_BUDGET, b0=b0)
+        return (gq, gaux, gE) + (None,) * 12
 
 
 # --- the PyTorch path ----------------------------------------------------------------------------

@@ -90,10 +90,9 @@ class Objective:
         one process makes it, and this rank keeps its contiguous shard of rows (``torch.tensor_split`` sizes).
         Every batch mean is normalised by the global batch (sum over the shard / B, or / Σw of the whole batch),
         and the regulariser is added on rank 0 only, so the ranks' losses (and gradients) sum to the one-process
-        loss (and gradient) up to summation order.  One exception: the EMU mask is keyed by the row index, which
-        the fused kernel counts from 0 within its call, so a shard at row offset o > 0 draws its mask from the step
-        seed with s0 replaced by h32(s0 ^ h32(o)) (:func:`shard_seed`): P processes draw different, identically
-        distributed masks than one process (exact for every other loss).
+        loss (and gradient) up to summation order.  The EMU mask is keyed by the row index in the global batch
+        (``Mutation.row0``, passed to the kernel as its first row), so a shard's mask is exactly its rows' part of
+        the one-process mask.
         """
         cfg = self.config
         w = None if (cfg.uni_weight or weights is None) else weights
@@ -187,8 +186,7 @@ class Objective:
             mutation.ratio = mutation.ratio[rows]
         else:
             mutation = Mutation.emu(cfg.emu, generator)
-            if self.shard is not None and rows.start:
-                mutation.seed = shard_seed(mutation.seed, rows.start)
+            mutation.row0 = rows.start or 0  # a shard's mask is its rows' part of the one-process mask
         if self.shard is None:
             return soft_label_ce(scorer(cand, mutation), cfg.neg_label)
         logp = torch.log_softmax(scorer(cand, mutation), dim=1)
@@ -201,16 +199,6 @@ class Objective:
                                memory_mb=memory_mb, use_kernel=self.use_kernel).mean()
         logs["ce_loss"] = loss.detach()
         return loss
-
-
-def shard_seed(seed: torch.Tensor, offset: int) -> torch.Tensor:
-    """The EMU mask seed of a batch shard that starts at row ``offset`` > 0: (h32(s0 ^ h32(offset)), s1)."""
-    from .emu import h32
-
-    s = seed.clone()
-    off = h32(torch.tensor([offset & 0xFFFFFFFF], dtype=torch.int64, device=seed.device))
-    s[0] = h32((seed[0:1] ^ off) & 0xFFFFFFFF)[0]
-    return s
 
 
 def build_objective(config, kg, sampler, use_kernel: bool | None = None, adversarial_sampler=None,

@@ -117,21 +117,21 @@ def ext_metric_code(kind: str) -> Metric:
 _I64, _INT, _U32, _F32, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_uint32, ctypes.c_float, ctypes.c_void_p
 PROTOTYPES: dict[str, dict[str, tuple]] = {
     "transe_step": {
-        # (B, C, D, q, E, cand, kind, bias, mut, s0, s1, T, ratio, out, nthreads) -> status
-        "emukg_cand_fwd": (_INT, [_I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _F32, _INT, _U32, _U32, _U32, _PTR, _PTR,
-                                  _INT]),
-        # (B, C, D, N, q, E, cand, kind, mut, s0, s1, T, ratio, gout, gq, gE, scratch, nthreads) -> status
-        "emukg_cand_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _INT, _U32, _U32, _U32, _PTR, _PTR,
-                                  _PTR, _PTR, _PTR, _INT]),
+        # (B, C, D, q, E, cand, kind, bias, mut, s0, s1, T, b0, ratio, out, nthreads) -> status
+        "emukg_cand_fwd": (_INT, [_I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _F32, _INT, _U32, _U32, _U32, _I64, _PTR,
+                                  _PTR, _INT]),
+        # (B, C, D, N, q, E, cand, kind, mut, s0, s1, T, b0, ratio, gout, gq, gE, scratch, nthreads) -> status
+        "emukg_cand_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _INT, _U32, _U32, _U32, _I64, _PTR,
+                                  _PTR, _PTR, _PTR, _PTR, _INT]),
         # (B, C, D, b0, s0, s1, T, out, nthreads) -> status
         "emukg_emu_mask": (_INT, [_I64, _I64, _I64, _I64, _U32, _U32, _U32, _PTR, _INT]),
-        # (B, C, D, q, aux, E, cand, kind, bias, scale, wm, wp, mut, s0, s1, T, ratio, out, nthreads) -> status
+        # (B, C, D, q, aux, E, cand, kind, bias, scale, wm, wp, mut, s0, s1, T, b0, ratio, out, nthreads) -> status
         "emukg_cand_ext_fwd": (_INT, [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT, _F32, _F32, _F32, _F32, _INT, _U32,
-                                      _U32, _U32, _PTR, _PTR, _INT]),
-        # (B, C, D, N, q, aux, E, cand, kind, scale, wm, wp, mut, s0, s1, T, ratio, gout, gq, gaux, gE, scratch,
+                                      _U32, _U32, _I64, _PTR, _PTR, _INT]),
+        # (B, C, D, N, q, aux, E, cand, kind, scale, wm, wp, mut, s0, s1, T, b0, ratio, gout, gq, gaux, gE, scratch,
         #  nthreads) -> status
         "emukg_cand_ext_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT, _F32, _F32, _F32, _INT, _U32,
-                                      _U32, _U32, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
+                                      _U32, _U32, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
         # (n, z, sin, cos)
         "emukg_sincos": (None, [_I64, _PTR, _PTR, _PTR]),
     },
@@ -436,24 +436,25 @@ def _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio):
 
 def cand_fwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, metric, bias: float = 0.0, mut=Mut.NONE,
              s0: int = 0, s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None,
-             threads: int | None = None) -> torch.Tensor:
+             threads: int | None = None, *, b0: int = 0) -> torch.Tensor:
     """Scores (B, C) float32 of candidates ``cand`` (B, C) int64 (column 0 the positive) against queries ``q``
     (B, D) float32 over the entity table ``E`` (N, D) float32: ``bias − dist`` (L1, COMPLEX_L1) or ``bias + q·x``
     (DOT) of the mutated candidate x' (see transe_step.c; ``mut`` EMU with seed words ``s0, s1`` and threshold
-    ``T``, MIXUP with ``ratio`` (B, C)).  Memory: the (B, C) output plus 4·D bytes in C."""
+    ``T``, MIXUP with ``ratio`` (B, C); ``b0``: the EMU mask of batch rows ``b0 .. b0 + B − 1``, a shard of a larger
+    batch).  Memory: the (B, C) output plus 4·D bytes in C."""
     fn = "emukg_cand_fwd"
     lib = _require("transe_step")
     metric, mut, B, C, D, N, s0, s1, T = _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio)
     out = torch.empty(B, C, dtype=torch.float32)
     rc = lib.emukg_cand_fwd(B, C, D, q.data_ptr(), E.data_ptr(), cand.data_ptr(), int(metric), float(bias), int(mut),
-                            s0, s1, T, ratio.data_ptr() if ratio is not None else None, out.data_ptr(), _threads(threads))
+                            s0, s1, T, _row0(fn, b0), ratio.data_ptr() if ratio is not None else None, out.data_ptr(), _threads(threads))
     _status(fn, rc, 4 * D, "the machine is out of memory; free memory or lower the batch size")
     return out
 
 
 def cand_bwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, gout: torch.Tensor, metric, mut=Mut.NONE,
              s0: int = 0, s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None, *, need_q: bool = True,
-             need_E: bool = True, scratch_bytes: int = 512 << 20, threads: int | None = None):
+             need_E: bool = True, scratch_bytes: int = 512 << 20, threads: int | None = None, b0: int = 0):
     """Gradients ``(gq (B, D) | None, gE (N, D) | None)`` of :func:`cand_fwd` for the output gradient ``gout``
     (B, C) float32.  gE is dense; T threads use T − 1 private N×D accumulators (4·N·D bytes each), and the thread
     count is lowered so that they stay within ``scratch_bytes``.  C allocates 4·D + T·3·4·⌈D/16⌉·16 bytes more."""
@@ -468,6 +469,7 @@ def cand_bwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, gout: torch.T
         nt = max(1, min(nt, 1 + int(scratch_bytes) // max(1, 4 * N * D)))
     scratch = torch.empty((nt - 1) * N * D, dtype=torch.float32) if need_E and nt > 1 else None
     rc = lib.emukg_cand_bwd(B, C, D, N, q.data_ptr(), E.data_ptr(), cand.data_ptr(), int(metric), int(mut), s0, s1, T,
+                            _row0(fn, b0),
                             ratio.data_ptr() if ratio is not None else None, gout.data_ptr(),
                             gq.data_ptr() if gq is not None else None, gE.data_ptr() if gE is not None else None,
                             scratch.data_ptr() if scratch is not None else None, nt)
@@ -537,13 +539,21 @@ def _ext_args(fn, q, aux, E, cand, metric, mut, s0, s1, T, ratio, scale, wm, wp)
     return metric, mut, B, C, D, N, L, _u32(fn, "s0", s0), _u32(fn, "s1", s1), T, scale, wm, wp
 
 
+def _row0(fn: str, b0) -> int:
+    """The first batch row of a call (the EMU mask's row counter starts there), checked: an integer in [0, 2**62)."""
+    if isinstance(b0, bool) or not isinstance(b0, int) or not 0 <= b0 < 1 << 62:
+        raise ValueError(f"{fn}: b0 must be an integer in [0, 2**62), not {b0!r}.")
+    return b0
+
+
 def _pad_rows(D: int) -> int:
     return -(-D // 16) * 16
 
 
 def cand_ext_fwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, cand: torch.Tensor, metric,
                  bias: float = 0.0, *, scale: float = 1.0, wm: float = 1.0, wp: float = 1.0, mut=Mut.NONE, s0: int = 0,
-                 s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None, threads: int | None = None) -> torch.Tensor:
+                 s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None, threads: int | None = None,
+                 b0: int = 0) -> torch.Tensor:
     """Scores (B, C) float32 of the extended training metrics (:data:`EXT_METRICS`, formulas in transe_step.c):
     SIN_L1 ``bias − wp·Σ|sin(q − x'/scale)|`` (q (B, D), aux None); TRANSD_L1 ``bias − ‖q − normalize(e' +
     (e'·eₚ')·aux)‖₁`` for rows [e, eₚ] (q, aux (B, D/2)); HAKE ``bias − (wm·‖q_m − aux∘x'_m‖₂ + wp·Σ|sin(q_p −
@@ -558,7 +568,7 @@ def cand_ext_fwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, can
     if B == 0:
         return out
     rc = lib.emukg_cand_ext_fwd(B, C, D, q.data_ptr(), ptr(aux), E.data_ptr(), cand.data_ptr(), int(metric), float(bias),
-                                scale, wm, wp, int(mut), s0, s1, T, ptr(ratio), out.data_ptr(), nt)
+                                scale, wm, wp, int(mut), s0, s1, T, _row0(fn, b0), ptr(ratio), out.data_ptr(), nt)
     _status(fn, rc, 4 * D + nt * 6 * 4 * _pad_rows(L), "the machine is out of memory; free memory or lower the batch size")
     return out
 
@@ -566,7 +576,7 @@ def cand_ext_fwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, can
 def cand_ext_bwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, cand: torch.Tensor, gout: torch.Tensor,
                  metric, *, scale: float = 1.0, wm: float = 1.0, wp: float = 1.0, mut=Mut.NONE, s0: int = 0, s1: int = 0,
                  T: int = 0, ratio: torch.Tensor | None = None, need_q: bool = True, need_aux: bool = True,
-                 need_E: bool = True, scratch_bytes: int = 512 << 20, threads: int | None = None):
+                 need_E: bool = True, scratch_bytes: int = 512 << 20, threads: int | None = None, b0: int = 0):
     """Gradients ``(gq | None, gaux | None, gE (N, D) | None)`` of :func:`cand_ext_fwd` for the output gradient
     ``gout`` (B, C) float32 (gaux is None without aux).  gE is dense, with per-thread accumulators as
     :func:`cand_bwd`.  C allocates 4·D + T·14·4·⌈L/16⌉·16 bytes more."""
@@ -585,7 +595,7 @@ def cand_ext_bwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, can
         nt = max(1, min(nt, 1 + int(scratch_bytes) // max(1, 4 * N * D)))
     scratch = torch.empty((nt - 1) * N * D, dtype=torch.float32) if need_E and nt > 1 else None
     rc = lib.emukg_cand_ext_bwd(B, C, D, N, q.data_ptr(), ptr(aux), E.data_ptr(), cand.data_ptr(), int(metric), scale, wm,
-                                wp, int(mut), s0, s1, T, ptr(ratio), gout.data_ptr(), ptr(gq), ptr(gaux), ptr(gE),
+                                wp, int(mut), s0, s1, T, _row0(fn, b0), ptr(ratio), gout.data_ptr(), ptr(gq), ptr(gaux), ptr(gE),
                                 ptr(scratch), nt)
     _status(fn, rc, 4 * D + nt * 14 * 4 * _pad_rows(L), "the machine is out of memory; free memory or lower the batch size")
     return gq, gaux, gE

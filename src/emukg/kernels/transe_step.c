@@ -17,7 +17,7 @@
  * EMU mask RNG (must match emukg.emu.hash_mask bit for bit).  h32 is a 32-bit avalanche hash
  * (xorshift-multiply, "lowbias32" constants); all arithmetic is modulo 2^32:
  *
- *     key(b, j) = h32(h32((b*C + j) ^ s0) + s1)
+ *     key(b, j) = h32(h32((b*C + j) ^ s0) + s1)     (b counted from b0: a call may score rows b0.. of a batch)
  *     tab(i)    = h32(h32(i ^ s1) + s0)
  *     u         = h32(key(b, j) ^ tab(i))
  *     keep      = (u >> 8) < T,   T = round(p * 2^24)      (24-bit uniform, P(keep) = T / 2^24)
@@ -129,8 +129,8 @@ static inline vf vsqrt(vf x) {
  * part at i with the imaginary part at D/2 + i.  The last chunk overlaps the previous one under a lane mask.
  * Allocates 4 D bytes (the hash table); returns EMUKG_OK, or EMUKG_ENOMEM with nothing written. */
 int emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float *E, const int64_t *cand,
-                   int kind, float bias, int mut, uint32_t s0, uint32_t s1, uint32_t T, const float *ratio,
-                   float *out, int nthreads) {
+                   int kind, float bias, int mut, uint32_t s0, uint32_t s1, uint32_t T, int64_t b0,
+                   const float *ratio, float *out, int nthreads) {
     uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)D);
     if (!tab) return EMUKG_ENOMEM;
     make_tab(tab, D, s0, s1);
@@ -151,7 +151,7 @@ int emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float 
             }
             const float *x = E + cand[b * C + j] * D;
             const int first = (j == 0);
-            const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b, C, j, s0, s1) : 0;
+            const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
             const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
             vf acc = {0};
             vi keep;
@@ -201,7 +201,7 @@ static inline void route(float *gx, float *gpb, int64_t i, vf gxv, int mut, int 
  * Allocates 4 D bytes (the hash table) plus, per thread, three 64-byte aligned rows of 4 ceil(D/16)*16 bytes.
  * Returns EMUKG_OK, or EMUKG_ENOMEM (gq and gE then hold no meaningful values). */
 int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, const float *E,
-                   const int64_t *cand, int kind, int mut, uint32_t s0, uint32_t s1, uint32_t T,
+                   const int64_t *cand, int kind, int mut, uint32_t s0, uint32_t s1, uint32_t T, int64_t b0,
                    const float *ratio, const float *gout, float *gq, float *gE, float *scratch, int nthreads) {
     uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)D);
     if (!tab) return EMUKG_ENOMEM;
@@ -253,7 +253,7 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, c
                 const float *x = E + c * D;
                 float *gx = ge ? ge + c * D : gdummy;
                 const int first = (j == 0);
-                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b, C, j, s0, s1) : 0;
+                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
                 const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
                 const vf gv = bcast(gout[b * C + j]);
                 const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
@@ -532,7 +532,8 @@ INLINE float ext_score(int kind, int64_t padL, const float *qb, const float *ab,
  * thread, 6 rows of 4 * padL bytes.  Returns EMUKG_OK, or EMUKG_ENOMEM (out then holds no meaningful values). */
 int emukg_cand_ext_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float *aux, const float *E,
                        const int64_t *cand, int kind, float bias, float scale, float wm, float wp, int mut,
-                       uint32_t s0, uint32_t s1, uint32_t T, const float *ratio, float *out, int nthreads) {
+                       uint32_t s0, uint32_t s1, uint32_t T, int64_t b0, const float *ratio, float *out,
+                       int nthreads) {
     uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(D > 0 ? D : 1));
     if (!tab) return EMUKG_ENOMEM;
     make_tab(tab, D, s0, s1);
@@ -563,7 +564,7 @@ int emukg_cand_ext_fwd(int64_t B, int64_t C, int64_t D, const float *q, const fl
                     for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
                 }
                 const int first = (j == 0);
-                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b, C, j, s0, s1) : 0;
+                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
                 const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
                 load_mutated(E + cand[b * C + j] * D, xp, L, padL, P, mut, first, key, tab, Tv, a, xb, NULL);
                 out[b * C + j] = ext_score(kind, padL, qb, ab, xb, ub, bias, scale, wm, wp);
@@ -586,8 +587,8 @@ INLINE void add_part(float *dst, vf v, int64_t n) {
  * 4 * padL bytes.  Returns EMUKG_OK, or EMUKG_ENOMEM (gq, gaux and gE then hold no meaningful values). */
 int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, const float *aux, const float *E,
                        const int64_t *cand, int kind, float scale, float wm, float wp, int mut, uint32_t s0, uint32_t s1,
-                       uint32_t T, const float *ratio, const float *gout, float *gq, float *gaux, float *gE,
-                       float *scratch, int nthreads) {
+                       uint32_t T, int64_t b0, const float *ratio, const float *gout, float *gq, float *gaux,
+                       float *gE, float *scratch, int nthreads) {
     uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(D > 0 ? D : 1));
     if (!tab) return EMUKG_ENOMEM;
     make_tab(tab, D, s0, s1);
@@ -641,7 +642,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
                 }
                 const int64_t c = cand[b * C + j];
                 const int first = (j == 0);
-                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b, C, j, s0, s1) : 0;
+                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
                 const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
                 const float g = gout[b * C + j];
                 load_mutated(E + c * D, xp, L, padL, P, mut, first, key, tab, Tv, a, xb, kb);

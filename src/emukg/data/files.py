@@ -24,15 +24,21 @@ _NEWLINE = re.compile(rb"\r\n|\r|\n")
 _ID = re.compile(r"[0-9]+")
 
 
-def _read_text(path: Path) -> str:
+def _opened(path: Path):
+    """``path`` opened for binary reading, or the one-sentence :class:`EmukgError` of every reader of data files."""
     try:
-        raw = path.read_bytes()
+        return open(path, "rb")
     except FileNotFoundError:
         raise EmukgError(f"{path}: file not found; check the dataset folder (it needs train.txt, valid.txt and test.txt).") from None
     except IsADirectoryError:
         raise EmukgError(f"{path}: is a folder, expected a text file; remove or rename that folder.") from None
     except PermissionError:
         raise EmukgError(f"{path}: permission denied; make the file readable.") from None
+
+
+def _read_text(path: Path) -> str:
+    with _opened(path) as f:
+        raw = f.read()
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -236,14 +242,7 @@ def iter_blocks(path: Path, size: int | None = None) -> Iterator[tuple[bytes, in
     """``(raw bytes, number of its first line)`` of consecutive blocks of whole lines (each ends after a ``\\n``,
     the last perhaps not), the UTF-8 byte-order mark removed.  The same file errors as :func:`_read_text`."""
     size = size or BLOCK_BYTES
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise EmukgError(f"{path}: file not found; check the dataset folder (it needs train.txt, valid.txt and test.txt).") from None
-    except IsADirectoryError:
-        raise EmukgError(f"{path}: is a folder, expected a text file; remove or rename that folder.") from None
-    except PermissionError:
-        raise EmukgError(f"{path}: permission denied; make the file readable.") from None
+    f = _opened(path)
     with f:
         rest, line, start = b"", 1, True
         while True:

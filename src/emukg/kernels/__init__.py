@@ -402,6 +402,24 @@ def _metric(fn: str, metric) -> Metric:
 MIN_ROW_FLOATS = 16  # transe_step.c works on 16-float chunks: D (COMPLEX_L1: D/2) must be at least this
 
 
+def _check_mutation(fn, mut, ratio, cand, B: int, C: int, N: int, T) -> int:
+    """The checks every candidate kernel shares: Mixup's ratio (B, C) iff mut=MIXUP, at least the positive's
+    column, candidate ids below N, the EMU threshold T ≤ 2²⁴; returns T as an unsigned 32-bit int."""
+    if mut == Mut.MIXUP:
+        if ratio is None:
+            raise ValueError(f"{fn}: mut=MIXUP needs ratio, a float32 (B, C) tensor of mixing ratios.")
+        _tensor(fn, "ratio", ratio, torch.float32, (B, C))
+    elif ratio is not None:
+        raise ValueError(f"{fn}: ratio is only read with mut=MIXUP; pass ratio=None for mut={mut.name}.")
+    if C < 1 and B > 0:
+        raise ValueError(f"{fn}: cand must hold at least one column (the positive's entity).")
+    check_ids(fn, "cand", cand, N)
+    T = _u32(fn, "T", T)
+    if T > 1 << 24:
+        raise ValueError(f"{fn}: T must be at most 2**24 (keep_threshold(p)), not {T}.")
+    return T
+
+
 def _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio):
     metric = _metric(fn, metric)
     try:
@@ -419,18 +437,7 @@ def _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio):
     if L < MIN_ROW_FLOATS or (metric == Metric.COMPLEX_L1 and D % 2):
         raise ValueError(f"{fn}: rows of {D} floats are too narrow for metric {metric.name}; the kernel needs "
                          f"{'an even D with D/2' if metric == Metric.COMPLEX_L1 else 'D'} >= {MIN_ROW_FLOATS} (pad with zeros).")
-    if mut == Mut.MIXUP:
-        if ratio is None:
-            raise ValueError(f"{fn}: mut=MIXUP needs ratio, a float32 (B, C) tensor of mixing ratios.")
-        _tensor(fn, "ratio", ratio, torch.float32, (B, C))
-    elif ratio is not None:
-        raise ValueError(f"{fn}: ratio is only read with mut=MIXUP; pass ratio=None for mut={mut.name}.")
-    if C < 1 and B > 0:
-        raise ValueError(f"{fn}: cand must hold at least one column (the positive's entity).")
-    check_ids(fn, "cand", cand, N)
-    T = _u32(fn, "T", T)
-    if T > 1 << 24:
-        raise ValueError(f"{fn}: T must be at most 2**24 (keep_threshold(p)), not {T}.")
+    T = _check_mutation(fn, mut, ratio, cand, B, C, N, T)
     return metric, mut, B, C, D, N, _u32(fn, "s0", s0), _u32(fn, "s1", s1), T
 
 
@@ -521,18 +528,7 @@ def _ext_args(fn, q, aux, E, cand, metric, mut, s0, s1, T, ratio, scale, wm, wp)
         if aux is None:
             raise ValueError(f"{fn}: metric {metric.name} needs aux, a float32 (B, {L}) tensor (one vector per query).")
         _tensor(fn, "aux", aux, torch.float32, (B, L))
-    if mut == Mut.MIXUP:
-        if ratio is None:
-            raise ValueError(f"{fn}: mut=MIXUP needs ratio, a float32 (B, C) tensor of mixing ratios.")
-        _tensor(fn, "ratio", ratio, torch.float32, (B, C))
-    elif ratio is not None:
-        raise ValueError(f"{fn}: ratio is only read with mut=MIXUP; pass ratio=None for mut={mut.name}.")
-    if C < 1 and B > 0:
-        raise ValueError(f"{fn}: cand must hold at least one column (the positive's entity).")
-    check_ids(fn, "cand", cand, N)
-    T = _u32(fn, "T", T)
-    if T > 1 << 24:
-        raise ValueError(f"{fn}: T must be at most 2**24 (keep_threshold(p)), not {T}.")
+    T = _check_mutation(fn, mut, ratio, cand, B, C, N, T)
     scale, wm, wp = float(scale), float(wm), float(wp)
     if metric != Metric.TRANSD_L1 and not (scale > 0 and scale < float("inf")):
         raise ValueError(f"{fn}: scale must be a finite number > 0 (the phase unit, range/π), not {scale}.")

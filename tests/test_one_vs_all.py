@@ -229,7 +229,7 @@ def test_cli_refuses_emu_with_one_vs_all(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("name", ["TransE", "RotatE"])
+@pytest.mark.parametrize("name", ["TransE", "RotatE", "pRotatE", "TransD", "HAKE"])
 def test_training_with_one_vs_all(tmp_path, name):
     """A few Trainer steps of 1-vs-all with a distance model under a budget that forces several blocks: finite
     losses, every entity row moves (1-vs-all gives every entity a gradient), and the training loss goes down."""
@@ -244,7 +244,7 @@ def test_training_with_one_vs_all(tmp_path, name):
                                 double_entity_embedding=name == "RotatE"))
     trainer = Trainer(cfg)
     plan = plan_one_vs_all(trainer.model, cfg.batch_size, cfg.train_memory_mb)
-    assert not plan.direct and plan.entity_block < 300  # several blocks: cdist (TransE), the kernel (RotatE)
+    assert not plan.direct and plan.entity_block < 300  # several blocks: cdist (TransE), the kernel (the others)
     before = trainer.model.entity_embedding.detach().clone()
     losses = [trainer.train_step()["ce_loss"] for _ in range(cfg.max_steps)]
     after = trainer.model.entity_embedding.detach()

@@ -4,14 +4,7 @@ Same as ``python -m emukg.bench.eval_speed``; run from a source checkout, its ow
 not installed.
 """
 
-import sys
-from pathlib import Path
-
-SRC = Path(__file__).resolve().parents[1] / "src"
-if (SRC / "emukg").is_dir():
-    sys.path.insert(0, str(SRC))
-
-from emukg.bench.eval_speed import main  # noqa: E402
+from _entry import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run("emukg.bench.eval_speed")

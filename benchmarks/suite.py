@@ -4,14 +4,7 @@ Same as ``python -m emukg.bench.suite``; run from a source checkout, its own ``s
 not installed.
 """
 
-import sys
-from pathlib import Path
-
-SRC = Path(__file__).resolve().parents[1] / "src"
-if (SRC / "emukg").is_dir():
-    sys.path.insert(0, str(SRC))
-
-from emukg.bench.suite import main  # noqa: E402
+from _entry import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run("emukg.bench.suite")

@@ -57,7 +57,8 @@ def test_benchmark_scripts_are_entry_points_into_the_package(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     for name, option in [("suite", "--quick"), ("train_step", "--losses"), ("eval_speed", "--synthetic-only"),
-                         ("sans_build", "--exact"), ("load_dataset", "--check")]:
+                         ("sans_build", "--exact"), ("load_dataset", "--check"), ("scale", "--no-ddp"),
+                         ("onevsall_memory", "--memory-mb")]:
         proc = subprocess.run([sys.executable, str(repo / "benchmarks" / f"{name}.py"), "--help"], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, (name, proc.stderr[-2000:])

@@ -24,9 +24,9 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from .child import run_child
 
 MODELS = ["TransE", "DistMult", "ComplEx", "RotatE"]
 FLAGS = {"ComplEx": dict(double_entity_embedding=True, double_relation_embedding=True),
@@ -146,18 +146,7 @@ def run_synthetic(num_entities: int = 1_000_000, hidden_dim: int = 100, memory_m
 # --- subprocess driver ----------------------------------------------------------------------------
 def _child(kind: str, kwargs: dict) -> dict:
     """Run :func:`run_one` (``kind`` 'model') or :func:`run_synthetic` in a fresh ``python -m`` child; its result."""
-    import emukg
-
-    env = dict(os.environ)
-    # the folder holding the parent's emukg package (site-packages or a checkout's src/) goes first on the path
-    root = str(Path(emukg.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "emukg.bench.eval_speed", "--child",
-           json.dumps({"kind": kind, "kwargs": kwargs})]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        raise RuntimeError(f"benchmark child failed ({kind} {kwargs}):\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_child("emukg.bench.eval_speed", ["--child", json.dumps({"kind": kind, "kwargs": kwargs})])
 
 
 def bench_eval(models=MODELS, dataset: str = "FB15k-237", device: str = "cpu", repeats: int = 3,

@@ -26,11 +26,11 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import time
+
+from .child import peak_rss_mb, run_child
 
 MODELS = ["TransE", "DistMult", "RotatE"]
 FLAGS = {"ComplEx": dict(double_entity_embedding=True, double_relation_embedding=True),
@@ -40,10 +40,6 @@ FLAGS = {"ComplEx": dict(double_entity_embedding=True, double_relation_embedding
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def run_case(model_name: str, entities: int, relations: int, dim: int, batch: int, triples: int, steps: int,
@@ -72,7 +68,7 @@ def run_case(model_name: str, entities: int, relations: int, dim: int, batch: in
     plans = {side: plan_one_vs_all(model, batch, memory_mb, side, use_kernel) for side in ("tail", "head")}
     D = model.entity_embedding.shape[1]
     baseline = _rss_bytes()
-    peak_before = _peak_bytes()
+    peak_before = peak_rss_mb() * 2**20
     times, losses = [], []
     for step in range(steps + 1):
         side = "tail" if step % 2 == 0 else "head"
@@ -82,13 +78,13 @@ def run_case(model_name: str, entities: int, relations: int, dim: int, batch: in
         loss, logs = objective(model, data[idx], side, g)
         loss.backward()
         if step == 0:  # the 1-vs-all forward and backward alone (Adagrad's step has its own N×D temporary)
-            peak_fwd_bwd = _peak_bytes()
+            peak_fwd_bwd = peak_rss_mb() * 2**20
         optimizer.step()
         dt = time.perf_counter() - t0
         losses.append(logs["ce_loss"])
         if step:  # the first step is warm-up
             times.append(dt)
-    peak = _peak_bytes()
+    peak = peak_rss_mb() * 2**20
     grad_bytes = model.entity_embedding.numel() * model.entity_embedding.element_size()
     plan = plans["tail"]
     return {
@@ -111,15 +107,12 @@ def bench_one_vs_all(models=MODELS, entities: int = 1_000_000, relations: int = 
     """:func:`run_case` for each model, each in a fresh ``python -m emukg.bench.onevsall --child`` process."""
     out = []
     for name in models:
-        cmd = [sys.executable, "-m", "emukg.bench.onevsall", "--child", "--models", name, "--entities", str(entities),
+        cmd = ["--child", "--models", name, "--entities", str(entities),
                "--relations", str(relations), "--dim", str(dim), "--batch", str(batch), "--triples", str(triples),
                "--steps", str(steps), "--memory-mb", str(memory_mb)]
         if threads:
             cmd += ["--threads", str(threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"{name}: the child process failed ({res.returncode}): {res.stderr[-2000:]}")
-        row = json.loads(res.stdout.strip().splitlines()[-1])
+        row = run_child("emukg.bench.onevsall", cmd)
         out.append(row)
         if progress:
             progress(row)

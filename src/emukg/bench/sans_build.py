@@ -15,7 +15,6 @@ k-hop neighbourhood (``-nrw 0``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import statistics

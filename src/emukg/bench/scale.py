@@ -40,21 +40,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from .child import peak_rss_mb, run_child
+
 SIZES = (100_000, 1_000_000, 2_500_000)
 MODELS = ("TransE", "ComplEx")
 RELATIONS = 100
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def scale_graph(entities: int, triples: int | None = None, seed: int = 0):
@@ -115,21 +110,12 @@ def child_train(model: str, entities: str, steps: int, warmup: int, adam_steps: 
         step = statistics.median(times["adagrad"])
         return {"step_ms": step, "adam_step_ms": statistics.median(times["adam"]) if times["adam"] else None,
                 "positives_per_s": B / step * 1e3, "sparse": trainer.sparse, "optimizer": type(trainer.optimizer).__name__,
-                "peak_rss_mb": _peak_rss_mb(), "graph_s": graph_s, "threads": torch.get_num_threads(),
+                "peak_rss_mb": peak_rss_mb(), "graph_s": graph_s, "threads": torch.get_num_threads(),
                 "world": trainer.dist.world, "entities": kg.num_entities}
 
 
 def _run_child(args: list[str], torchrun: int = 0, timeout: float = 1800) -> dict:
-    src = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun), "-m"]
-                if torchrun else [sys.executable, "-m"])
-    res = subprocess.run([*launcher, "emukg.bench.scale", "--child", *args], capture_output=True, text=True, env=env,
-                         timeout=timeout)
-    for line in reversed(res.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError(f"benchmark child {' '.join(args)} failed (exit {res.returncode}): {res.stderr.strip()[-2000:]}")
+    return run_child("emukg.bench.scale", ["--child", *args], timeout=timeout, torchrun=torchrun)
 
 
 # --- the benchmark -----------------------------------------------------------------------------------------

@@ -20,28 +20,13 @@ import argparse
 import json
 import os
 import platform
-import resource
-import subprocess
-import sys
 import time
-from pathlib import Path
+
+from .child import peak_rss_mb, run_child
 
 
 def _child(kind: str, kwargs: dict, timeout: float | None = None) -> dict:
-    import emukg
-
-    env = dict(os.environ)
-    root = str(Path(emukg.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "emukg.bench.scale_eval", "--child", json.dumps({"kind": kind, "kwargs": kwargs})]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    if p.returncode != 0:
-        raise RuntimeError(f"benchmark child failed ({kind} {kwargs}):\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return run_child("emukg.bench.scale_eval", ["--child", json.dumps({"kind": kind, "kwargs": kwargs})], timeout=timeout)
 
 
 def run_load(folder: str) -> dict:
@@ -53,19 +38,19 @@ def run_load(folder: str) -> dict:
     from emukg.data import load_dataset
 
     logging.getLogger("emukg").setLevel(logging.ERROR)
-    stages = {"start": {"seconds": 0.0, "maxrss_mb": _maxrss_mb()}}
+    stages = {"start": {"seconds": 0.0, "maxrss_mb": peak_rss_mb()}}
     t0 = time.perf_counter()
     kg = load_dataset(folder, download=False)
-    stages["load_dataset"] = {"seconds": time.perf_counter() - t0, "maxrss_mb": _maxrss_mb()}
+    stages["load_dataset"] = {"seconds": time.perf_counter() - t0, "maxrss_mb": peak_rss_mb()}
     t = time.perf_counter()
     kg.filter  # noqa: B018
-    stages["filter"] = {"seconds": time.perf_counter() - t, "maxrss_mb": _maxrss_mb()}
+    stages["filter"] = {"seconds": time.perf_counter() - t, "maxrss_mb": peak_rss_mb()}
     t = time.perf_counter()
     kg.train_filter  # noqa: B018
-    stages["train_filter"] = {"seconds": time.perf_counter() - t, "maxrss_mb": _maxrss_mb()}
+    stages["train_filter"] = {"seconds": time.perf_counter() - t, "maxrss_mb": peak_rss_mb()}
     t = time.perf_counter()
     w = kg.subsampling_weights()
-    stages["subsampling_weights"] = {"seconds": time.perf_counter() - t, "maxrss_mb": _maxrss_mb()}
+    stages["subsampling_weights"] = {"seconds": time.perf_counter() - t, "maxrss_mb": peak_rss_mb()}
     n = {s: int(kg.splits[s].shape[0]) for s in kg.splits}
     sizes = {
         "splits_mb": sum(x.numel() * 8 for x in kg.splits.values()) / 2**20,
@@ -76,7 +61,7 @@ def run_load(folder: str) -> dict:
     total = sum(n.values())
     return {"folder": str(folder), "entities": kg.num_entities, "relations": kg.num_relations, "triples": n,
             "stages": stages, "sizes": sizes, "seconds": time.perf_counter() - t0,
-            "peak_rss_mb": _maxrss_mb(), "peak_rss_bytes_per_triple": _maxrss_mb() * 2**20 / total,
+            "peak_rss_mb": peak_rss_mb(), "peak_rss_bytes_per_triple": peak_rss_mb() * 2**20 / total,
             "threads": torch.get_num_threads()}
 
 

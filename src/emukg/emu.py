@@ -373,9 +373,7 @@ def _torch_chunk(model, side: str, a_emb, r_emb, E, candidates, mutation, row0: 
     X = E.index_select(0, candidates.reshape(-1)).view(B, C, E.shape[1])  # index_add_ backward: fastest on CPU
     if mutation is not None:
         X = mutation.apply(X, row0=row0)
-    if side == "tail":
-        return model.score(a_emb.unsqueeze(1), r_emb.unsqueeze(1), X)
-    return model.score(X, r_emb.unsqueeze(1), a_emb.unsqueeze(1))
+    return model.score_side(a_emb.unsqueeze(1), r_emb.unsqueeze(1), X, side)
 
 
 def _torch_scores(model, side: str, a_emb: torch.Tensor, r_emb: torch.Tensor, E: torch.Tensor,

@@ -150,8 +150,7 @@ class _Query:
         """Scores (Q, C) of the chunk's queries against the entity rows X (C, D)."""
         if self.path == "broadcast":
             a, r = (t.unsqueeze(1) for t in self.tensors)
-            x = X.unsqueeze(0)
-            return self.model.score(a, r, x) if self.side == "tail" else self.model.score(x, r, a)
+            return self.model.score_side(a, r, X.unsqueeze(0), self.side)
         q = self.tensors[0]
         if self.path == "matmul":
             bias = self.hook[2]
@@ -163,11 +162,6 @@ class _Query:
         if self.hook[0] in kernels.EXT_METRIC_CODES:
             return emu.fused_ext_scores(self.hook, X, cand)
         return emu.fused_scores(q, X, cand, self.hook[0], self.hook[2])
-
-
-def _pair_scores(model, side: str, a, r, x) -> torch.Tensor:
-    """s(b, e_b) for each query with its own row x_b: (B,)."""
-    return model.score(a, r, x) if side == "tail" else model.score(x, r, a)
 
 
 def _extras(model) -> list[torch.nn.Parameter]:
@@ -288,7 +282,7 @@ class _BlockedCrossEntropy(torch.autograd.Function):
                     m = m_new
                     del s
                 lse[q0:q1] = m + torch.log(S)
-            true = _pair_scores(model, side, E[anchor], R[relation], E[answer])
+            true = model.score_side(E[anchor], R[relation], E[answer], side)
         ctx.model, ctx.side, ctx.plan = model, side, plan
         ctx.save_for_backward(anchor, relation, answer, lse)
         return lse - true
@@ -345,7 +339,7 @@ class _BlockedCrossEntropy(torch.autograd.Function):
                         acc.add_(gi)
             # the answer term −g_b · ∂s(b, e_b)
             x = E.detach()[answer].requires_grad_()
-            true = _pair_scores(model, side, a, r, x)
+            true = model.score_side(a, r, x, side)
             grads = torch.autograd.grad(true, [a, r, x, *extras], -g, allow_unused=True)
         for acc, gi in zip((ga, gr), grads[:2]):
             if gi is not None:

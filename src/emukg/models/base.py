@@ -107,6 +107,11 @@ class KGEModel(nn.Module):
         E, R = self.entity_embedding, self.relation_embedding
         return self.score(E[h], R[r], E[t])
 
+    def score_side(self, anchor: torch.Tensor, relation: torch.Tensor, candidate: torch.Tensor, side: str) -> torch.Tensor:
+        """:meth:`score` with the candidate rows in the ``side`` slot: ``score(anchor, r, candidate)`` for 'tail',
+        ``score(candidate, r, anchor)`` for 'head' (rows broadcast as in :meth:`score`)."""
+        return self.score(anchor, relation, candidate) if side == "tail" else self.score(candidate, relation, anchor)
+
     def score_all(self, anchor: torch.Tensor, relation: torch.Tensor, side: str,
                   entities: torch.Tensor | None = None) -> torch.Tensor:
         """Scores ``(queries, candidates)`` of every query against all entities (or ``entities`` ids).
@@ -117,8 +122,7 @@ class KGEModel(nn.Module):
         E = self.entity_embedding if entities is None else self.entity_embedding[entities]
         a = self.entity_embedding[anchor].unsqueeze(1)
         r = self.relation_embedding[relation].unsqueeze(1)
-        cand = E.unsqueeze(0)
-        return self.score(a, r, cand) if side == "tail" else self.score(cand, r, a)
+        return self.score_side(a, r, E.unsqueeze(0), side)
 
     def kernel_query(self, anchor: torch.Tensor, relation: torch.Tensor, side: str):
         """Fast-path hook for the fused native candidate-scoring kernel (:mod:`emukg.emu`); ``None`` = no fast path.

@@ -406,6 +406,15 @@ def sampled_block(model, index: FilterIndex | None, anchor, relation, answer, si
     return rank_block_torch(S, thr, ex_q, ex_e)
 
 
+def _warn_nan(count: int, logger, stacklevel: int) -> None:
+    """One warning (Python's and the log's) when ``count`` candidate scores were NaN; ``stacklevel`` as the caller's."""
+    if count:
+        msg = (f"evaluate: {count:,} candidate scores were NaN; they rank as the worst candidates "
+               "(a NaN answer ranks last). The model has probably diverged.")
+        warnings.warn(msg, RuntimeWarning, stacklevel=stacklevel + 1)
+        logger.warning(msg)
+
+
 class _Progress:
     """Evaluation progress: a tqdm bar (``progress``) and a log line about every ``log_every`` queries."""
 
@@ -469,11 +478,7 @@ def _sampled_ranks(model, kg: KnowledgeGraph, name: str, triples: torch.Tensor, 
             seconds = time.perf_counter() - t0
     finally:
         model.train(was_training)
-    if nan_scores:
-        msg = (f"evaluate: {nan_scores:,} candidate scores were NaN; they rank as the worst candidates "
-               "(a NaN answer ranks last). The model has probably diverged.")
-        warnings.warn(msg, RuntimeWarning, stacklevel=4)
-        logger.warning(msg)
+    _warn_nan(nan_scores, logger, stacklevel=4)
     return Ranks(name, optimistic, pessimistic, triples[:, 1].to("cpu").repeat(2), seconds, nan_scores, "torch", plan,
                  protocol=f"sampled-{candidates}", candidates={"candidates": candidates, "candidate_seed": candidate_seed})
 
@@ -639,11 +644,7 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
     finally:
         model.train(was_training)
 
-    if ranker.nan_scores:
-        msg = (f"evaluate: {ranker.nan_scores:,} candidate scores were NaN; they rank as the worst candidates "
-               "(a NaN answer ranks last). The model has probably diverged.")
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
-        logger.warning(msg)
+    _warn_nan(ranker.nan_scores, logger, stacklevel=3)
     used = "native" if ranker.native_chunks and not ranker.torch_chunks else ("mixed" if ranker.native_chunks else "torch")
     return Ranks(name, optimistic, pessimistic, triples[:, 1].to("cpu").repeat(2), seconds, ranker.nan_scores, used,
                  plan if ranker.native_chunks else plan_t)

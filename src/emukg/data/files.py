@@ -41,17 +41,7 @@ def _read_text(path: Path) -> str:
         raw = f.read()
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = len(_NEWLINE.split(raw[: exc.start]))
-        raise EmukgError(
-            f"{path}, line {line}: bytes that are not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-encode the file as UTF-8."
-        ) from None
-    # Only \n, \r\n and \r end a line (str.splitlines would also split on \x0b, \x1c, \x85, U+2028, ...).
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
+    return _decode_block(raw, path, 1)
 
 
 def read_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
@@ -269,7 +259,9 @@ def iter_blocks(path: Path, size: int | None = None) -> Iterator[tuple[bytes, in
 
 
 def _decode_block(raw: bytes, path: Path, first: int) -> str:
-    """The text of a block (CRLF and CR turned into LF) or the UTF-8 error :func:`_read_text` gives."""
+    """The text of a block whose first line is line ``first`` (CRLF and CR turned into LF), or a one-sentence error
+    naming the line of the first byte that is not UTF-8.  Only \\n, \\r\\n and \\r end a line (str.splitlines would
+    also split on \\x0b, \\x1c, \\x85, U+2028, ...)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

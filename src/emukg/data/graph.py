@@ -290,6 +290,10 @@ def _encode(path: Path, rows, ent: dict, rel: dict) -> torch.Tensor:
     return torch.from_numpy(np.array(ids, dtype=np.int64).reshape(-1, 3))
 
 
+def _empty_training_split(path: Path) -> EmukgError:
+    return EmukgError(f"{path / 'train.txt'}: the training split is empty; it needs at least one 'head<TAB>relation<TAB>tail' line.")
+
+
 def _load_blocks(path: Path) -> tuple[list[str], list[str], dict[str, torch.Tensor], dict, dict]:
     """The dicts and the splits of a folder with entities.dict and relations.dict, the split files read block by
     block straight into int64 arrays (:func:`~emukg.data.files.encode_triples`): no Python object per triple.
@@ -311,11 +315,11 @@ def _load_blocks(path: Path) -> tuple[list[str], list[str], dict[str, torch.Tens
         sizes = len(entities), len(relations)
         arrays = {s: encode_triples(path / f"{s}.txt", ent, rel, prefixes=prefixes, sizes=sizes) for s in SPLITS}
         if arrays["train"].shape[0] == 0:
-            raise EmukgError(f"{path / 'train.txt'}: the training split is empty; it needs at least one 'head<TAB>relation<TAB>tail' line.")
+            raise _empty_training_split(path)
     except EmukgError:
         rows = {s: encode_triples(path / f"{s}.txt", None, None) for s in SPLITS}  # raises the first parse error
         if not rows["train"]:
-            raise EmukgError(f"{path / 'train.txt'}: the training split is empty; it needs at least one 'head<TAB>relation<TAB>tail' line.") from None
+            raise _empty_training_split(path) from None
         raise
     return entities, relations, {s: torch.from_numpy(a) for s, a in arrays.items()}, ent, rel
 
@@ -347,7 +351,7 @@ def load_folder(path: str | os.PathLike, name: str | None = None, *, blocks: boo
         return _finish(kg)
     rows = {s: read_triples(path / f"{s}.txt") for s in SPLITS}
     if not rows["train"]:
-        raise EmukgError(f"{path / 'train.txt'}: the training split is empty; it needs at least one 'head<TAB>relation<TAB>tail' line.")
+        raise _empty_training_split(path)
     has_e, has_r = (path / "entities.dict").is_file(), (path / "relations.dict").is_file()
     if has_e != has_r:
         missing = "relations.dict" if has_e else "entities.dict"

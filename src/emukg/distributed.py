@@ -107,8 +107,7 @@ class Context:
         params = [p for p in params if p.requires_grad]
         dense = [p for p in params if not is_row_sparse(p)]
         if dense:
-            flat = torch.cat([(p.grad if p.grad is not None and not p.grad.is_sparse else
-                               (p.grad.to_dense() if p.grad is not None else torch.zeros_like(p))).reshape(-1) for p in dense])
+            flat = torch.cat([_dense_grad(p).reshape(-1) for p in dense])
             torch.distributed.all_reduce(flat)
             offset = 0
             for p in dense:
@@ -176,6 +175,13 @@ class Context:
         rk = Ranks(split, order(0), order(1), triples[:, 1].cpu().repeat(2), max(p[2] for p in parts),
                    sum(p[3] for p in parts), parts[0][4] if len({p[4] for p in parts}) == 1 else "mixed", parts[0][5])
         return metrics_report(rk, kg, tie_policy, model_name=type(model).__name__)
+
+
+def _dense_grad(p: torch.Tensor) -> torch.Tensor:
+    """``p``'s gradient as a dense tensor (zeros when it has none)."""
+    if p.grad is None:
+        return torch.zeros_like(p)
+    return p.grad.to_dense() if p.grad.is_sparse else p.grad
 
 
 class FollowerFolder(RunFolder):

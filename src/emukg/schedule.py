@@ -41,14 +41,18 @@ import torch
 SCHEDULES = ("reference", "constant", "step", "cosine", "plateau")
 
 
+def decay_every(config) -> int:
+    """The step schedule's interval: ``lr_decay_steps``, by default ``max_steps // 2`` (at least 1)."""
+    return config.lr_decay_steps or max(1, config.max_steps // 2)
+
+
 def lr_factor(config, steps_done: int) -> float:
     """The multiplier of ``learning_rate`` for the step after ``steps_done`` steps (constant/step/cosine)."""
     s, warm = steps_done, config.lr_warmup_steps
     if s < warm:
         return (s + 1) / warm
     if config.schedule == "step":
-        every = config.lr_decay_steps or max(1, config.max_steps // 2)
-        return config.lr_decay ** (s // every)
+        return config.lr_decay ** (s // decay_every(config))
     if config.schedule == "cosine":
         floor = config.lr_min / config.learning_rate
         span = max(1, config.max_steps - warm)

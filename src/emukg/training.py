@@ -37,7 +37,6 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -47,7 +46,7 @@ from .errors import EmukgError
 from .run import BEST, CHECKPOINT, CONFIG, RunFolder
 from . import distributed
 from .optim import make_optimizer, mark_row_sparse, use_sparse  # make_optimizer: also emukg.training's
-from .schedule import EarlyStopping, Schedule
+from .schedule import EarlyStopping, Schedule, decay_every
 
 log = logging.getLogger("emukg.train")
 
@@ -431,7 +430,7 @@ class Trainer:
         cfg = self.config
         text = {"reference": f"reference (lr/10 and a fresh Adam after {self.schedule.warm_up_steps} steps)",
                 "constant": "constant", "cosine": f"cosine to {cfg.lr_min:g}",
-                "step": f"step (×{cfg.lr_decay:g} every {cfg.lr_decay_steps or max(1, cfg.max_steps // 2)} steps)",
+                "step": f"step (×{cfg.lr_decay:g} every {decay_every(cfg)} steps)",
                 "plateau": f"plateau (×{cfg.lr_decay:g} after {cfg.lr_patience} validations without a better MRR)"}[cfg.schedule]
         if cfg.lr_warmup_steps:
             text += f", linear warm-up over {cfg.lr_warmup_steps} steps"

@@ -242,7 +242,6 @@ def _make_run(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
     (run folder, data folder)."""
     import json
 
-    import torch
     from conftest import write_dataset
     from test_predict import constructed_model
 

@@ -19,9 +19,8 @@ import pytest
 import torch
 
 from emukg.cli import main
-from emukg.config import Config
 from emukg.errors import EmukgError
-from emukg.training import Trainer, train
+from emukg.training import Trainer
 
 from test_training import small_config, write_graph
 

@@ -4,7 +4,6 @@ scheduler step and a plateau decision, early stopping's stop/best/resume, and th
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest

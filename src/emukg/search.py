@@ -60,7 +60,6 @@ import os
 import re
 import socket
 import sys
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -407,7 +406,6 @@ def hpo(config, space, trials: int, storage: str | None = None, study: str | Non
     params, space_source = load_space(space)
     check_space_against(params, {k: v for k, v in base.items() if k not in NOT_SEARCHABLE}, space_source)
     optuna = _optuna()
-    from optuna.trial import TrialState
 
     name = study or base_stem or "emukg-study"
     out = Path(out) if out is not None else Path("hpo") / name
@@ -458,7 +456,7 @@ def _counts(study, before: int | None = None) -> tuple[int, int]:
 
 
 def _search(st, params, base, base_source, n_trials, out, verbose, log) -> int:
-    optuna = _optuna()
+    _optuna()  # the extra must be installed (one-sentence error otherwise)
     from optuna.trial import TrialState
 
     from .api import _caller_state

@@ -27,10 +27,12 @@ whole run stays determined by ``--seed``.  Nothing is drawn with NumPy or on the
 
 * fused kernel (CPU; TransE, DistMult, ComplEx, RotatE, pRotatE, TransD, HAKE): no B·C·D tensor at all — scores
   4·B·C bytes per pass, candidate ids 8·B·C, the query rows (and TransD's rₚ / HAKE's modulus factor, B·D/2 floats),
-  and in the backward a dense entity gradient 4·N·D plus (T − 1) per-thread accumulators of 4·N·D (capped at
-  :data:`SCRATCH_BUDGET` bytes); pRotatE/TransD/HAKE add per thread ≤ 14 rows of ⌈D/16⌉·64 bytes.  FB15k-237,
-  B=1000, n=256, d=100: ≈1 MB scores + 2 MB ids per pass, 5.8 MB gradient + 5.8 MB scratch (2 threads; twice
-  that for the 2·d-wide rows of RotatE, TransD, HAKE).
+  and the step's entity-gradient table (:class:`StepRows`): 4·N·D bytes in dense training, 4·U·D for the U
+  distinct rows a step reads in row-sparse training — the kernels add to it in place, threads owning rows by
+  entity id, so there are no per-thread copies; per thread the backward keeps 2·B·⌈D/16⌉·16 floats of partial
+  query sums (pRotatE/TransD/HAKE 5·B·⌈L/16⌉·16 plus 10 rows).  FB15k-237, B=1000, n=256, d=100: ≈1 MB scores +
+  2 MB ids per pass, 5.8 MB gradient table, 0.9 MB partial sums per thread; 2.5 M entities, sparse: U ≈ 465,000
+  rows, 186 MB.
 * PyTorch path (:func:`_torch_scores`): the gathered candidates 4·B·C·D bytes, the mask B·C·D bytes (bool) plus
   bounded int64 hash temporaries (:data:`HASH_CHUNK` elements at a time), the mutated copy 4·B·C·D, and autograd
   keeps k × 4·B·C·D bytes for the backward, k measured with ``saved_tensors_hooks`` (EMU mask included): TransE
@@ -56,7 +58,6 @@ from . import kernels
 
 MASK_BITS = 24
 HASH_CHUNK = 1 << 20  # elements of int64 hash temporaries at a time in hash_mask
-SCRATCH_BUDGET = 512 << 20  # bytes of per-thread gradient accumulators the kernel may use
 TORCH_PATH_BUDGET = 256 << 20  # bytes of one gathered B×C×D candidate tensor on the PyTorch path; beyond: row chunks
 _M32 = 0xFFFFFFFF
 
@@ -197,28 +198,135 @@ def _base_kernel_query():
     return KGEModel.kernel_query
 
 
+def compact_ids(ids: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(unique ids ascending, inverse)`` of int64 ``ids`` below ``num_rows``, as ``torch.unique(ids, sorted=True,
+    return_inverse=True)`` gives them.  On the CPU, while ``num_rows`` ≤ 64 × the ids, by a bitmap over the rows
+    (one scatter, one scan, one gather: linear time, no sort); otherwise by sorting."""
+    if ids.device.type != "cpu" or num_rows > 64 * max(1, ids.numel()):
+        return torch.unique(ids, sorted=True, return_inverse=True)
+    seen = torch.zeros(num_rows, dtype=torch.bool)
+    seen[ids] = True
+    uniq = seen.nonzero().squeeze(1)
+    slot = torch.empty(num_rows, dtype=torch.int64)
+    slot[uniq] = torch.arange(uniq.numel())
+    return uniq, slot[ids]
+
+
+class StepRows:
+    """The entity rows one training step reads on the fused-kernel path, and the one table their gradients go to.
+
+    Every read of the entity table E in a step is announced when the step's scorer is built: the anchors, then
+    the candidates of every pass (CE, EMU, the self-adversarial draw).  The gradient table ``G`` has one row per
+    entity (``compact=False``: N rows, dense training) or one per distinct row read (``compact=True``: U rows, with
+    ``uniq`` the rows' ids ascending and a slot map per read; row-sparse training, :mod:`emukg.optim`).  The
+    kernels' backward passes ADD their candidates' gradients to G at the candidates' slots (:func:`emukg.kernels.
+    cand_bwd`), the anchors' gradients are added after them (``index_add_``), and one autograd node, ``handle``
+    (an empty tensor every read depends on, so it runs after all of them), hands E its gradient: G itself (dense),
+    or a coalesced sparse COO tensor over the U rows (compact).  No per-pass N×D (or U×D) gradient exists, autograd
+    sums none, nothing is coalesced or sorted, and a step on millions of entities allocates U×D, not N×D.
+
+    **Sum order** of a row's gradient: the passes in autograd's order (the last one scored first), within a pass
+    the kernel's fixed order (threads own rows by entity id, see ``transe_step.c``), then the anchors in batch
+    order — the same in both layouts, so sparse and dense training agree bit for bit (tests/test_sparse.py).
+
+    Memory: G, 4·rows·width bytes (width = D, or 16 when the kernel pads narrower rows); compact: the slot maps,
+    8 bytes per id read, and for :func:`compact_ids` a bitmap of N bytes and an 8·N-byte slot index, freed at once.
+    """
+
+    def __init__(self, E: torch.Tensor, anchors: torch.Tensor, candidates=(), compact: bool = False,
+                 width: int | None = None):
+        N, D = E.shape
+        self.E, self.compact, self.num_rows = E, compact, N
+        self.candidates = list(candidates)
+        if compact:
+            ids = torch.cat([anchors.reshape(-1)] + [c.reshape(-1) for c in self.candidates])
+            self.uniq, inverse = compact_ids(ids, N)
+            parts = torch.split(inverse, [anchors.numel()] + [c.numel() for c in self.candidates])
+            self.anchor_slots = parts[0]
+            self.slots = [part.view(c.shape) for part, c in zip(parts[1:], self.candidates)]
+        else:
+            self.uniq, self.anchor_slots, self.slots = None, anchors, list(self.candidates)
+        rows = self.uniq.numel() if compact else N
+        self.G = torch.zeros(rows, width or D, dtype=E.dtype, device=E.device)
+        self.handle = _RowsRoot.apply(E, self)
+        self.anchors = _RowsRead.apply(self.handle, E.detach(), anchors, self)
+
+    def slot(self, candidates: torch.Tensor) -> torch.Tensor:
+        """The rows of G of ``candidates`` (ids into E): an announced tensor's slot map, or (dense) the ids."""
+        for c, s in zip(self.candidates, self.slots):
+            if c is candidates:
+                return s
+        if self.compact:
+            raise ValueError("StepRows(compact=True) scores only the candidate tensors announced when it was built.")
+        return candidates
+
+    def gradient(self) -> torch.Tensor:
+        """E's gradient: G (dense) or a coalesced sparse COO tensor over the rows ``uniq`` (compact); G is released."""
+        G, self.G = self.G, None
+        D = self.E.shape[1]
+        if G.shape[1] != D:  # the kernel's padded columns carry no gradient
+            G = G[:, :D].contiguous()
+        if not self.compact:
+            return G
+        return torch.sparse_coo_tensor(self.uniq.unsqueeze(0), G, (self.num_rows, D), is_coalesced=True,
+                                       check_invariants=False)
+
+
+class _RowsRoot(torch.autograd.Function):
+    """E → an empty ``handle`` that every read of the step depends on; its backward returns E's whole gradient."""
+
+    @staticmethod
+    def forward(ctx, E, rows):
+        ctx.rows = rows
+        return E.new_empty(0)
+
+    @staticmethod
+    def backward(ctx, _):
+        rows, ctx.rows = ctx.rows, None
+        return rows.gradient(), None
+
+
+class _RowsRead(torch.autograd.Function):
+    """The anchors' rows of E; backward adds their gradients to G at the anchors' slots (after the kernels')."""
+
+    @staticmethod
+    def forward(ctx, handle, E, ids, rows):
+        ctx.rows = rows
+        return E.index_select(0, ids)
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows = ctx.rows
+        G = rows.G if rows.G.shape[1] == grad.shape[1] else rows.G[:, :grad.shape[1]]
+        G.index_add_(0, rows.anchor_slots, grad)
+        return grad.new_zeros(0), None, None, None
+
+
 class CandidateScorer:
     """Scores candidates of one batch of positives; the anchor/relation rows (and the kernel's query vector) are
-    gathered once and shared by every pass of a step (the CE pass and the EMU pass), so autograd backs them up once.
+    gathered once and shared by every pass of a step (the CE pass, the EMU pass, the self-adversarial draw), so
+    autograd backs them up once.
 
     ``side='tail'``: the candidates replace the tail (anchor = head); ``'head'``: they replace the head.
     ``use_kernel``: None = the fused native kernel where possible (CPU, float32, a model with a ``kernel_query``),
     False = the plain PyTorch path (gather, mutate, ``model.score``), True = require the kernel.
+    ``candidates``: the candidate tensors the step will score (announced up front; required with ``sparse``).
 
     Ids are checked once per call on either path (one min/max reduction each; on a GPU one host sync): the kept
     anchor and relation of ``positives`` and every candidate must be below the model's number of entities /
     relations, else ``IndexError`` (instead of a crash in C or a device-side assert).
 
-    ``sparse=True`` (row-sparse training, :mod:`emukg.optim`): the anchor rows are read with
-    ``F.embedding(..., sparse=True)``, and each call scores against a compact table of its U distinct candidates
-    (``torch.unique`` over the B·C ids, also ``F.embedding(sparse=True)``), so the entity gradient is a sparse COO
-    tensor over the touched rows and the kernel's backward allocates U×D (plus per-thread U×D accumulators)
-    instead of N×D.  Same scores, and the same gradient summed in the same order (repeated rows of one table by
-    ``index_add_``, the tables' sparse gradients coalesced in autograd's order of arrival), so on small graphs a
-    sparse Adagrad run equals the dense one bit for bit (tests/test_sparse.py).
+    **Kernel path**: every read of the entity table goes through one :class:`StepRows` (its gradient table and
+    sum order are described there): dense training adds the step's gradient to an N×D table, row-sparse training
+    (``sparse=True``, :mod:`emukg.optim`) to a compact U×D table of the distinct rows read, handed to E as a
+    coalesced sparse gradient.  **PyTorch path** with ``sparse=True``: the anchor rows are read with
+    ``F.embedding(..., sparse=True)`` and each call scores against a compact table of its distinct candidates
+    (``torch.unique``, also ``F.embedding(sparse=True)``), repeated rows summed as ``index_add_`` sums them.  On
+    either path the sparse run equals the dense one bit for bit on small graphs (tests/test_sparse.py).
     """
 
-    def __init__(self, model, positives: torch.Tensor, side: str, use_kernel: bool | None = None, sparse: bool = False):
+    def __init__(self, model, positives: torch.Tensor, side: str, use_kernel: bool | None = None, sparse: bool = False,
+                 candidates=()):
         if side == "tail":
             anchor = positives[:, 0]
         elif side == "head":
@@ -229,29 +337,47 @@ class CandidateScorer:
         E, R = model.entity_embedding, model.relation_embedding
         kernels.check_ids("CandidateScorer", f"positives[:, {0 if side == 'tail' else 2}] (entity ids)", anchor, E.shape[0])
         kernels.check_ids("CandidateScorer", "positives[:, 1] (relation ids)", positives[:, 1], R.shape[0])
-        self.sparse = sparse  # row-sparse entity gradients: every read of E goes through F.embedding(sparse=True)
-        if sparse:  # through a compact table of the distinct anchors, so repeated anchors sum as index_add_ does
+        self.sparse = sparse
+        self.rows = None
+        kind = _kernel_kind(model, side) if _uses_kernel(model, positives.device, use_kernel) else None
+        if kind is not None and torch.is_grad_enabled():
+            if sparse and not candidates:
+                raise ValueError("CandidateScorer(sparse=True) on the kernel path needs the step's candidates announced.")
+            for c in candidates:
+                kernels.check_ids("CandidateScorer", "candidates", c, E.shape[0])
+            width = kernels.MIN_ROW_FLOATS if kind in ("l1", "dot") and E.shape[1] < kernels.MIN_ROW_FLOATS else None
+            self.rows = StepRows(E, anchor, candidates, compact=sparse, width=width)
+            self.a_emb = self.rows.anchors
+        elif sparse and kind is None:  # through a compact table of the distinct anchors, so repeated anchors sum as index_add_ does
             uniq, inverse = torch.unique(anchor, return_inverse=True)
             self.a_emb = torch.nn.functional.embedding(uniq, E, sparse=True).index_select(0, inverse)
         else:
             self.a_emb = E.index_select(0, anchor)
         self.r_emb = R.index_select(0, positives[:, 1])
-        self.hook = None
-        if _uses_kernel(model, positives.device, use_kernel):
-            hook = model.kernel_query(self.a_emb, self.r_emb, side)
-            if hook is not None and (hook[0] != "c2" or E.shape[1] >= 32):
-                self.hook = hook
+        self.hook = model.kernel_query(self.a_emb, self.r_emb, side) if kind is not None else None
 
     def __call__(self, candidates: torch.Tensor, mutation: Mutation | None = None) -> torch.Tensor:
         """Scores (B, C); column 0 of ``candidates`` must be the positive's own entity (x⁺ of the mutation)."""
         E = self.model.entity_embedding
-        kernels.check_ids("CandidateScorer", "candidates", candidates, E.shape[0])
-        if self.sparse:  # a compact table of the U distinct candidates: the kernel's gradient is U×D, not N×D
+        if self.rows is None or not any(c is candidates for c in self.rows.candidates):  # (announced: checked)
+            kernels.check_ids("CandidateScorer", "candidates", candidates, E.shape[0])
+        if self.hook is not None:
+            return _kernel_scores(self.hook, E, candidates, mutation, self.rows)
+        if self.sparse:  # a compact table of the U distinct candidates: a sparse gradient over U rows
             uniq, candidates = torch.unique(candidates, return_inverse=True)
             E = torch.nn.functional.embedding(uniq, E, sparse=True)
-        if self.hook is not None:
-            return _kernel_scores(self.hook, E, candidates, mutation)
         return _torch_scores(self.model, self.side, self.a_emb, self.r_emb, E, candidates, mutation)
+
+
+def _kernel_kind(model, side: str) -> str | None:
+    """The kind of the model's ``kernel_query`` hook (probed on empty rows), or None when the kernel cannot serve
+    it: no hook for these widths (TransD's -de without -dr) or RotatE's 'c2' on rows narrower than 32 floats."""
+    E, R = model.entity_embedding, model.relation_embedding
+    with torch.no_grad():
+        hook = model.kernel_query(E[:0], R[:0], side)
+    if hook is None or (hook[0] == "c2" and E.shape[1] < 2 * kernels.MIN_ROW_FLOATS):
+        return None
+    return hook[0]
 
 
 def score_candidates(model, positives: torch.Tensor, side: str, candidates: torch.Tensor,
@@ -267,37 +393,46 @@ def score_candidates(model, positives: torch.Tensor, side: str, candidates: torc
 
 
 def fused_scores(q: torch.Tensor, E: torch.Tensor, candidates: torch.Tensor, kind: str, bias: float,
-                 mutation: Mutation | None = None) -> torch.Tensor:
+                 mutation: Mutation | None = None, rows: StepRows | None = None) -> torch.Tensor:
     """The native kernel: s[b, j] = bias − ‖q_b − x'_bj‖₁ (kind 'l1'), bias + q_b·x'_bj (kind 'dot'), or
-    bias − Σₖ |q_bk − x'_bjk| over complex coordinates k (kind 'c2'; rows [real half, imaginary half], D ≥ 32)."""
+    bias − Σₖ |q_bk − x'_bjk| over complex coordinates k (kind 'c2'; rows [real half, imaginary half], D ≥ 32).
+    ``rows``: the step's :class:`StepRows` (E's gradient goes to its table), else autograd gives E a dense N×D
+    gradient."""
     D = E.shape[1]
     metric = kernels.metric_code(kind)
     if metric == kernels.Metric.COMPLEX_L1 and D < 2 * kernels.MIN_ROW_FLOATS:
         raise ValueError("the 'c2' kernel needs at least 16 complex coordinates")
+    E_in = E.detach() if rows is not None else E
     if D < kernels.MIN_ROW_FLOATS:  # the kernel works on 16-float chunks; zero columns add nothing to either score
         q = torch.nn.functional.pad(q, (0, kernels.MIN_ROW_FLOATS - D))
-        E = torch.nn.functional.pad(E, (0, kernels.MIN_ROW_FLOATS - D))
+        E_in = torch.nn.functional.pad(E_in, (0, kernels.MIN_ROW_FLOATS - D))
     mut, s0, s1, T, ratio, b0 = _mutation_args(mutation)
-    return _FusedScores.apply(q.contiguous(), E.contiguous(), candidates.to(torch.int64).contiguous(), ratio, metric,
-                              float(bias), mut, s0, s1, T, b0)
+    cand = candidates.to(torch.int64).contiguous()
+    handle, slot = (rows.handle, rows.slot(candidates)) if rows is not None else (None, None)
+    return _FusedScores.apply(q.contiguous(), E_in.contiguous(), cand, ratio, metric, float(bias), mut, s0, s1, T, b0,
+                              handle, rows, slot if slot is None else slot.contiguous())
 
 
 class _FusedScores(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, E, cand, ratio, kind, bias, mut, s0, s1, T, b0):
+    def forward(ctx, q, E, cand, ratio, kind, bias, mut, s0, s1, T, b0, handle, rows, slot):
         out = kernels.cand_fwd(q, E, cand, kind, bias, mut, s0, s1, T, ratio, b0=b0)
-        ctx.save_for_backward(q, E, cand, ratio)
+        ctx.save_for_backward(q, E, cand, ratio, slot)
         ctx.args = (kind, mut, s0, s1, T, b0)
+        ctx.rows = rows
         return out
 
     @staticmethod
     def backward(ctx, gout):
-        q, E, cand, ratio = ctx.saved_tensors
+        q, E, cand, ratio, slot = ctx.saved_tensors
         kind, mut, s0, s1, T, b0 = ctx.args
+        rows = ctx.rows
         gq, gE = kernels.cand_bwd(q, E, cand, gout.to(torch.float32).contiguous(), kind, mut, s0, s1, T, ratio,
-                                  need_q=ctx.needs_input_grad[0], need_E=ctx.needs_input_grad[1],
-                                  scratch_bytes=SCRATCH_BUDGET, b0=b0)
-        return (gq, gE) + (None,) * 9
+                                  need_q=ctx.needs_input_grad[0], need_E=rows is not None or ctx.needs_input_grad[1],
+                                  out_E=rows.G if rows is not None else None, slot=slot, b0=b0)
+        if rows is not None:  # E's gradient was added to the step's table; the handle passes nothing
+            return (gq, None) + (None,) * 9 + (gout.new_zeros(0), None, None)
+        return (gq, gE) + (None,) * 12
 
 
 def _mutation_args(mutation: Mutation | None):
@@ -310,30 +445,35 @@ def _mutation_args(mutation: Mutation | None):
     return kernels.Mut.NONE, 0, 0, 0, None, 0
 
 
-def _kernel_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: Mutation | None) -> torch.Tensor:
+def _kernel_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: Mutation | None,
+                   rows: StepRows | None = None) -> torch.Tensor:
     """Scores (B, C) through the native kernel for a model's ``kernel_query`` result: ``(kind, q, bias)`` for
     'l1'/'dot'/'c2' (:func:`fused_scores`) or a :class:`~emukg.models.base.KernelQuery` of an extended kind
-    (:func:`fused_ext_scores`)."""
+    (:func:`fused_ext_scores`); ``rows``: the step's :class:`StepRows`."""
     if hook[0] in kernels.EXT_METRIC_CODES:
-        return fused_ext_scores(hook, E, candidates, mutation)
+        return fused_ext_scores(hook, E, candidates, mutation, rows)
     kind, q, bias = hook
-    return fused_scores(q, E, candidates, kind, bias, mutation)
+    return fused_scores(q, E, candidates, kind, bias, mutation, rows)
 
 
-def fused_ext_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: Mutation | None = None) -> torch.Tensor:
+def fused_ext_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: Mutation | None = None,
+                     rows: StepRows | None = None) -> torch.Tensor:
     """The native kernel's extended metrics (:func:`emukg.kernels.cand_ext_fwd`) for a
     :class:`~emukg.models.base.KernelQuery` ``hook`` (kinds 'sin_l1', 'transd_l1', 'hake').
 
     Without ``hook.modulus`` the kernel applies the bias: s = bias − distance.  With it (pRotatE's learned modulus
     m) the kernel returns −distance and s = bias + m·(−distance) is formed here, so autograd gives m its gradient.
-    Gradients reach q, aux (and through them the anchor and relation rows), the candidate rows (dense N×D) and m.
+    Gradients reach q, aux (and through them the anchor and relation rows), the candidate rows (the step's
+    :class:`StepRows` table, or a dense N×D gradient of E without ``rows``) and m.
     """
     metric = kernels.ext_metric_code(hook.kind)
     mut, s0, s1, T, ratio, b0 = _mutation_args(mutation)
     aux = None if hook.aux is None else hook.aux.contiguous()
     kernel_bias = 0.0 if hook.modulus is not None else float(hook.bias)
-    out = _FusedExtScores.apply(hook.q.contiguous(), aux, E.contiguous(), candidates.to(torch.int64).contiguous(), ratio,
-                                metric, kernel_bias, float(hook.scale), float(hook.wm), float(hook.wp), mut, s0, s1, T, b0)
+    handle, slot = (rows.handle, rows.slot(candidates).contiguous()) if rows is not None else (None, None)
+    out = _FusedExtScores.apply(hook.q.contiguous(), aux, (E.detach() if rows is not None else E).contiguous(),
+                                candidates.to(torch.int64).contiguous(), ratio, metric, kernel_bias, float(hook.scale),
+                                float(hook.wm), float(hook.wp), mut, s0, s1, T, b0, handle, rows, slot)
     if hook.modulus is not None:
         return hook.bias + hook.modulus * out
     return out
@@ -341,22 +481,27 @@ def fused_ext_scores(hook, E: torch.Tensor, candidates: torch.Tensor, mutation: 
 
 class _FusedExtScores(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, aux, E, cand, ratio, kind, bias, scale, wm, wp, mut, s0, s1, T, b0):
+    def forward(ctx, q, aux, E, cand, ratio, kind, bias, scale, wm, wp, mut, s0, s1, T, b0, handle, rows, slot):
         out = kernels.cand_ext_fwd(q, aux, E, cand, kind, bias, scale=scale, wm=wm, wp=wp, mut=mut, s0=s0, s1=s1, T=T,
                                    ratio=ratio, b0=b0)
-        ctx.save_for_backward(q, aux, E, cand, ratio)
+        ctx.save_for_backward(q, aux, E, cand, ratio, slot)
         ctx.args = (kind, scale, wm, wp, mut, s0, s1, T, b0)
+        ctx.rows = rows
         return out
 
     @staticmethod
     def backward(ctx, gout):
-        q, aux, E, cand, ratio = ctx.saved_tensors
+        q, aux, E, cand, ratio, slot = ctx.saved_tensors
         kind, scale, wm, wp, mut, s0, s1, T, b0 = ctx.args
+        rows = ctx.rows
         gq, gaux, gE = kernels.cand_ext_bwd(q, aux, E, cand, gout.to(torch.float32).contiguous(), kind, scale=scale, wm=wm,
                                             wp=wp, mut=mut, s0=s0, s1=s1, T=T, ratio=ratio,
                                             need_q=ctx.needs_input_grad[0], need_aux=ctx.needs_input_grad[1],
-                                            need_E=ctx.needs_input_grad[2], scratch_bytes=SCRATCH_BUDGET, b0=b0)
-        return (gq, gaux, gE) + (None,) * 12
+                                            need_E=rows is not None or ctx.needs_input_grad[2],
+                                            out_E=rows.G if rows is not None else None, slot=slot, b0=b0)
+        if rows is not None:
+            return (gq, gaux, None) + (None,) * 12 + (gout.new_zeros(0), None, None)
+        return (gq, gaux, gE) + (None,) * 15
 
 
 # --- the PyTorch path ----------------------------------------------------------------------------
@@ -418,6 +563,6 @@ def expected_keep_fraction(p: float) -> float:
     return keep_threshold(p) / float(1 << MASK_BITS)
 
 
-__all__ = ["CandidateScorer", "Mutation", "draw_seed", "hash_mask", "mutate", "mixup", "mixup_ratios", "keep_threshold",
+__all__ = ["CandidateScorer", "StepRows", "compact_ids", "Mutation", "draw_seed", "hash_mask", "mutate", "mixup", "mixup_ratios", "keep_threshold",
            "score_candidates", "fused_scores", "fused_ext_scores",
            "torch_chunk_rows", "TORCH_PATH_BUDGET", "kernel_available", "kernel_mask", "expected_keep_fraction", "h32"]

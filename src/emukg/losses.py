@@ -112,11 +112,20 @@ class Objective:
                         else torch.zeros((), device=positives.device))
                 logs["ce_loss"] = loss.detach()
         else:
+            # every random draw of the step first, in a fixed order (CE negatives, EMU negatives and mask seed, the
+            # self-adversarial negatives), so that one scorer knows every entity row the step reads
             negatives = self.sampler.sample(positives, side)[rows]
             cand = torch.cat([_true_entity(mine, side).unsqueeze(1), negatives], dim=1)
-            scorer = CandidateScorer(model, mine, side, self.use_kernel, self.sparse)
+            ce = self.loss_name != "sigmoid"
+            emu_cand, mutation = self._emu_draws(positives, side, cand, generator, rows) if ce and cfg.emu is not None else (None, None)
+            adv_cand = None
+            if ce and cfg.adversarial and cfg.adversarial_draws_own:
+                adv = self.adversarial_sampler.sample(positives, side)[rows]
+                adv_cand = torch.cat([_true_entity(mine, side).unsqueeze(1), adv], dim=1)
+            announced = [cand] + [c for c in (emu_cand, adv_cand) if c is not None and c is not cand]
+            scorer = CandidateScorer(model, mine, side, self.use_kernel, self.sparse, candidates=announced)
             scores = scorer(cand)
-            if self.loss_name == "sigmoid":
+            if not ce:
                 loss = self._sigmoid(scores, w, logs)
             else:
                 if self.shard is None:
@@ -124,15 +133,20 @@ class Objective:
                 else:
                     loss = self._mean(F.cross_entropy(scores, torch.zeros_like(cand[:, 0]), reduction="none"))
                 logs["ce_loss"] = loss.detach()
-                if cfg.emu is not None:
-                    emu_loss = self._emu(scorer, positives, side, cand, generator, rows)
+                if emu_cand is not None:
+                    emu_loss = self._emu(scorer, emu_cand, mutation)
                     logs["emu_loss"] = emu_loss.detach()
                     loss = emu_loss / negatives.shape[1] + cfg.ce_coef * loss
-        if cfg.adversarial and self.loss_name != "sigmoid":
-            if cfg.adversarial_draws_own:
-                adv = self.adversarial_sampler.sample(positives, side)[rows]
-                cand = torch.cat([_true_entity(mine, side).unsqueeze(1), adv], dim=1)
-                scores = CandidateScorer(model, mine, side, self.use_kernel, self.sparse)(cand)
+                if cfg.adversarial:
+                    if adv_cand is not None:
+                        scores = scorer(adv_cand)
+                    neg = self._mean(negative_term(scores[:, 1:], True, cfg.adversarial_temperature), w)
+                    logs["negative_sample_loss"] = neg.detach()
+                    loss = loss + neg
+        if self.loss_name == "1vsall" and cfg.adversarial:
+            adv = self.adversarial_sampler.sample(positives, side)[rows]
+            cand = torch.cat([_true_entity(mine, side).unsqueeze(1), adv], dim=1)
+            scores = CandidateScorer(model, mine, side, self.use_kernel, self.sparse, candidates=[cand])(cand)
             neg = self._mean(negative_term(scores[:, 1:], True, cfg.adversarial_temperature), w)
             logs["negative_sample_loss"] = neg.detach()
             loss = loss + neg
@@ -174,8 +188,9 @@ class Objective:
         logs["negative_sample_loss"] = neg.detach()
         return (pos + neg) / 2
 
-    def _emu(self, scorer, positives, side, cand, generator, rows=slice(None)):
-        """The EMU pass; ``positives`` is the global batch, ``cand`` this rank's rows (``rows``) of candidates."""
+    def _emu_draws(self, positives, side, cand, generator, rows=slice(None)):
+        """The EMU pass's candidates and mutation; ``positives`` is the global batch, ``cand`` this rank's rows
+        (``rows``) of the CE candidates."""
         cfg = self.config
         if self.fresh:  # fresh uniform draws for the EMU pass
             cand = torch.cat([cand[:, :1], self.sampler.sample(positives, side)[rows]], dim=1)
@@ -187,10 +202,14 @@ class Objective:
         else:
             mutation = Mutation.emu(cfg.emu, generator)
             mutation.row0 = rows.start or 0  # a shard's mask is its rows' part of the one-process mask
+        return cand, mutation
+
+    def _emu(self, scorer, cand, mutation):
+        """L_EMU of the mutated candidates (soft labels [1, λ, …, λ])."""
         if self.shard is None:
-            return soft_label_ce(scorer(cand, mutation), cfg.neg_label)
+            return soft_label_ce(scorer(cand, mutation), self.config.neg_label)
         logp = torch.log_softmax(scorer(cand, mutation), dim=1)
-        return self._mean(-(logp[:, 0] + cfg.neg_label * logp[:, 1:].sum(1)))
+        return self._mean(-(logp[:, 0] + self.config.neg_label * logp[:, 1:].sum(1)))
 
     def _one_vs_all(self, model, positives, side, logs):
         anchor = positives[:, 0] if side == "tail" else positives[:, 2]

@@ -45,7 +45,7 @@ log = logging.getLogger("emukg")
 HERE = Path(__file__).resolve().parent
 HEADER = HERE / "emukg_kernels.h"
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
-KERNELS = ("transe_step", "score_all", "sample_step")
+KERNELS = ("transe_step", "score_all", "sample_step", "sparse_optim")
 COMPILE_TIMEOUT_S = 600
 FALLBACK_COST = "using the plain PyTorch path instead: same results, several times slower on CPU"
 
@@ -120,18 +120,18 @@ PROTOTYPES: dict[str, dict[str, tuple]] = {
         # (B, C, D, q, E, cand, kind, bias, mut, s0, s1, T, b0, ratio, out, nthreads) -> status
         "emukg_cand_fwd": (_INT, [_I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _F32, _INT, _U32, _U32, _U32, _I64, _PTR,
                                   _PTR, _INT]),
-        # (B, C, D, N, q, E, cand, kind, mut, s0, s1, T, b0, ratio, gout, gq, gE, scratch, nthreads) -> status
-        "emukg_cand_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _INT, _U32, _U32, _U32, _I64, _PTR,
+        # (B, C, D, NG, q, E, cand, slot, kind, mut, s0, s1, T, b0, ratio, gout, gq, gE, nthreads) -> status
+        "emukg_cand_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _U32, _U32, _U32, _I64,
                                   _PTR, _PTR, _PTR, _PTR, _INT]),
         # (B, C, D, b0, s0, s1, T, out, nthreads) -> status
         "emukg_emu_mask": (_INT, [_I64, _I64, _I64, _I64, _U32, _U32, _U32, _PTR, _INT]),
         # (B, C, D, q, aux, E, cand, kind, bias, scale, wm, wp, mut, s0, s1, T, b0, ratio, out, nthreads) -> status
         "emukg_cand_ext_fwd": (_INT, [_I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT, _F32, _F32, _F32, _F32, _INT, _U32,
                                       _U32, _U32, _I64, _PTR, _PTR, _INT]),
-        # (B, C, D, N, q, aux, E, cand, kind, scale, wm, wp, mut, s0, s1, T, b0, ratio, gout, gq, gaux, gE, scratch,
+        # (B, C, D, NG, q, aux, E, cand, slot, kind, scale, wm, wp, mut, s0, s1, T, b0, ratio, gout, gq, gaux, gE,
         #  nthreads) -> status
-        "emukg_cand_ext_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT, _F32, _F32, _F32, _INT, _U32,
-                                      _U32, _U32, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
+        "emukg_cand_ext_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _F32, _F32, _F32, _INT,
+                                      _U32, _U32, _U32, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
         # (n, z, sin, cos)
         "emukg_sincos": (None, [_I64, _PTR, _PTR, _PTR]),
     },
@@ -147,6 +147,12 @@ PROTOTYPES: dict[str, dict[str, tuple]] = {
     "sample_step": {
         # (R, K, n, N, rows, start, count, vals, cand, out, filled, found, nthreads) -> status
         "emukg_filter_fill": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
+    },
+    "sparse_optim": {
+        # (U, D, idx, grad, param, sum, lr, eps, nthreads) -> status
+        "emukg_adagrad_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _INT]),
+        # (U, D, idx, grad, param, exp_avg, exp_avg_sq, w1, beta2, w2, step_size, bc2, eps, nthreads) -> status
+        "emukg_adam_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _F32, _F32, _F32, _F32, _INT]),
     },
 }
 
@@ -459,28 +465,48 @@ def cand_fwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, metric, bias:
     return out
 
 
+def _grad_target(fn: str, out_E, slot, cand: torch.Tensor, N: int, D: int, need_E: bool):
+    """The gradient table a backward adds the candidates' rows to, and the row of each candidate in it: ``out_E``
+    (checked: float32 (rows, D)) or a fresh zero (N, D) table; ``slot`` (B, C) int64 ids below its rows, or None
+    for the entity ids themselves.  None when the entity gradient is not needed."""
+    if not need_E:
+        if out_E is not None or slot is not None:
+            raise ValueError(f"{fn}: out_E and slot are only read with need_E=True.")
+        return None
+    if out_E is None:
+        if slot is not None:
+            raise ValueError(f"{fn}: slot maps candidates to the rows of out_E; pass out_E with it.")
+        return torch.zeros(N, D, dtype=torch.float32)
+    _tensor(fn, "out_E", out_E, torch.float32, (None, D))
+    if slot is None:
+        if out_E.shape[0] != N:
+            raise ValueError(f"{fn}: out_E has {out_E.shape[0]} rows; without slot it must have one per entity ({N}).")
+    else:
+        _tensor(fn, "slot", slot, torch.int64, tuple(cand.shape))
+        check_ids(fn, "slot", slot, out_E.shape[0])
+    return out_E
+
+
 def cand_bwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, gout: torch.Tensor, metric, mut=Mut.NONE,
              s0: int = 0, s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None, *, need_q: bool = True,
-             need_E: bool = True, scratch_bytes: int = 512 << 20, threads: int | None = None, b0: int = 0):
-    """Gradients ``(gq (B, D) | None, gE (N, D) | None)`` of :func:`cand_fwd` for the output gradient ``gout``
-    (B, C) float32.  gE is dense; T threads use T − 1 private N×D accumulators (4·N·D bytes each), and the thread
-    count is lowered so that they stay within ``scratch_bytes``.  C allocates 4·D + T·3·4·⌈D/16⌉·16 bytes more."""
+             need_E: bool = True, out_E: torch.Tensor | None = None, slot: torch.Tensor | None = None,
+             threads: int | None = None, b0: int = 0):
+    """Gradients ``(gq (B, D) | None, gE | None)`` of :func:`cand_fwd` for the output gradient ``gout`` (B, C)
+    float32.  The candidates' gradients are ADDED to ``out_E`` at rows ``slot`` (B, C) — a compact table of the
+    rows a training step touches — or at their entity ids (``slot`` None); without ``out_E`` to a fresh zero (N, D)
+    table.  gE is that table.  Threads own gradient rows by entity id (no private copies of the table; see
+    transe_step.c); C allocates 4·D bytes plus, per thread, 2·B·⌈D/16⌉·16 floats of partial sums and C ids."""
     fn = "emukg_cand_bwd"
     lib = _require("transe_step")
     metric, mut, B, C, D, N, s0, s1, T = _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio)
     _tensor(fn, "gout", gout, torch.float32, (B, C))
     gq = torch.empty(B, D, dtype=torch.float32) if need_q else None
-    gE = torch.empty(N, D, dtype=torch.float32) if need_E else None
-    nt = max(1, min(_threads(threads), B))
-    if need_E:
-        nt = max(1, min(nt, 1 + int(scratch_bytes) // max(1, 4 * N * D)))
-    scratch = torch.empty((nt - 1) * N * D, dtype=torch.float32) if need_E and nt > 1 else None
-    rc = lib.emukg_cand_bwd(B, C, D, N, q.data_ptr(), E.data_ptr(), cand.data_ptr(), int(metric), int(mut), s0, s1, T,
-                            _row0(fn, b0),
-                            ratio.data_ptr() if ratio is not None else None, gout.data_ptr(),
-                            gq.data_ptr() if gq is not None else None, gE.data_ptr() if gE is not None else None,
-                            scratch.data_ptr() if scratch is not None else None, nt)
-    _status(fn, rc, 4 * D + nt * 3 * 4 * (-(-D // 16) * 16), "the machine is out of memory; free memory or lower the batch size")
+    gE = _grad_target(fn, out_E, slot, cand, N, D, need_E)
+    nt = _threads(threads)
+    rc = lib.emukg_cand_bwd(B, C, D, gE.shape[0] if gE is not None else 0, q.data_ptr(), E.data_ptr(), cand.data_ptr(),
+                            ptr(slot), int(metric), int(mut), s0, s1, T, _row0(fn, b0), ptr(ratio), gout.data_ptr(),
+                            ptr(gq), ptr(gE), nt)
+    _status(fn, rc, 4 * D + nt * (2 * B * _pad_rows(D) * 4 + 8 * C), "the machine is out of memory; free memory or lower the batch size")
     return gq, gE
 
 
@@ -572,10 +598,12 @@ def cand_ext_fwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, can
 def cand_ext_bwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, cand: torch.Tensor, gout: torch.Tensor,
                  metric, *, scale: float = 1.0, wm: float = 1.0, wp: float = 1.0, mut=Mut.NONE, s0: int = 0, s1: int = 0,
                  T: int = 0, ratio: torch.Tensor | None = None, need_q: bool = True, need_aux: bool = True,
-                 need_E: bool = True, scratch_bytes: int = 512 << 20, threads: int | None = None, b0: int = 0):
-    """Gradients ``(gq | None, gaux | None, gE (N, D) | None)`` of :func:`cand_ext_fwd` for the output gradient
-    ``gout`` (B, C) float32 (gaux is None without aux).  gE is dense, with per-thread accumulators as
-    :func:`cand_bwd`.  C allocates 4·D + T·14·4·⌈L/16⌉·16 bytes more."""
+                 need_E: bool = True, out_E: torch.Tensor | None = None, slot: torch.Tensor | None = None,
+                 threads: int | None = None, b0: int = 0):
+    """Gradients ``(gq | None, gaux | None, gE | None)`` of :func:`cand_ext_fwd` for the output gradient ``gout``
+    (B, C) float32 (gaux is None without aux); the candidates' gradients are added to ``out_E`` / ``slot`` as in
+    :func:`cand_bwd`.  C allocates 4·D bytes plus, per thread, 5·B·⌈L/16⌉·16 floats of partial sums, C ids and
+    10 rows of ⌈L/16⌉·16 floats."""
     fn = "emukg_cand_ext_bwd"
     lib = _require("transe_step")
     metric, mut, B, C, D, N, L, s0, s1, T, scale, wm, wp = _ext_args(fn, q, aux, E, cand, metric, mut, s0, s1, T,
@@ -583,17 +611,15 @@ def cand_ext_bwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, can
     _tensor(fn, "gout", gout, torch.float32, (B, C))
     gq = torch.zeros(q.shape, dtype=torch.float32) if need_q else None
     gaux = torch.zeros(B, L, dtype=torch.float32) if need_aux and aux is not None else None
-    gE = torch.zeros(N, D, dtype=torch.float32) if need_E else None
+    gE = _grad_target(fn, out_E, slot, cand, N, D, need_E)
     if B == 0:
         return gq, gaux, gE
-    nt = max(1, min(_threads(threads), B))
-    if need_E:
-        nt = max(1, min(nt, 1 + int(scratch_bytes) // max(1, 4 * N * D)))
-    scratch = torch.empty((nt - 1) * N * D, dtype=torch.float32) if need_E and nt > 1 else None
-    rc = lib.emukg_cand_ext_bwd(B, C, D, N, q.data_ptr(), ptr(aux), E.data_ptr(), cand.data_ptr(), int(metric), scale, wm,
-                                wp, int(mut), s0, s1, T, _row0(fn, b0), ptr(ratio), gout.data_ptr(), ptr(gq), ptr(gaux), ptr(gE),
-                                ptr(scratch), nt)
-    _status(fn, rc, 4 * D + nt * 14 * 4 * _pad_rows(L), "the machine is out of memory; free memory or lower the batch size")
+    nt = _threads(threads)
+    rc = lib.emukg_cand_ext_bwd(B, C, D, gE.shape[0] if gE is not None else 0, q.data_ptr(), ptr(aux), E.data_ptr(),
+                                cand.data_ptr(), ptr(slot), int(metric), scale, wm, wp, int(mut), s0, s1, T, _row0(fn, b0),
+                                ptr(ratio), gout.data_ptr(), ptr(gq), ptr(gaux), ptr(gE), nt)
+    _status(fn, rc, 4 * D + nt * (5 * B + 10) * 4 * _pad_rows(L) + nt * 8 * C,
+            "the machine is out of memory; free memory or lower the batch size")
     return gq, gaux, gE
 
 
@@ -737,3 +763,74 @@ __all__ = ["Metric", "Mut", "METRIC_CODES", "EXT_METRIC_CODES", "EVAL_METRICS", 
            "ext_metric_code", "cand_ext_fwd", "cand_ext_bwd", "sincos", "PROTOTYPES", "KERNELS", "load", "available", "status",
            "describe", "ptr", "check_ids", "id_range", "cand_fwd", "cand_bwd", "emu_mask", "score_all_lanes",
            "rank_fused", "rank_fused_bytes", "rank_dense", "filter_fill"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sparse_optim.c: fused row-sparse optimiser steps (emukg.optim)
+def _rows_args(fn: str, param: torch.Tensor, states: dict, idx: torch.Tensor, grad: torch.Tensor) -> tuple[int, int]:
+    """Checks of the row-sparse optimiser kernels: param and its state tensors float32 (N, D), idx int64 (U,) strictly
+    increasing ids below N (a coalesced gradient's rows: no two threads write one row), grad float32 (U, D), no two
+    of them in one storage; returns (U, D)."""
+    _tensor(fn, "param", param, torch.float32, (None, None))
+    N, D = param.shape
+    for name, t in states.items():
+        _tensor(fn, name, t, torch.float32, (N, D))
+    _tensor(fn, "idx", idx, torch.int64, (None,))
+    U = idx.shape[0]
+    _tensor(fn, "grad", grad, torch.float32, (U, D))
+    check_ids(fn, "idx", idx, N)
+    if U > 1 and not bool((idx[1:] > idx[:-1]).all()):
+        raise ValueError(f"{fn}: idx must be strictly increasing (distinct rows, as a coalesced gradient's indices); "
+                         f"pass grad.coalesce().")
+    tensors = {"param": param, **states, "grad": grad}
+    seen: dict[int, str] = {}
+    for name, t in tensors.items():
+        if t.numel():
+            key = t.untyped_storage().data_ptr()
+            if key in seen:
+                raise ValueError(f"{fn}: {name} shares its memory with {seen[key]}; pass separate tensors (e.g. {name}.clone()).")
+            seen[key] = name
+    return U, D
+
+
+def adagrad_rows(param: torch.Tensor, sum: torch.Tensor, idx: torch.Tensor, grad: torch.Tensor, lr: float, eps: float,
+                 threads: int | None = None) -> None:
+    """In place, on rows ``idx`` (U,) int64 of ``param`` and its Adagrad accumulator ``sum`` (N, D) float32, with the
+    row gradients ``grad`` (U, D) float32: ``sum += g·g; param −= lr·g / (√sum + eps)``, bit-identical to
+    ``torch.optim.Adagrad``'s single-tensor step on those rows (fma and rounding as ATen: see sparse_optim.c).  ids
+    strictly increasing (coalesced).  Bumps the tensors' autograd version as an in-place op would.  Memory: none."""
+    fn = "emukg_adagrad_rows"
+    lib = _require("sparse_optim")
+    U, D = _rows_args(fn, param, {"sum": sum}, idx, grad)
+    nt = _threads(threads)
+    if U == 0 or D == 0:
+        return
+    rc = lib.emukg_adagrad_rows(U, D, idx.data_ptr(), grad.data_ptr(), param.data_ptr(), sum.data_ptr(), float(lr),
+                                float(eps), nt)
+    _status(fn, rc, 0, "this kernel allocates nothing; report it as a bug")
+    torch.autograd.graph.increment_version([param, sum])
+
+
+def adam_rows(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, idx: torch.Tensor,
+              grad: torch.Tensor, beta1: float, beta2: float, step_size: float, bias_correction2_sqrt: float,
+              eps: float, threads: int | None = None) -> None:
+    """In place, on rows ``idx`` (U,) int64 of ``param`` and its moments ``exp_avg``, ``exp_avg_sq`` (N, D) float32,
+    with the row gradients ``grad`` (U, D) float32: lazy Adam's update (emukg.optim._adam_update)
+    ``m = lerp(m, g, 1 − β1); v = β2·v + (1 − β2)·g²; param −= step_size·m / (√v / bias_correction2_sqrt + eps)``,
+    bit-identical to its PyTorch ops (1 − β1 and 1 − β2 are formed in double here, as the Python expressions are,
+    then rounded to float32).  ids strictly increasing (coalesced).  Memory: none."""
+    fn = "emukg_adam_rows"
+    lib = _require("sparse_optim")
+    U, D = _rows_args(fn, param, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}, idx, grad)
+    nt = _threads(threads)
+    if U == 0 or D == 0:
+        return
+    beta1, beta2 = float(beta1), float(beta2)
+    rc = lib.emukg_adam_rows(U, D, idx.data_ptr(), grad.data_ptr(), param.data_ptr(), exp_avg.data_ptr(),
+                             exp_avg_sq.data_ptr(), 1 - beta1, beta2, 1 - beta2, float(step_size),
+                             float(bias_correction2_sqrt), float(eps), nt)
+    _status(fn, rc, 0, "this kernel allocates nothing; report it as a bug")
+    torch.autograd.graph.increment_version([param, exp_avg, exp_avg_sq])
+
+
+__all__ += ["adagrad_rows", "adam_rows"]

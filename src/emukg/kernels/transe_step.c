@@ -22,9 +22,10 @@
  *     u         = h32(key(b, j) ^ tab(i))
  *     keep      = (u >> 8) < T,   T = round(p * 2^24)      (24-bit uniform, P(keep) = T / 2^24)
  *
- * Backward: grad_q (B x D) and a dense grad_E (N x D).  Every thread owns a slice of the batch and a private
- * N x D accumulator (thread 0 writes straight into grad_E); the accumulators are summed row-block-wise in a
- * fixed thread order, so the result is deterministic for a given thread count.  D (COMPLEX_L1: D/2) must be >= 16
+ * Backward: grad_q (B x D), and the candidates' gradients ADDED to the rows of a gradient table gE: the whole
+ * table (row = entity id) or a compact table of the rows one training step touches (row = slot[b, j]), so that a
+ * step on millions of entities never allocates N x D.  Threads own gradient rows by entity id (owner() below):
+ * no private N x D accumulators, deterministic for a given thread count.  D (COMPLEX_L1: D/2) must be >= 16
  * (the Python wrapper pads narrower tables); the last partial vector chunk overlaps the previous one under a
  * lane mask.  Built with -ffp-contract=off: every product and sum is rounded as PyTorch rounds it.
  */
@@ -108,15 +109,52 @@ static inline void thread_range(int64_t n, int t, int nt, int64_t *lo, int64_t *
     *hi = *lo + base + (t < extra ? 1 : 0);
 }
 
-/* Thread t's share of the backward's reduction: rows of its range in grad_E += every other thread's accumulator,
- * in thread order (deterministic for a given thread count).  Called after a barrier. */
-static void sum_scratch(float *gE, const float *scratch, int64_t N, int64_t D, int t, int nt) {
-    int64_t rlo, rhi;
-    thread_range(N, t, nt, &rlo, &rhi);
-    for (int u = 1; u < nt; u++) {
-        const float *src = scratch + (size_t)(u - 1) * (size_t)N * (size_t)D;
-        for (int64_t e = rlo * D; e < rhi * D; e++) gE[e] += src[e];
+/* Row ownership in the backward passes: the gradient row of candidate c (an entity id) is written by thread
+ * c mod nt alone, so threads never race on a row and need no private N x D accumulators; the sums that belong to
+ * a query (its gradient, the positive's share, TransD/HAKE's aux) are kept per thread and summed in thread order
+ * afterwards.  The result is deterministic for a given thread count, and identical whether the gradient rows are
+ * the whole table or a compact table of the step's rows (slot), because ownership follows the entity id. */
+static inline int owner(int64_t c, int nt) { return (int)((uint64_t)c % (uint64_t)nt); }
+
+/* the columns j of one batch row (ids cb[0..C)) whose candidate thread t owns, in order; returns their count */
+static inline int64_t owned_cols(const int64_t *cb, int64_t C, int t, int nt, int64_t *own) {
+    int64_t n = 0;
+    for (int64_t j = 0; j < C; j++)
+        if (owner(cb[j], nt) == t) own[n++] = j;
+    return n;
+}
+
+/* The working memory of a backward pass: the hash table, per thread B x per_b partial-sum floats, C column ids and
+ * row_floats floats of scratch rows.  One allocation each, 64-byte aligned. */
+struct partials {
+    uint32_t *tab;
+    float *part, *row;
+    int64_t *own;
+    size_t per_thread, row_floats;
+};
+
+static void *aligned_floats(size_t n) { return aligned_alloc(64, ((n * 4 + 63) / 64) * 64); }
+
+static void partials_free(struct partials *P) {
+    free(P->tab);
+    free(P->part);
+    free(P->own);
+    free(P->row);
+}
+
+static int partials_alloc(struct partials *P, int nthreads, int64_t B, int64_t C, size_t per_b, size_t row_floats,
+                          int64_t D) {
+    P->per_thread = (size_t)B * per_b;
+    P->row_floats = row_floats;
+    P->tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(D > 0 ? D : 1));
+    P->part = (float *)aligned_floats(P->per_thread * (size_t)nthreads);
+    P->own = (int64_t *)malloc(sizeof(int64_t) * (size_t)(C > 0 ? C : 1) * (size_t)nthreads);
+    P->row = (float *)aligned_floats(row_floats * (size_t)nthreads);
+    if (!P->tab || !P->part || !P->own || !P->row) {
+        partials_free(P);
+        return EMUKG_ENOMEM;
     }
+    return EMUKG_OK;
 }
 
 static inline vf vsqrt(vf x) {
@@ -197,16 +235,15 @@ static inline void route(float *gx, float *gpb, int64_t i, vf gxv, int mut, int 
     }
 }
 
-/* gq: B x D or NULL; gE: N x D or NULL; scratch: (nthreads - 1) x N x D floats (unused when gE is NULL).
- * Allocates 4 D bytes (the hash table) plus, per thread, three 64-byte aligned rows of 4 ceil(D/16)*16 bytes.
+/* gq: B x D or NULL; gE: NG x D or NULL, ADDED TO (the caller zeroes it); slot: B x C rows of gE that receive the
+ * candidates' gradients, or NULL for gE's rows = cand (then NG = N).  Allocates 4 D bytes (the hash table), two
+ * B x padD partial sums per thread (padD = D rounded up to 16) and, per thread, C ids plus one row.
  * Returns EMUKG_OK, or EMUKG_ENOMEM (gq and gE then hold no meaningful values). */
-int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, const float *E,
-                   const int64_t *cand, int kind, int mut, uint32_t s0, uint32_t s1, uint32_t T, int64_t b0,
-                   const float *ratio, const float *gout, float *gq, float *gE, float *scratch, int nthreads) {
-    uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)D);
-    if (!tab) return EMUKG_ENOMEM;
-    make_tab(tab, D, s0, s1);
-    int failed = 0;
+int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, const float *E,
+                   const int64_t *cand, const int64_t *slot, int kind, int mut, uint32_t s0, uint32_t s1, uint32_t T,
+                   int64_t b0, const float *ratio, const float *gout, float *gq, float *gE, int nthreads) {
+    (void)NG;
+    if (B <= 0) return EMUKG_OK;
     const int64_t L = kind == EMUKG_METRIC_COMPLEX_L1 ? D / 2 : D;
     const int64_t tail_at = L - W;
     const vi tail_lanes = LANES >= (vi){0} + (int32_t)(W - L % W);
@@ -214,44 +251,37 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, c
     const vu Tv = (vu){0} + T;
     const size_t padD = (size_t)((D + W - 1) / W * W);
     if (nthreads < 1) nthreads = 1;
-    if (nthreads > B) nthreads = (int)(B > 0 ? B : 1);
+    struct partials P;
+    if (partials_alloc(&P, nthreads, B, C, 2 * padD, padD, D) != EMUKG_OK) return EMUKG_ENOMEM;
+    make_tab(P.tab, D, s0, s1);
 #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        float *ge = NULL;
-        if (gE) {
-            ge = t == 0 ? gE : scratch + (size_t)(t - 1) * (size_t)N * (size_t)D;
-            memset(ge, 0, sizeof(float) * (size_t)N * (size_t)D);
-        }
-        float *gqb = (float *)aligned_alloc(64, sizeof(float) * padD);
-        float *gpb = (float *)aligned_alloc(64, sizeof(float) * padD);
-        float *gdummy = (float *)aligned_alloc(64, sizeof(float) * padD);
-        int64_t lo, hi;
-        thread_range(B, t, nt, &lo, &hi);
-        if (!gqb || !gpb || !gdummy) {
-#pragma omp atomic write
-            failed = 1;
-            hi = lo; /* skip the work; every thread still reaches the barrier below */
-        }
-        for (int64_t b = lo; b < hi; b++) {
+        float *mine = P.part + (size_t)t * P.per_thread;  /* [gq rows | positive rows], B x padD each */
+        int64_t *own = P.own + (size_t)t * (size_t)C;
+        float *gdummy = P.row + (size_t)t * P.row_floats;
+        memset(mine, 0, sizeof(float) * P.per_thread);
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t *cb = cand + b * C;
+            const int64_t n = owned_cols(cb, C, t, nt, own);
+            if (n == 0) continue;
             const float *qb = q + b * D;
-            const int64_t pos = cand[b * C];
-            const float *xp = E + pos * D;
-            memset(gqb, 0, sizeof(float) * (size_t)D);
-            memset(gpb, 0, sizeof(float) * (size_t)D);
-            for (int64_t j = 0; j < C; j++) {
-                if (j + PF_DIST < C) {
-                    const int64_t c2 = cand[b * C + j + PF_DIST];
-                    const char *nx = (const char *)(E + c2 * D);
+            const float *xp = E + cb[0] * D;
+            float *gqb = mine + (size_t)b * padD, *gpb = mine + ((size_t)B + (size_t)b) * padD;
+            for (int64_t m = 0; m < n; m++) {
+                if (m + PF_DIST < n) {
+                    const int64_t j2 = own[m + PF_DIST];
+                    const char *nx = (const char *)(E + cb[j2] * D);
                     for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
-                    if (ge) {
-                        const char *ng = (const char *)(ge + c2 * D);
+                    if (gE) {
+                        const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
                         for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(ng + o, 1);
                     }
                 }
-                const int64_t c = cand[b * C + j];
+                const int64_t j = own[m];
+                const int64_t c = cb[j];
                 const float *x = E + c * D;
-                float *gx = ge ? ge + c * D : gdummy;
+                float *gx = gE ? gE + (slot ? slot[b * C + j] : c) * D : gdummy;
                 const int first = (j == 0);
                 const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
                 const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
@@ -262,15 +292,15 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, c
                     vi lanes = all_lanes;
                     if (k + W > L) { i = tail_at; lanes = tail_lanes; }
                     vi keep;
-                    vf xv = mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
+                    vf xv = mutated(x, xp, i, mut, first, key, P.tab, Tv, a, &keep);
                     vf qv = ldf(qb + i);
                     if (kind == EMUKG_METRIC_COMPLEX_L1) {
                         vi keep_i;
-                        vf xi = mutated(x, xp, L + i, mut, first, key, tab, Tv, a, &keep_i);
+                        vf xi = mutated(x, xp, L + i, mut, first, key, P.tab, Tv, a, &keep_i);
                         vf zr = qv - xv, zi = ldf(qb + L + i) - xi;
-                        vf m = vsqrt(zr * zr + zi * zi);
-                        vi nz = nonzero_mask(m);
-                        vf gm = andm(gv / m, nz & lanes);  /* g / |z|, 0 where |z| = 0 */
+                        vf mg = vsqrt(zr * zr + zi * zi);
+                        vi nz = nonzero_mask(mg);
+                        vf gm = andm(gv / mg, nz & lanes);  /* g / |z|, 0 where |z| = 0 */
                         vf gr = zr * gm, gi = zi * gm;      /* ds/dx' = g z / |z| */
                         stf(gqb + i, ldf(gqb + i) - gr);
                         stf(gqb + L + i, ldf(gqb + L + i) - gi);
@@ -293,22 +323,33 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, c
                     route(gx, gpb, i, gxv, mut, first, keep, av, bv);
                 }
             }
-            if (gq) memcpy(gq + b * D, gqb, sizeof(float) * (size_t)D);
-            if (ge) {
-                float *gp = ge + pos * D;
-                for (int64_t i = 0; i < D; i++) gp[i] += gpb[i];
-            }
         }
-        free(gqb);
-        free(gpb);
-        free(gdummy);
-        if (ge && nt > 1) {
 #pragma omp barrier
-            sum_scratch(gE, scratch, N, D, t, nt);
+        /* the query rows and the positives' shares: summed over the threads in thread order (rows split by b) */
+        int64_t lo, hi;
+        thread_range(B, t, nt, &lo, &hi);
+        for (int64_t b = lo; b < hi; b++) {
+            float *q0 = P.part + (size_t)b * padD, *p0 = P.part + ((size_t)B + (size_t)b) * padD;
+            for (int u = 1; u < nt; u++) {
+                const float *qu = P.part + (size_t)u * P.per_thread + (size_t)b * padD;
+                const float *pu = qu + (size_t)B * padD;
+                for (int64_t i = 0; i < D; i++) { q0[i] += qu[i]; p0[i] += pu[i]; }
+            }
+            if (gq) memcpy(gq + b * D, q0, sizeof(float) * (size_t)D);
         }
+#pragma omp barrier
+        /* the positive's share goes to its row, added by the row's owner, b ascending */
+        if (gE)
+            for (int64_t b = 0; b < B; b++) {
+                const int64_t pos = cand[b * C];
+                if (owner(pos, nt) != t) continue;
+                float *gp = gE + (slot ? slot[b * C] : pos) * D;
+                const float *p0 = P.part + ((size_t)B + (size_t)b) * padD;
+                for (int64_t i = 0; i < D; i++) gp[i] += p0[i];
+            }
     }
-    free(tab);
-    return failed ? EMUKG_ENOMEM : EMUKG_OK;
+    partials_free(&P);
+    return EMUKG_OK;
 }
 
 /* The EMU keep mask of a (B, C, D) block as bytes (1 = keep the candidate's component; column 0 all ones), for
@@ -582,65 +623,60 @@ INLINE void add_part(float *dst, vf v, int64_t n) {
     for (int64_t l = 0; l < n; l++) dst[l] += v[l];
 }
 
-/* gq: B x ext_qwidth or NULL; gaux: B x L or NULL (must be NULL without aux); gE: N x D or NULL; scratch:
- * (nthreads - 1) x N x D floats (unused when gE is NULL).  Allocates 4 D bytes plus, per thread, 14 rows of
+/* gq: B x ext_qwidth or NULL; gaux: B x L or NULL (must be NULL without aux); gE: NG x D or NULL, ADDED TO, with
+ * slot as emukg_cand_bwd's.  Allocates 4 D bytes plus, per thread, B x 5 padL partial sums, C ids and 10 rows of
  * 4 * padL bytes.  Returns EMUKG_OK, or EMUKG_ENOMEM (gq, gaux and gE then hold no meaningful values). */
-int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *q, const float *aux, const float *E,
-                       const int64_t *cand, int kind, float scale, float wm, float wp, int mut, uint32_t s0, uint32_t s1,
-                       uint32_t T, int64_t b0, const float *ratio, const float *gout, float *gq, float *gaux,
-                       float *gE, float *scratch, int nthreads) {
-    uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(D > 0 ? D : 1));
-    if (!tab) return EMUKG_ENOMEM;
-    make_tab(tab, D, s0, s1);
+int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, const float *aux, const float *E,
+                       const int64_t *cand, const int64_t *slot, int kind, float scale, float wm, float wp, int mut,
+                       uint32_t s0, uint32_t s1, uint32_t T, int64_t b0, const float *ratio, const float *gout,
+                       float *gq, float *gaux, float *gE, int nthreads) {
+    (void)NG;
+    if (B <= 0) return EMUKG_OK;
     const int P = ext_parts(kind);
     const int64_t L = D / P, padL = (L + W - 1) / W * W, QW = ext_qwidth(kind, D);
     const int PQ = (int)(QW / L);
     const vu Tv = (vu){0} + T;
     const vf sv = bcast(scale);
     const vi tail_lanes = LANES >= (vi){0} + (int32_t)(W - L % W);
-    int failed = 0;
+    const size_t per_b = (size_t)(5 * padL);
     if (nthreads < 1) nthreads = 1;
-    if (nthreads > B) nthreads = (int)(B > 0 ? B : 1);
+    struct partials PT;
+    if (partials_alloc(&PT, nthreads, B, C, per_b, (size_t)(10 * padL), D) != EMUKG_OK) return EMUKG_ENOMEM;
+    make_tab(PT.tab, D, s0, s1);
+    const uint32_t *tab = PT.tab;
 #pragma omp parallel num_threads(nthreads)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        float *ge = NULL;
-        if (gE) {
-            ge = t == 0 ? gE : scratch + (size_t)(t - 1) * (size_t)N * (size_t)D;
-            memset(ge, 0, sizeof(float) * (size_t)N * (size_t)D);
-        }
-        float *buf = (float *)aligned_alloc(64, sizeof(float) * (size_t)(14 * padL));
-        int64_t lo, hi;
-        thread_range(B, t, nt, &lo, &hi);
-        if (!buf) {
-#pragma omp atomic write
-            failed = 1;
-            hi = lo; /* skip the work; every thread still reaches the barrier below */
-        }
-        if (buf) memset(buf, 0, sizeof(float) * (size_t)(14 * padL)); /* zero tail lanes of xb (load_mutated) */
-        float *qb = buf, *xb = buf + 2 * padL, *gxb = buf + 4 * padL, *gqb = buf + 6 * padL, *gpb = buf + 8 * padL;
-        int32_t *kb = (int32_t *)(buf + 10 * padL);
-        float *ab = buf + 12 * padL, *gab = buf + 13 * padL;
+        /* per thread: [gq rows | positive rows] (B x 2 padL each), then aux rows (B x padL) */
+        float *mine = PT.part + (size_t)t * PT.per_thread;
+        int64_t *own = PT.own + (size_t)t * (size_t)C;
+        float *buf = PT.row + (size_t)t * PT.row_floats;
+        memset(mine, 0, sizeof(float) * PT.per_thread);
+        memset(buf, 0, sizeof(float) * PT.row_floats); /* zero tail lanes of xb (load_mutated) */
+        float *qb = buf, *xb = buf + 2 * padL, *gxb = buf + 4 * padL, *ab = buf + 8 * padL;
+        int32_t *kb = (int32_t *)(buf + 6 * padL);
         float *ub = gxb + padL; /* TRANSD_L1 keeps u in the second half of gxb until it is overwritten */
-        for (int64_t b = lo; b < hi; b++) {
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t *cb = cand + b * C;
+            const int64_t n = owned_cols(cb, C, t, nt, own);
+            if (n == 0) continue;
+            float *gqb = mine + (size_t)b * 2 * padL, *gpb = mine + ((size_t)B + (size_t)b) * 2 * padL;
+            float *gab = mine + (size_t)B * 4 * padL + (size_t)b * padL;
             pad_parts(qb, q + b * QW, L, padL, PQ);
             if (aux) pad_parts(ab, aux + b * L, L, padL, 1);
-            memset(gqb, 0, sizeof(float) * (size_t)(2 * padL));
-            memset(gpb, 0, sizeof(float) * (size_t)(2 * padL));
-            memset(gab, 0, sizeof(float) * (size_t)padL);
-            const int64_t pos = cand[b * C];
-            const float *xp = E + pos * D;
-            for (int64_t j = 0; j < C; j++) {
-                if (j + PF_DIST < C) {
-                    const int64_t c2 = cand[b * C + j + PF_DIST];
-                    const char *nx = (const char *)(E + c2 * D);
+            const float *xp = E + cb[0] * D;
+            for (int64_t m = 0; m < n; m++) {
+                if (m + PF_DIST < n) {
+                    const int64_t j2 = own[m + PF_DIST];
+                    const char *nx = (const char *)(E + cb[j2] * D);
                     for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
-                    if (ge) {
-                        const char *ng = (const char *)(ge + c2 * D);
+                    if (gE) {
+                        const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
                         for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(ng + o, 1);
                     }
                 }
-                const int64_t c = cand[b * C + j];
+                const int64_t j = own[m];
+                const int64_t c = cb[j];
                 const int first = (j == 0);
                 const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
                 const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
@@ -715,7 +751,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
                     }
                 }
                 /* route ds/dx' to the candidate row and the positive (gxb is 0 in lanes L..padL-1) */
-                float *gx = ge ? ge + c * D : NULL;
+                float *gx = gE ? gE + (slot ? slot[b * C + j] : c) * D : NULL;
                 const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
                 for (int p = 0; p < P; p++) {
                     for (int64_t k0 = 0; k0 < L; k0 += W) {
@@ -740,21 +776,37 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t N, const float *
                     }
                 }
             }
-            if (gq)
-                for (int p = 0; p < PQ; p++) memcpy(gq + b * QW + p * L, gqb + p * padL, sizeof(float) * (size_t)L);
-            if (gaux) memcpy(gaux + b * L, gab, sizeof(float) * (size_t)L);
-            if (ge) {
-                float *gp = ge + pos * D;
-                for (int p = 0; p < P; p++)
-                    for (int64_t i = 0; i < L; i++) gp[p * L + i] += gpb[p * padL + i];
-            }
         }
-        free(buf);
-        if (ge && nt > 1) {
 #pragma omp barrier
-            sum_scratch(gE, scratch, N, D, t, nt);
+        /* the query, aux and positive sums over the threads, in thread order (rows split by b) */
+        int64_t lo, hi;
+        thread_range(B, t, nt, &lo, &hi);
+        for (int64_t b = lo; b < hi; b++) {
+            float *q0 = PT.part + (size_t)b * 2 * padL, *p0 = PT.part + ((size_t)B + (size_t)b) * 2 * padL;
+            float *a0 = PT.part + (size_t)B * 4 * padL + (size_t)b * padL;
+            for (int u = 1; u < nt; u++) {
+                const float *base = PT.part + (size_t)u * PT.per_thread;
+                const float *qu = base + (size_t)b * 2 * padL, *pu = base + ((size_t)B + (size_t)b) * 2 * padL;
+                const float *au = base + (size_t)B * 4 * padL + (size_t)b * padL;
+                for (int64_t i = 0; i < 2 * padL; i++) { q0[i] += qu[i]; p0[i] += pu[i]; }
+                for (int64_t i = 0; i < padL; i++) a0[i] += au[i];
+            }
+            if (gq)
+                for (int p = 0; p < PQ; p++) memcpy(gq + b * QW + p * L, q0 + p * padL, sizeof(float) * (size_t)L);
+            if (gaux) memcpy(gaux + b * L, a0, sizeof(float) * (size_t)L);
         }
+#pragma omp barrier
+        /* the positive's share goes to its row, added by the row's owner, b ascending */
+        if (gE)
+            for (int64_t b = 0; b < B; b++) {
+                const int64_t pos = cand[b * C];
+                if (owner(pos, nt) != t) continue;
+                float *gp = gE + (slot ? slot[b * C] : pos) * D;
+                const float *p0 = PT.part + ((size_t)B + (size_t)b) * 2 * padL;
+                for (int p = 0; p < P; p++)
+                    for (int64_t i = 0; i < L; i++) gp[p * L + i] += p0[p * padL + i];
+            }
     }
-    free(tab);
-    return failed ? EMUKG_ENOMEM : EMUKG_OK;
+    partials_free(&PT);
+    return EMUKG_OK;
 }

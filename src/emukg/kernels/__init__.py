@@ -149,6 +149,14 @@ PROTOTYPES: dict[str, dict[str, tuple]] = {
         "emukg_filter_fill": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
     },
     "sparse_optim": {
+        # (U, D, idx, grad, sum, out, nthreads) -> status
+        "emukg_adagrad_sum_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT]),
+        # (U, D, idx, grad, root, param, lr, eps, nthreads) -> status
+        "emukg_adagrad_param_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _INT]),
+        # (U, D, idx, grad, exp_avg, exp_avg_sq, out, w1, beta2, w2, nthreads) -> status
+        "emukg_adam_moment_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _F32, _INT]),
+        # (U, D, idx, root, exp_avg, param, step_size, bc2, eps, nthreads) -> status
+        "emukg_adam_param_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _F32, _INT]),
         # (U, D, idx, grad, param, sum, lr, eps, nthreads) -> status
         "emukg_adagrad_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _INT]),
         # (U, D, idx, grad, param, exp_avg, exp_avg_sq, w1, beta2, w2, step_size, bc2, eps, nthreads) -> status
@@ -767,6 +775,9 @@ __all__ = ["Metric", "Mut", "METRIC_CODES", "EXT_METRIC_CODES", "EVAL_METRICS", 
 
 # ---------------------------------------------------------------------------------------------------------
 # sparse_optim.c: fused row-sparse optimiser steps (emukg.optim)
+ROOT_CHUNK_BYTES = 16 << 20  # the exact form's buffer of square roots: at most this many bytes, reused over row chunks
+
+
 def _rows_args(fn: str, param: torch.Tensor, states: dict, idx: torch.Tensor, grad: torch.Tensor) -> tuple[int, int]:
     """Checks of the row-sparse optimiser kernels: param and its state tensors float32 (N, D), idx int64 (U,) strictly
     increasing ids below N (a coalesced gradient's rows: no two threads write one row), grad float32 (U, D), no two
@@ -782,9 +793,8 @@ def _rows_args(fn: str, param: torch.Tensor, states: dict, idx: torch.Tensor, gr
     if U > 1 and not bool((idx[1:] > idx[:-1]).all()):
         raise ValueError(f"{fn}: idx must be strictly increasing (distinct rows, as a coalesced gradient's indices); "
                          f"pass grad.coalesce().")
-    tensors = {"param": param, **states, "grad": grad}
     seen: dict[int, str] = {}
-    for name, t in tensors.items():
+    for name, t in {"param": param, **states, "grad": grad}.items():
         if t.numel():
             key = t.untyped_storage().data_ptr()
             if key in seen:
@@ -793,44 +803,72 @@ def _rows_args(fn: str, param: torch.Tensor, states: dict, idx: torch.Tensor, gr
     return U, D
 
 
+def _root_chunks(U: int, D: int, chunk_bytes: int | None):
+    """(a, b, buffer view (b − a, D)) over the rows 0..U in chunks of about ``chunk_bytes`` (one buffer, reused)."""
+    rows = max(1, min(U, int(chunk_bytes or ROOT_CHUNK_BYTES) // max(1, 4 * D)))
+    buf = torch.empty(rows, D, dtype=torch.float32)
+    for a in range(0, U, rows):
+        b = min(U, a + rows)
+        yield a, b, buf[: b - a]
+
+
 def adagrad_rows(param: torch.Tensor, sum: torch.Tensor, idx: torch.Tensor, grad: torch.Tensor, lr: float, eps: float,
-                 threads: int | None = None) -> None:
-    """In place, on rows ``idx`` (U,) int64 of ``param`` and its Adagrad accumulator ``sum`` (N, D) float32, with the
-    row gradients ``grad`` (U, D) float32: ``sum += g·g; param −= lr·g / (√sum + eps)``, bit-identical to
-    ``torch.optim.Adagrad``'s single-tensor step on those rows (fma and rounding as ATen: see sparse_optim.c).  ids
-    strictly increasing (coalesced).  Bumps the tensors' autograd version as an in-place op would.  Memory: none."""
+                 threads: int | None = None, *, exact: bool = True, chunk_bytes: int | None = None) -> None:
+    """Adagrad on the rows ``idx`` (U,) int64 of ``param`` and its accumulator ``sum`` (N, D) float32, in place, for
+    the row gradients ``grad`` (U, D) float32: ``sum += g·g; param −= lr·g / (√sum + eps)``; ids strictly increasing
+    (a coalesced gradient's).  ``exact`` (default): bit-identical to ``torch.optim.Adagrad``'s single-tensor step on
+    those rows — two C passes around ``torch.sqrt_`` (torch's sqrt is MKL's, not correctly rounded: sparse_optim.c),
+    with a buffer of at most ``chunk_bytes`` (:data:`ROOT_CHUNK_BYTES`).  ``exact=False``: one fused pass with a
+    correctly rounded sqrt, no buffer; ``sum`` still bit-identical, ``param`` within the sqrt's 1 ulp per step.
+    Bumps the tensors' autograd versions as in-place ops would."""
     fn = "emukg_adagrad_rows"
     lib = _require("sparse_optim")
     U, D = _rows_args(fn, param, {"sum": sum}, idx, grad)
     nt = _threads(threads)
-    if U == 0 or D == 0:
-        return
-    rc = lib.emukg_adagrad_rows(U, D, idx.data_ptr(), grad.data_ptr(), param.data_ptr(), sum.data_ptr(), float(lr),
-                                float(eps), nt)
-    _status(fn, rc, 0, "this kernel allocates nothing; report it as a bug")
+    lr, eps = float(lr), float(eps)
+    if U and D and not exact:
+        _status(fn, lib.emukg_adagrad_rows(U, D, idx.data_ptr(), grad.data_ptr(), param.data_ptr(), sum.data_ptr(), lr,
+                                           eps, nt), 0, "it allocates nothing; report this as a bug")
+    elif U and D:
+        for a, b, root in _root_chunks(U, D, chunk_bytes):
+            ids, g = idx[a:b], grad[a:b]
+            _status(fn, lib.emukg_adagrad_sum_rows(b - a, D, ids.data_ptr(), g.data_ptr(), sum.data_ptr(),
+                                                   root.data_ptr(), nt), 0, "it allocates nothing; report this as a bug")
+            root.sqrt_()
+            _status(fn, lib.emukg_adagrad_param_rows(b - a, D, ids.data_ptr(), g.data_ptr(), root.data_ptr(),
+                                                     param.data_ptr(), lr, eps, nt), 0, "it allocates nothing; report this as a bug")
     torch.autograd.graph.increment_version([param, sum])
 
 
 def adam_rows(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, idx: torch.Tensor,
               grad: torch.Tensor, beta1: float, beta2: float, step_size: float, bias_correction2_sqrt: float,
-              eps: float, threads: int | None = None) -> None:
-    """In place, on rows ``idx`` (U,) int64 of ``param`` and its moments ``exp_avg``, ``exp_avg_sq`` (N, D) float32,
-    with the row gradients ``grad`` (U, D) float32: lazy Adam's update (emukg.optim._adam_update)
-    ``m = lerp(m, g, 1 − β1); v = β2·v + (1 − β2)·g²; param −= step_size·m / (√v / bias_correction2_sqrt + eps)``,
-    bit-identical to its PyTorch ops (1 − β1 and 1 − β2 are formed in double here, as the Python expressions are,
-    then rounded to float32).  ids strictly increasing (coalesced).  Memory: none."""
+              eps: float, threads: int | None = None, *, exact: bool = True, chunk_bytes: int | None = None) -> None:
+    """Lazy Adam (emukg.optim._adam_update) on the rows ``idx`` (U,) int64 of ``param`` and its moments ``exp_avg``,
+    ``exp_avg_sq`` (N, D) float32, in place, for the row gradients ``grad`` (U, D) float32:
+    ``m = lerp(m, g, 1 − β1); v = β2·v + (1 − β2)·g²; param −= step_size·m / (√v / bias_correction2_sqrt + eps)``
+    (1 − β1 and 1 − β2 formed in double, as the Python expressions are); ids strictly increasing.  ``exact``,
+    ``chunk_bytes``: as :func:`adagrad_rows` (exact: bit-identical to those PyTorch ops on the rows; fused: the
+    moments bit-identical, ``param`` within the sqrt's 1 ulp per step)."""
     fn = "emukg_adam_rows"
     lib = _require("sparse_optim")
     U, D = _rows_args(fn, param, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}, idx, grad)
     nt = _threads(threads)
-    if U == 0 or D == 0:
-        return
-    beta1, beta2 = float(beta1), float(beta2)
-    rc = lib.emukg_adam_rows(U, D, idx.data_ptr(), grad.data_ptr(), param.data_ptr(), exp_avg.data_ptr(),
-                             exp_avg_sq.data_ptr(), 1 - beta1, beta2, 1 - beta2, float(step_size),
-                             float(bias_correction2_sqrt), float(eps), nt)
-    _status(fn, rc, 0, "this kernel allocates nothing; report it as a bug")
+    beta1, beta2, step_size, bc2, eps = (float(x) for x in (beta1, beta2, step_size, bias_correction2_sqrt, eps))
+    if U and D and not exact:
+        _status(fn, lib.emukg_adam_rows(U, D, idx.data_ptr(), grad.data_ptr(), param.data_ptr(), exp_avg.data_ptr(),
+                                        exp_avg_sq.data_ptr(), 1 - beta1, beta2, 1 - beta2, step_size, bc2, eps, nt),
+                0, "it allocates nothing; report this as a bug")
+    elif U and D:
+        for a, b, root in _root_chunks(U, D, chunk_bytes):
+            ids, g = idx[a:b], grad[a:b]
+            _status(fn, lib.emukg_adam_moment_rows(b - a, D, ids.data_ptr(), g.data_ptr(), exp_avg.data_ptr(),
+                                                   exp_avg_sq.data_ptr(), root.data_ptr(), 1 - beta1, beta2, 1 - beta2,
+                                                   nt), 0, "it allocates nothing; report this as a bug")
+            root.sqrt_()
+            _status(fn, lib.emukg_adam_param_rows(b - a, D, ids.data_ptr(), root.data_ptr(), exp_avg.data_ptr(),
+                                                  param.data_ptr(), step_size, bc2, eps, nt), 0,
+                    "it allocates nothing; report this as a bug")
     torch.autograd.graph.increment_version([param, exp_avg, exp_avg_sq])
 
 
-__all__ += ["adagrad_rows", "adam_rows"]
+__all__ += ["adagrad_rows", "adam_rows", "ROOT_CHUNK_BYTES"]

@@ -198,18 +198,47 @@ def _base_kernel_query():
     return KGEModel.kernel_query
 
 
-def compact_ids(ids: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+def compact_ids(ids: torch.Tensor, num_rows: int, workspace: "StepWorkspace | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(unique ids ascending, inverse)`` of int64 ``ids`` below ``num_rows``, as ``torch.unique(ids, sorted=True,
     return_inverse=True)`` gives them.  On the CPU, while ``num_rows`` ≤ 64 × the ids, by a bitmap over the rows
-    (one scatter, one scan, one gather: linear time, no sort); otherwise by sorting."""
+    (one scatter, one scan, one gather: linear time, no sort; ``workspace`` keeps the bitmap and the slot index
+    between calls); otherwise by sorting."""
     if ids.device.type != "cpu" or num_rows > 64 * max(1, ids.numel()):
         return torch.unique(ids, sorted=True, return_inverse=True)
-    seen = torch.zeros(num_rows, dtype=torch.bool)
+    seen, slot = (workspace or StepWorkspace()).index(num_rows)
     seen[ids] = True
     uniq = seen.nonzero().squeeze(1)
-    slot = torch.empty(num_rows, dtype=torch.int64)
+    seen[uniq] = False  # all False again for the next call
     slot[uniq] = torch.arange(uniq.numel())
     return uniq, slot[ids]
+
+
+class StepWorkspace:
+    """Memory that a run's row-sparse steps reuse instead of paging in fresh memory every step (at 2.5 M entities,
+    allocating and zeroing the 186 MB gradient table costs several times as much as zeroing it in place): the
+    storage of :class:`StepRows`' gradient table, and :func:`compact_ids`' bitmap (N bytes) and slot index (8·N
+    bytes).  The sparse gradient a step hands E shares the gradient storage, so it is valid until the next step
+    (the trainer sets gradients to None before each step)."""
+
+    def __init__(self):
+        self._grad: torch.Tensor | None = None
+        self._seen: torch.Tensor | None = None
+        self._slot: torch.Tensor | None = None
+
+    def grad_table(self, rows: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+        """A zeroed (rows, width) CPU tensor on the reused storage (grown by a quarter when too small)."""
+        need = rows * width
+        if self._grad is None or self._grad.dtype != dtype or self._grad.numel() < need:
+            self._grad = None  # free the old storage first
+            self._grad = torch.empty(need + need // 4, dtype=dtype)
+        return self._grad[:need].view(rows, width).zero_()
+
+    def index(self, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The all-False bitmap and the slot index for ``num_rows`` rows."""
+        if self._seen is None or self._seen.numel() != num_rows:
+            self._seen = torch.zeros(num_rows, dtype=torch.bool)
+            self._slot = torch.empty(num_rows, dtype=torch.int64)
+        return self._seen, self._slot
 
 
 class StepRows:
@@ -234,20 +263,22 @@ class StepRows:
     """
 
     def __init__(self, E: torch.Tensor, anchors: torch.Tensor, candidates=(), compact: bool = False,
-                 width: int | None = None):
+                 width: int | None = None, workspace: StepWorkspace | None = None):
         N, D = E.shape
         self.E, self.compact, self.num_rows = E, compact, N
         self.candidates = list(candidates)
         if compact:
             ids = torch.cat([anchors.reshape(-1)] + [c.reshape(-1) for c in self.candidates])
-            self.uniq, inverse = compact_ids(ids, N)
+            self.uniq, inverse = compact_ids(ids, N, workspace)
             parts = torch.split(inverse, [anchors.numel()] + [c.numel() for c in self.candidates])
             self.anchor_slots = parts[0]
             self.slots = [part.view(c.shape) for part, c in zip(parts[1:], self.candidates)]
         else:
             self.uniq, self.anchor_slots, self.slots = None, anchors, list(self.candidates)
-        rows = self.uniq.numel() if compact else N
-        self.G = torch.zeros(rows, width or D, dtype=E.dtype, device=E.device)
+        if compact and workspace is not None and E.device.type == "cpu":
+            self.G = workspace.grad_table(self.uniq.numel(), width or D, E.dtype)
+        else:
+            self.G = torch.zeros(self.uniq.numel() if compact else N, width or D, dtype=E.dtype, device=E.device)
         self.handle = _RowsRoot.apply(E, self)
         self.anchors = _RowsRead.apply(self.handle, E.detach(), anchors, self)
 
@@ -310,7 +341,8 @@ class CandidateScorer:
     ``side='tail'``: the candidates replace the tail (anchor = head); ``'head'``: they replace the head.
     ``use_kernel``: None = the fused native kernel where possible (CPU, float32, a model with a ``kernel_query``),
     False = the plain PyTorch path (gather, mutate, ``model.score``), True = require the kernel.
-    ``candidates``: the candidate tensors the step will score (announced up front; required with ``sparse``).
+    ``candidates``: the candidate tensors the step will score (announced up front; required with ``sparse``);
+    ``workspace``: the run's :class:`StepWorkspace` (row-sparse steps reuse its memory).
 
     Ids are checked once per call on either path (one min/max reduction each; on a GPU one host sync): the kept
     anchor and relation of ``positives`` and every candidate must be below the model's number of entities /
@@ -326,7 +358,7 @@ class CandidateScorer:
     """
 
     def __init__(self, model, positives: torch.Tensor, side: str, use_kernel: bool | None = None, sparse: bool = False,
-                 candidates=()):
+                 candidates=(), workspace: StepWorkspace | None = None):
         if side == "tail":
             anchor = positives[:, 0]
         elif side == "head":
@@ -346,7 +378,7 @@ class CandidateScorer:
             for c in candidates:
                 kernels.check_ids("CandidateScorer", "candidates", c, E.shape[0])
             width = kernels.MIN_ROW_FLOATS if kind in ("l1", "dot") and E.shape[1] < kernels.MIN_ROW_FLOATS else None
-            self.rows = StepRows(E, anchor, candidates, compact=sparse, width=width)
+            self.rows = StepRows(E, anchor, candidates, compact=sparse, width=width, workspace=workspace)
             self.a_emb = self.rows.anchors
         elif sparse and kind is None:  # through a compact table of the distinct anchors, so repeated anchors sum as index_add_ does
             uniq, inverse = torch.unique(anchor, return_inverse=True)
@@ -563,6 +595,6 @@ def expected_keep_fraction(p: float) -> float:
     return keep_threshold(p) / float(1 << MASK_BITS)
 
 
-__all__ = ["CandidateScorer", "StepRows", "compact_ids", "Mutation", "draw_seed", "hash_mask", "mutate", "mixup", "mixup_ratios", "keep_threshold",
+__all__ = ["CandidateScorer", "StepRows", "StepWorkspace", "compact_ids", "Mutation", "draw_seed", "hash_mask", "mutate", "mixup", "mixup_ratios", "keep_threshold",
            "score_candidates", "fused_scores", "fused_ext_scores",
            "torch_chunk_rows", "TORCH_PATH_BUDGET", "kernel_available", "kernel_mask", "expected_keep_fraction", "h32"]

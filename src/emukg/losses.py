@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .emu import CandidateScorer, Mutation
+from .emu import CandidateScorer, Mutation, StepWorkspace
 from .one_vs_all import one_vs_all_loss
 
 
@@ -68,6 +68,7 @@ class Objective:
                  sparse: bool = False):
         self.config = config
         self.sparse = sparse  # row-sparse entity gradients (CandidateScorer(sparse=True)); see emukg.optim
+        self.workspace = StepWorkspace() if sparse else None  # memory the row-sparse steps reuse
         self.shard: tuple[int, int] | None = None  # (rank, world size) in data-parallel training; see __call__
         self.loss_name = config.loss
         self.sampler = sampler
@@ -123,7 +124,8 @@ class Objective:
                 adv = self.adversarial_sampler.sample(positives, side)[rows]
                 adv_cand = torch.cat([_true_entity(mine, side).unsqueeze(1), adv], dim=1)
             announced = [cand] + [c for c in (emu_cand, adv_cand) if c is not None and c is not cand]
-            scorer = CandidateScorer(model, mine, side, self.use_kernel, self.sparse, candidates=announced)
+            scorer = CandidateScorer(model, mine, side, self.use_kernel, self.sparse, candidates=announced,
+                                     workspace=self.workspace)
             scores = scorer(cand)
             if not ce:
                 loss = self._sigmoid(scores, w, logs)
@@ -146,7 +148,8 @@ class Objective:
         if self.loss_name == "1vsall" and cfg.adversarial:
             adv = self.adversarial_sampler.sample(positives, side)[rows]
             cand = torch.cat([_true_entity(mine, side).unsqueeze(1), adv], dim=1)
-            scores = CandidateScorer(model, mine, side, self.use_kernel, self.sparse, candidates=[cand])(cand)
+            scores = CandidateScorer(model, mine, side, self.use_kernel, self.sparse, candidates=[cand],
+                                     workspace=self.workspace)(cand)
             neg = self._mean(negative_term(scores[:, 1:], True, cfg.adversarial_temperature), w)
             logs["negative_sample_loss"] = neg.detach()
             loss = loss + neg

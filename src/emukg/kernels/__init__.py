@@ -819,7 +819,8 @@ def adagrad_rows(param: torch.Tensor, sum: torch.Tensor, idx: torch.Tensor, grad
     (a coalesced gradient's).  ``exact`` (default): bit-identical to ``torch.optim.Adagrad``'s single-tensor step on
     those rows — two C passes around ``torch.sqrt_`` (torch's sqrt is MKL's, not correctly rounded: sparse_optim.c),
     with a buffer of at most ``chunk_bytes`` (:data:`ROOT_CHUNK_BYTES`).  ``exact=False``: one fused pass with a
-    correctly rounded sqrt, no buffer; ``sum`` still bit-identical, ``param`` within the sqrt's 1 ulp per step.
+    correctly rounded sqrt, no buffer; ``sum`` still bit-identical, ``param`` off by at most 4 ulp of
+    max(|param|, |step|) per step (measured; from the sqrt's 1 ulp).
     Bumps the tensors' autograd versions as in-place ops would."""
     fn = "emukg_adagrad_rows"
     lib = _require("sparse_optim")
@@ -848,7 +849,7 @@ def adam_rows(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tens
     ``m = lerp(m, g, 1 − β1); v = β2·v + (1 − β2)·g²; param −= step_size·m / (√v / bias_correction2_sqrt + eps)``
     (1 − β1 and 1 − β2 formed in double, as the Python expressions are); ids strictly increasing.  ``exact``,
     ``chunk_bytes``: as :func:`adagrad_rows` (exact: bit-identical to those PyTorch ops on the rows; fused: the
-    moments bit-identical, ``param`` within the sqrt's 1 ulp per step)."""
+    moments bit-identical, ``param`` within 4 ulp of max(|param|, |step|) per step)."""
     fn = "emukg_adam_rows"
     lib = _require("sparse_optim")
     U, D = _rows_args(fn, param, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}, idx, grad)

@@ -24,7 +24,8 @@
  *                    to `out` (U x D, contiguous); the caller applies torch.sqrt_ to `out` (any chunking: the
  *                    function is element-wise); *_param_rows then finish the parameter rows from that root.
  *   fused            emukg_adagrad_rows / emukg_adam_rows do everything in one pass with a correctly rounded
- *                    sqrt: state rows bit-identical, parameters within the sqrt's 1 ulp (see the tests).
+ *                    sqrt: state rows bit-identical, parameters off by at most 4 ulp of max(|param|, |step|)
+ *                    per step (measured; the tests check it).
  *
  * Memory: nothing is allocated (each returns EMUKG_OK, the loader's common status contract).  Traffic per step
  * (bytes): fused Adagrad 20 U D, Adam 28 U D; staged Adagrad 36 U D, Adam 44 U D (with torch.sqrt_'s 8 U D).

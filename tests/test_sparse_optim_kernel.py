@@ -134,7 +134,7 @@ def test_optimizers_kernel_path_equals_pytorch_path(D, opt_cls, kw, monkeypatch)
     assert st_k.keys() == st_t.keys() and all(torch.equal(st_k[k], st_t[k]) for k in st_k)
 
 
-def test_native_rows_only_for_coalesced_cpu_float32(monkeypatch):
+def test_native_rows_only_for_sorted_distinct_rows_of_cpu_float32(monkeypatch):
     g = torch.Generator().manual_seed(0)
     p, s = torch.zeros(10, 3), torch.zeros(10, 3)
     idx = torch.tensor([1, 4, 7])
@@ -144,13 +144,41 @@ def test_native_rows_only_for_coalesced_cpu_float32(monkeypatch):
         assert torch.equal(got[0], idx) and torch.equal(got[1], vals)
     else:
         assert got is None
-    dup = torch.sparse_coo_tensor(torch.tensor([[4, 1, 4]]), vals, (10, 3), check_invariants=True)
-    assert optim.native_rows(p, dup, s) is None  # uncoalesced: row_chunks' summation order
+    dup = torch.sparse_coo_tensor(torch.tensor([[1, 4, 4]]), vals, (10, 3), check_invariants=True)
+    assert optim.native_rows(p, dup, s) is None  # repeated rows: row_chunks' summation order
+    unsorted = torch.sparse_coo_tensor(torch.tensor([[4, 1, 7]]), vals, (10, 3), check_invariants=True)
+    assert optim.native_rows(p, unsorted, s) is None
+    # sorted distinct rows without the coalesced flag (as autograd's accumulation leaves a gradient): native
+    unflagged = torch.sparse_coo_tensor(idx[None], vals, (10, 3), check_invariants=True)
+    assert not unflagged.is_coalesced()
+    assert (optim.native_rows(p, unflagged, s) is not None) == native
     assert optim.native_rows(p.double(), coalesced(10, idx, vals.double()), s.double()) is None
     assert optim.native_rows(p, coalesced(10, idx, vals), torch.zeros(3, 10).t()) is None  # non-contiguous state
     assert optim.native_rows(p, vals.to_sparse(), s) is None  # element-sparse
     monkeypatch.setattr(kernels, "available", lambda name: False)
     assert optim.native_rows(p, coalesced(10, idx, vals), s) is None
+
+
+@needs_native
+def test_a_gradient_through_autograd_reaches_the_kernel(monkeypatch):
+    """A leaf's sparse gradient from autograd is not flagged coalesced (the accumulation drops the flag, embedding's
+    backward never sets it); sorted distinct rows still go native."""
+    calls = []
+    real = kernels.adagrad_rows
+    monkeypatch.setattr(kernels, "adagrad_rows", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    g = torch.Generator().manual_seed(5)
+    start = torch.randn(50, 16, generator=g)
+    a, b = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    ref, opt = torch.optim.Adagrad([a], lr=0.1), RowSparseAdagrad([b], lr=0.1)
+    for _ in range(3):
+        ids = rows(50, 40, g)  # sorted distinct: the sparse gradient's rows in this order
+        w = torch.randn(40, 16, generator=g)
+        for p, sparse in ((a, False), (b, True)):
+            p.grad = None
+            (torch.nn.functional.embedding(ids, p, sparse=sparse) * w).sum().backward()
+        assert not b.grad.is_coalesced() and torch.equal(b.grad._indices()[0], ids)
+        ref.step(), opt.step()
+    assert len(calls) == 3 and torch.equal(a, b)
 
 
 def test_no_native_runs_the_pytorch_path_and_stays_exact():

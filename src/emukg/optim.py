@@ -36,7 +36,7 @@ whose momentum keeps pushing them.  Dense parameters get ``torch.optim.Adam``'s 
 reference schedule Adam only runs after the warm-up switch (lr/10), where this difference is small; tests
 check both properties.  Keep ``Config.sparse`` off (or unset on small graphs: auto) for dense Adam.
 
-**Which path runs.**  A *coalesced* row-sparse gradient (sorted distinct row ids, as the trainer's sparse step
+**Which path runs.**  A row-sparse gradient with sorted distinct row ids (coalesced, as the trainer's sparse step
 hands over) of a contiguous CPU float32 table goes in one call to the native kernels of ``kernels/sparse_optim.c``
 (:func:`emukg.kernels.adagrad_rows` / :func:`~emukg.kernels.adam_rows`, see :func:`native_rows`): per touched
 row one C pass updates the state and copies the new ``sum`` / ``exp_avg_sq`` row to a buffer, ``torch.sqrt_``
@@ -44,8 +44,8 @@ takes its root, and a second C pass updates the parameter row.  The square root 
 builds it is MKL's, which is not correctly rounded (1 ulp off on ~15 % of inputs), so only torch's own sqrt
 keeps the step bit-identical to the PyTorch operations above (tests/test_sparse_optim_kernel.py checks it
 against ``torch.optim.Adagrad``/``Adam`` and against the path below).  Memory: a buffer of
-:data:`emukg.kernels.ROOT_CHUNK_BYTES` (16 MB, rows in chunks), nothing else.  Anything else — an uncoalesced
-gradient (its duplicates are summed in :func:`row_chunks`' order), another dtype or device, or no kernel
+:data:`emukg.kernels.ROOT_CHUNK_BYTES` (16 MB, rows in chunks), nothing else.  Anything else — repeated or
+unsorted row ids (duplicates are summed in :func:`row_chunks`' order), another dtype or device, or no kernel
 (``EMUKG_NO_NATIVE=1``, no compiler) — takes the chunked PyTorch path: gather the rows of each
 :data:`CHUNK_BYTES` chunk with ``index_select``, the operations above, ``index_copy_`` back.  Time for U = 465,000
 rows of a 2.5 M × 100 table on 2 loaded cores (min of 7): Adagrad 214 ms (PyTorch) → 88 ms (kernels), lazy Adam
@@ -116,11 +116,12 @@ def row_chunks(grad: torch.Tensor, chunk_bytes: int | None = None):
 def native_rows(param: torch.Tensor, grad: torch.Tensor, *states: torch.Tensor):
     """``(row ids, row values)`` of ``grad`` when the native kernels (emukg.kernels.adagrad_rows / adam_rows) can
     apply it to ``param`` and its ``states`` in one call, else None (then the chunked PyTorch path runs): ``grad``
-    a coalesced row-sparse COO tensor (sorted distinct row ids, values (U, D)), every tensor a contiguous CPU float32
-    (N, D) table, and the ``sparse_optim`` kernel loaded (not with ``EMUKG_NO_NATIVE=1``).  Only coalesced
-    gradients: an uncoalesced one's duplicates are summed in :func:`row_chunks`' order, which ``coalesce()`` may
-    not follow."""
-    if not (grad.is_sparse and grad.is_coalesced() and grad.sparse_dim() == 1 and grad.dense_dim() == 1):
+    a row-sparse COO tensor (values (U, D)) whose row ids are sorted and distinct — coalesced, or in that order
+    without the flag (autograd's gradient accumulation drops ``is_coalesced``; one comparison pass over the ids
+    checks it) — every tensor a contiguous CPU float32 (N, D) table, and the ``sparse_optim`` kernel loaded (not
+    with ``EMUKG_NO_NATIVE=1``).  A gradient with repeated or unsorted rows goes to :func:`row_chunks`, which sums
+    duplicates in their order (``coalesce()`` may not)."""
+    if not (grad.is_sparse and grad.sparse_dim() == 1 and grad.dense_dim() == 1):
         return None
     vals = grad._values()
     for t in (param, *states):
@@ -130,7 +131,10 @@ def native_rows(param: torch.Tensor, grad: torch.Tensor, *states: torch.Tensor):
         return None
     if not kernels.available("sparse_optim"):
         return None
-    return grad._indices()[0], vals
+    idx = grad._indices()[0]
+    if not grad.is_coalesced() and idx.numel() > 1 and not bool((idx[1:] > idx[:-1]).all()):
+        return None
+    return idx, vals
 
 
 def make_optimizer(name: str, params_or_model, lr: float, *, sparse: bool | None = None) -> torch.optim.Optimizer:

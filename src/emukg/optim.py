@@ -155,8 +155,8 @@ class RowSparseAdagrad(torch.optim.Optimizer):
     """Adagrad taking dense or row-sparse gradients; bit-identical to ``torch.optim.Adagrad`` (lr_decay 0, no weight
     decay, initial accumulator 0) on the rows it touches, and rows with no gradient are unchanged as there.
 
-    Memory: the state ``sum`` (as large as the parameter); per step, a buffer of 16 MB on the native path (a
-    coalesced gradient, :func:`native_rows`), else a few temporaries of :data:`CHUNK_BYTES` (sparse gradients are
+    Memory: the state ``sum`` (as large as the parameter); per step, a buffer of 16 MB on the native path (sorted
+    distinct rows, :func:`native_rows`), else a few temporaries of :data:`CHUNK_BYTES` (sparse gradients are
     applied in chunks of rows, :func:`row_chunks`).
     """
 
@@ -207,7 +207,7 @@ class LazyAdam(torch.optim.Optimizer):
     row-sparse gradient updates the touched rows' moments and parameters only (lazy Adam, see the module
     docstring), with the bias corrections of the global step count.  State: ``step``, ``exp_avg``,
     ``exp_avg_sq`` (``torch.optim.Adam``'s names).  Memory: two tensors as large as the parameter; per sparse step,
-    as :class:`RowSparseAdagrad` (native kernels for a coalesced gradient, else chunks)."""
+    as :class:`RowSparseAdagrad` (native kernels for sorted distinct rows, else chunks)."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         if not lr > 0:

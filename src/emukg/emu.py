@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import torch
 
 from . import kernels
+from .memory import huge_empty
 
 MASK_BITS = 24
 HASH_CHUNK = 1 << 20  # elements of int64 hash temporaries at a time in hash_mask
@@ -230,7 +231,7 @@ class StepWorkspace:
         need = rows * width
         if self._grad is None or self._grad.dtype != dtype or self._grad.numel() < need:
             self._grad = None  # free the old storage first
-            self._grad = torch.empty(need + need // 4, dtype=dtype)
+            self._grad = huge_empty(need + need // 4, dtype)
         return self._grad[:need].view(rows, width).zero_()
 
     def index(self, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -58,6 +58,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .memory import huge_zeros_like
+
 from . import kernels
 
 ROW_SPARSE = "_emukg_row_sparse"  # attribute set on a parameter whose gradients are row-sparse (sparse COO)
@@ -166,7 +168,7 @@ class RowSparseAdagrad(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, eps=eps))
         for group in self.param_groups:  # eager state, like torch.optim.Adagrad (the same state_dict layout)
             for p in group["params"]:
-                self.state[p] = {"step": torch.tensor(0.0), "sum": torch.zeros_like(p, memory_format=torch.preserve_format)}
+                self.state[p] = {"step": torch.tensor(0.0), "sum": huge_zeros_like(p)}
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -227,8 +229,7 @@ class LazyAdam(torch.optim.Optimizer):
                     continue
                 state = self.state[p]
                 if not state:
-                    state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
-                                 exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+                    state.update(step=torch.tensor(0.0), exp_avg=huge_zeros_like(p), exp_avg_sq=huge_zeros_like(p))
                 state["step"] += 1
                 step = float(state["step"])
                 step_size = lr / (1 - beta1 ** step)

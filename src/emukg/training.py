@@ -45,6 +45,7 @@ from .config import Config, ConfigError
 from .errors import EmukgError
 from .run import BEST, CHECKPOINT, CONFIG, RunFolder
 from . import distributed
+from .memory import release_free_memory, rehome_huge
 from .optim import make_optimizer, mark_row_sparse, use_sparse  # make_optimizer: also emukg.training's
 from .schedule import EarlyStopping, Schedule, decay_every
 
@@ -249,6 +250,8 @@ class Trainer:
         # row-sparse entity updates (emukg.optim): the optimisers see the table's mark and update touched rows only
         self.sparse = use_sparse(cfg, self.kg.num_entities)
         mark_row_sparse(self.model.entity_embedding, self.sparse)
+        if self.sparse:  # a large table read row by row: on 2 MiB pages where the system allows (emukg.memory)
+            rehome_huge(self.model.entity_embedding)
         self.objective = build_objective(cfg, self.kg, self.sampler, adversarial_sampler=self.adversarial_sampler,
                                          sparse=self.sparse)
         if self.dist.active:  # every rank draws the global batch and scores its shard of rows
@@ -280,6 +283,7 @@ class Trainer:
                      "negatives": self._describe_negatives(), "resumes": resumes}
         folder.write_json(CONFIG, {**cfg.to_dict(), **self.info})
         self.callbacks = [*callbacks, *build_trackers(cfg, folder)] if self.dist.is_main else []
+        release_free_memory()  # the set-up's temporaries (reading, counting) need not stay resident for the run
 
     def _describe_negatives(self) -> dict:
         """What each part of the loss draws, for config.json (exactly the samplers that run)."""

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Iterator
 
@@ -367,10 +369,44 @@ def _umask() -> int:
     return mask
 
 
+class NumberedNames(Sequence):
+    """The names ``<prefix>0 … <prefix>{n−1}`` as a read-only sequence computed on access: a synthetic graph's
+    2.5 M entity names would otherwise hold ≈ 160 MB of Python strings.  Equal to any sequence of the same names."""
+
+    def __init__(self, prefix: str, n: int):
+        self.prefix, self.n = prefix, int(n)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [f"{self.prefix}{k}" for k in range(*i.indices(self.n))]
+        k = operator.index(i)
+        if k < 0:
+            k += self.n
+        if not 0 <= k < self.n:
+            raise IndexError(f"name index {i} out of range for {self.n} names")
+        return f"{self.prefix}{k}"
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, NumberedNames):
+            return (self.prefix, self.n) == (other.prefix, other.n)
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == self.n and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"NumberedNames({self.prefix!r}, {self.n})"
+
+
 def synthetic_graph(entities: int, relations: int, triples: int, *, valid: int | None = None, test: int | None = None,
                     seed: int = 0, exponent: float = 0.75, relation_exponent: float = 1.0, name: str | None = None):
     """The same graph as :func:`write_synthetic` (same arguments, same ids) as an in-memory
-    :class:`~emukg.data.graph.KnowledgeGraph`, without files."""
+    :class:`~emukg.data.graph.KnowledgeGraph`, without files (entity names computed on access:
+    :class:`NumberedNames`)."""
     import torch
 
     from .graph import KnowledgeGraph
@@ -380,5 +416,5 @@ def synthetic_graph(entities: int, relations: int, triples: int, *, valid: int |
                                relation_exponent=relation_exponent):
         parts[split].append(ids)
     splits = {s: torch.from_numpy(np.concatenate(p) if p else np.zeros((0, 3), np.int64)) for s, p in parts.items()}
-    return KnowledgeGraph([f"e{i}" for i in range(entities)], [f"r{i}" for i in range(relations)], splits,
+    return KnowledgeGraph(NumberedNames("e", entities), [f"r{i}" for i in range(relations)], splits,
                           name=name or f"synthetic-{entities}-{relations}-{triples}-s{seed}")

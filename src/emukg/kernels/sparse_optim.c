@@ -41,6 +41,15 @@
 
 #define MIN_PARALLEL_FLOATS 32768 /* below this many elements one thread: starting a team costs more */
 
+#define ROW_AHEAD 4 /* rows ahead whose table lines are prefetched (the rows are scattered over gigabytes) */
+
+/* prefetch row idx[u + ROW_AHEAD] of a table (for writing) */
+static inline void ahead(const float *table, const int64_t *idx, int64_t u, int64_t U, int64_t D) {
+    if (u + ROW_AHEAD >= U) return;
+    const char *r = (const char *)(table + idx[u + ROW_AHEAD] * D);
+    for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(r + o, 1);
+}
+
 static int team(int64_t U, int64_t D, int nthreads) {
     if (nthreads < 1 || U * D < MIN_PARALLEL_FLOATS) return 1;
     return nthreads;
@@ -58,6 +67,7 @@ int emukg_adagrad_sum_rows(int64_t U, int64_t D, const int64_t *idx, const float
         const float *restrict g = grad + u * D;
         float *restrict s = sum + idx[u] * D;
         float *restrict o = out + u * D;
+        ahead(sum, idx, u, U, D);
         for (int64_t j = 0; j < D; j++) {
             const float sj = fmaf(g[j], g[j], s[j]);
             s[j] = sj;
@@ -77,6 +87,7 @@ int emukg_adagrad_param_rows(int64_t U, int64_t D, const int64_t *idx, const flo
         const float *restrict g = grad + u * D;
         const float *restrict r = root + u * D;
         float *restrict p = param + idx[u] * D;
+        ahead(param, idx, u, U, D);
         for (int64_t j = 0; j < D; j++) p[j] = p[j] + (nlr * g[j]) / (r[j] + eps);
     }
     return EMUKG_OK;
@@ -97,6 +108,8 @@ int emukg_adam_moment_rows(int64_t U, int64_t D, const int64_t *idx, const float
         float *restrict m = exp_avg + idx[u] * D;
         float *restrict v = exp_avg_sq + idx[u] * D;
         float *restrict o = out + u * D;
+        ahead(exp_avg, idx, u, U, D);
+        ahead(exp_avg_sq, idx, u, U, D);
         for (int64_t j = 0; j < D; j++) {
             const float gj = g[j], m0 = m[j];
             m[j] = fmaf(coeff, gj - m0, base_is_m ? m0 : gj);
@@ -119,6 +132,8 @@ int emukg_adam_param_rows(int64_t U, int64_t D, const int64_t *idx, const float 
         const float *restrict r = root + u * D;
         const float *restrict m = exp_avg + idx[u] * D;
         float *restrict p = param + idx[u] * D;
+        ahead(param, idx, u, U, D);
+        ahead(exp_avg, idx, u, U, D);
         for (int64_t j = 0; j < D; j++) p[j] = p[j] + (nstep * m[j]) / (r[j] / bc2 + eps);
     }
     return EMUKG_OK;

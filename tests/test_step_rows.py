@@ -12,8 +12,13 @@ from emukg.models import build_model
 needs_kernel = pytest.mark.skipif(not emu.kernel_available(), reason="native kernels unavailable (no C compiler or EMUKG_NO_NATIVE=1)")
 
 
-@pytest.mark.parametrize("num_rows,n", [(50, 400), (10_000, 300), (7, 0)])
-def test_compact_ids_equals_torch_unique(num_rows, n):
+@pytest.mark.parametrize("native", [True, False], ids=["kernel", "torch"])
+@pytest.mark.parametrize("num_rows,n", [(50, 400), (10_000, 300), (7, 0), (13, 5)])
+def test_compact_ids_equals_torch_unique(num_rows, n, native, monkeypatch):
+    if native and not kernels.available("sparse_optim"):
+        pytest.skip("native kernels unavailable")
+    if not native:
+        monkeypatch.setattr(kernels, "available", lambda name: False)
     g = torch.Generator().manual_seed(num_rows)
     ws = emu.StepWorkspace()
     for _ in range(3):  # the workspace's bitmap is left all False after every call
@@ -22,6 +27,20 @@ def test_compact_ids_equals_torch_unique(num_rows, n):
         for got_u, got_inv in (emu.compact_ids(ids, num_rows), emu.compact_ids(ids, num_rows, ws)):
             assert torch.equal(got_u, want_u) and torch.equal(got_inv, want_inv)
         assert torch.equal(got_u[got_inv], ids)
+        assert not ws.index(num_rows)[0].any()
+
+
+@needs_kernel
+def test_compact_rows_checks_its_input():
+    seen, slot = torch.zeros(10, dtype=torch.bool), torch.empty(10, dtype=torch.int64)
+    with pytest.raises(IndexError):
+        kernels.compact_rows(torch.tensor([3, 10]), 10, seen, slot)
+    with pytest.raises(ValueError, match="int64"):
+        kernels.compact_rows(torch.tensor([3, 4], dtype=torch.int32), 10, seen, slot)
+    with pytest.raises(ValueError, match="seen"):
+        kernels.compact_rows(torch.tensor([3, 4]), 10, torch.zeros(9, dtype=torch.bool), slot)
+    uniq, inv = kernels.compact_rows(torch.tensor([[9, 2], [2, 0]]), 10, seen, slot)
+    assert uniq.tolist() == [0, 2, 9] and inv.tolist() == [[2, 1], [1, 0]] and not seen.any()
 
 
 def _case(metric, D, N=40, B=6, C=9, seed=0):

@@ -207,6 +207,8 @@ def compact_ids(ids: torch.Tensor, num_rows: int, workspace: "StepWorkspace | No
     if ids.device.type != "cpu" or num_rows > 64 * max(1, ids.numel()):
         return torch.unique(ids, sorted=True, return_inverse=True)
     seen, slot = (workspace or StepWorkspace()).index(num_rows)
+    if kernels.available("sparse_optim"):
+        return kernels.compact_rows(ids.contiguous(), num_rows, seen, slot)
     seen[ids] = True
     uniq = seen.nonzero().squeeze(1)
     seen[uniq] = False  # all False again for the next call

@@ -161,6 +161,8 @@ PROTOTYPES: dict[str, dict[str, tuple]] = {
         "emukg_adagrad_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _INT]),
         # (U, D, idx, grad, param, exp_avg, exp_avg_sq, w1, beta2, w2, step_size, bc2, eps, nthreads) -> status
         "emukg_adam_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _F32, _F32, _F32, _F32, _INT]),
+        # (n, ids, N, seen, slot, uniq, inverse, U_out) -> status
+        "emukg_compact_rows": (_INT, [_I64, _PTR, _I64, _PTR, _PTR, _PTR, _PTR, _PTR]),
     },
 }
 
@@ -873,3 +875,26 @@ def adam_rows(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tens
 
 
 __all__ += ["adagrad_rows", "adam_rows", "ROOT_CHUNK_BYTES"]
+
+
+def compact_rows(ids: torch.Tensor, num_rows: int, seen: torch.Tensor, slot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(unique ids ascending, inverse)`` of the int64 ids ``ids`` (any shape; inverse has it) below ``num_rows``, as
+    ``torch.unique(ids, sorted=True, return_inverse=True)``, in linear time (sparse_optim.c).  ``seen``: a bool or
+    uint8 (num_rows,) tensor, all False on entry and again on return; ``slot``: int64 (num_rows,) scratch.
+    Memory: the outputs (8 bytes per id, 8 per distinct id)."""
+    fn = "emukg_compact_rows"
+    lib = _require("sparse_optim")
+    N = int(num_rows)
+    _tensor(fn, "ids", ids, torch.int64, tuple(ids.shape))
+    if seen.dtype not in (torch.bool, torch.uint8):
+        raise ValueError(f"{fn}: seen must be a bool or uint8 tensor, not {seen.dtype}.")
+    _tensor(fn, "seen", seen, seen.dtype, (N,))
+    _tensor(fn, "slot", slot, torch.int64, (N,))
+    check_ids(fn, "ids", ids, N)
+    n = ids.numel()
+    uniq = torch.empty(n, dtype=torch.int64)
+    inverse = torch.empty(ids.shape, dtype=torch.int64)
+    count = ctypes.c_int64(0)
+    lib.emukg_compact_rows(n, ids.data_ptr(), N, seen.data_ptr(), slot.data_ptr(), uniq.data_ptr(), inverse.data_ptr(),
+                           ctypes.byref(count))
+    return uniq[:count.value], inverse

@@ -241,3 +241,27 @@ int emukg_adam_rows(int64_t U, int64_t D, const int64_t *idx, const float *grad,
                  beta2, w2, bc2, eps, nstep);
     return EMUKG_OK;
 }
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * The rows a row-sparse step touches (emukg.emu.compact_ids): the distinct ids of ids[0..n) in ascending order
+ * (uniq[0..*U_out)) and each id's position among them (inverse), as torch.unique(sorted=True, return_inverse=True)
+ * gives them, in linear time: mark the ids in a byte map of the N rows, scan it in order (eight bytes at a time),
+ * then look every id up.  seen (N bytes) must be all zero on entry and is all zero again on return; slot (N int64)
+ * is scratch.  Ids must lie in [0, N) (the caller checks).  Single-threaded: ~5 ms for 0.5 M ids of 2.5 M rows. */
+int emukg_compact_rows(int64_t n, const int64_t *ids, int64_t N, uint8_t *seen, int64_t *slot, int64_t *uniq,
+                       int64_t *inverse, int64_t *U_out) {
+    for (int64_t i = 0; i < n; i++) seen[ids[i]] = 1;
+    int64_t U = 0, r = 0;
+    for (; r + 8 <= N; r += 8) {
+        uint64_t word;
+        memcpy(&word, seen + r, sizeof word);
+        if (!word) continue;
+        for (int64_t k = r; k < r + 8; k++)
+            if (seen[k]) { slot[k] = U; uniq[U++] = k; seen[k] = 0; }
+    }
+    for (; r < N; r++)
+        if (seen[r]) { slot[r] = U; uniq[U++] = r; seen[r] = 0; }
+    for (int64_t i = 0; i < n; i++) inverse[i] = slot[ids[i]];
+    *U_out = U;
+    return EMUKG_OK;
+}

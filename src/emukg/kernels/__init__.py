@@ -149,14 +149,12 @@ PROTOTYPES: dict[str, dict[str, tuple]] = {
         "emukg_filter_fill": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
     },
     "sparse_optim": {
-        # (U, D, idx, grad, sum, out, nthreads) -> status
-        "emukg_adagrad_sum_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT]),
-        # (U, D, idx, grad, root, param, lr, eps, nthreads) -> status
-        "emukg_adagrad_param_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _INT]),
-        # (U, D, idx, grad, exp_avg, exp_avg_sq, out, w1, beta2, w2, nthreads) -> status
-        "emukg_adam_moment_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _F32, _INT]),
-        # (U, D, idx, root, exp_avg, param, step_size, bc2, eps, nthreads) -> status
-        "emukg_adam_param_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _F32, _INT]),
+        # (D, nA, idxA, gA, rootA, param, lr, eps, nB, idxB, gB, sum, outB, nthreads) -> status
+        "emukg_adagrad_stage": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _I64, _PTR, _PTR, _PTR, _PTR, _INT]),
+        # (D, nA, idxA, rootA, param, step_size, bc2, eps, nB, idxB, gB, exp_avg, exp_avg_sq, outB, w1, beta2, w2,
+        #  nthreads) -> status
+        "emukg_adam_stage": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _F32, _F32, _F32, _I64, _PTR, _PTR, _PTR, _PTR, _PTR,
+                                    _F32, _F32, _F32, _INT]),
         # (U, D, idx, grad, param, sum, lr, eps, nthreads) -> status
         "emukg_adagrad_rows": (_INT, [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _F32, _F32, _INT]),
         # (U, D, idx, grad, param, exp_avg, exp_avg_sq, w1, beta2, w2, step_size, bc2, eps, nthreads) -> status
@@ -805,13 +803,29 @@ def _rows_args(fn: str, param: torch.Tensor, states: dict, idx: torch.Tensor, gr
     return U, D
 
 
-def _root_chunks(U: int, D: int, chunk_bytes: int | None):
-    """(a, b, buffer view (b − a, D)) over the rows 0..U in chunks of about ``chunk_bytes`` (one buffer, reused)."""
+def _staged(U: int, D: int, chunk_bytes: int | None, call) -> None:
+    """Run the exact (staged) optimiser over rows 0..U in chunks of about ``chunk_bytes``, pipelined: ``call(prev,
+    cur)`` finishes chunk ``prev`` and starts chunk ``cur`` (each ``(a, b, buffer (b − a, D))`` or None), then the
+    square roots of ``cur``'s buffer are taken with ``torch.sqrt_`` (torch's own, so that the result is torch's).
+    Two buffers, alternating."""
     rows = max(1, min(U, int(chunk_bytes or ROOT_CHUNK_BYTES) // max(1, 4 * D)))
-    buf = torch.empty(rows, D, dtype=torch.float32)
-    for a in range(0, U, rows):
+    bufs = [torch.empty(rows, D, dtype=torch.float32) for _ in range(2 if U > rows else 1)]
+    prev = None
+    for k, a in enumerate(range(0, U, rows)):
         b = min(U, a + rows)
-        yield a, b, buf[: b - a]
+        cur = (a, b, bufs[k % len(bufs)][: b - a])
+        call(prev, cur)
+        cur[2].sqrt_()
+        prev = cur
+    call(prev, None)
+
+
+def _chunk(idx: torch.Tensor, grad: torch.Tensor | None, part):
+    """(rows, ids pointer, gradient pointer, buffer pointer) of a chunk ``(a, b, buffer)`` or of None (empty)."""
+    if part is None:
+        return 0, None, None, None
+    a, b, buf = part
+    return b - a, idx[a:].data_ptr(), grad[a:].data_ptr() if grad is not None else None, buf.data_ptr()
 
 
 def adagrad_rows(param: torch.Tensor, sum: torch.Tensor, idx: torch.Tensor, grad: torch.Tensor, lr: float, eps: float,
@@ -833,13 +847,13 @@ def adagrad_rows(param: torch.Tensor, sum: torch.Tensor, idx: torch.Tensor, grad
         _status(fn, lib.emukg_adagrad_rows(U, D, idx.data_ptr(), grad.data_ptr(), param.data_ptr(), sum.data_ptr(), lr,
                                            eps, nt), 0, "it allocates nothing; report this as a bug")
     elif U and D:
-        for a, b, root in _root_chunks(U, D, chunk_bytes):
-            ids, g = idx[a:b], grad[a:b]
-            _status(fn, lib.emukg_adagrad_sum_rows(b - a, D, ids.data_ptr(), g.data_ptr(), sum.data_ptr(),
-                                                   root.data_ptr(), nt), 0, "it allocates nothing; report this as a bug")
-            root.sqrt_()
-            _status(fn, lib.emukg_adagrad_param_rows(b - a, D, ids.data_ptr(), g.data_ptr(), root.data_ptr(),
-                                                     param.data_ptr(), lr, eps, nt), 0, "it allocates nothing; report this as a bug")
+        def call(prev, cur):
+            nA, iA, gA, rA = _chunk(idx, grad, prev)
+            nB, iB, gB, oB = _chunk(idx, grad, cur)
+            _status(fn, lib.emukg_adagrad_stage(D, nA, iA, gA, rA, param.data_ptr(), lr, eps, nB, iB, gB, sum.data_ptr(),
+                                                oB, nt), 0, "it allocates nothing; report this as a bug")
+
+        _staged(U, D, chunk_bytes, call)
     torch.autograd.graph.increment_version([param, sum])
 
 
@@ -862,15 +876,14 @@ def adam_rows(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tens
                                         exp_avg_sq.data_ptr(), 1 - beta1, beta2, 1 - beta2, step_size, bc2, eps, nt),
                 0, "it allocates nothing; report this as a bug")
     elif U and D:
-        for a, b, root in _root_chunks(U, D, chunk_bytes):
-            ids, g = idx[a:b], grad[a:b]
-            _status(fn, lib.emukg_adam_moment_rows(b - a, D, ids.data_ptr(), g.data_ptr(), exp_avg.data_ptr(),
-                                                   exp_avg_sq.data_ptr(), root.data_ptr(), 1 - beta1, beta2, 1 - beta2,
-                                                   nt), 0, "it allocates nothing; report this as a bug")
-            root.sqrt_()
-            _status(fn, lib.emukg_adam_param_rows(b - a, D, ids.data_ptr(), root.data_ptr(), exp_avg.data_ptr(),
-                                                  param.data_ptr(), step_size, bc2, eps, nt), 0,
-                    "it allocates nothing; report this as a bug")
+        def call(prev, cur):
+            nA, iA, _, rA = _chunk(idx, None, prev)
+            nB, iB, gB, oB = _chunk(idx, grad, cur)
+            _status(fn, lib.emukg_adam_stage(D, nA, iA, rA, param.data_ptr(), step_size, bc2, eps, nB, iB, gB,
+                                             exp_avg.data_ptr(), exp_avg_sq.data_ptr(), oB, 1 - beta1, beta2, 1 - beta2,
+                                             nt), 0, "it allocates nothing; report this as a bug")
+
+        _staged(U, D, chunk_bytes, call)
     torch.autograd.graph.increment_version([param, exp_avg, exp_avg_sq])
 
 

@@ -20,9 +20,12 @@
  * The square root.  torch.sqrt on float32 CPU tensors is MKL's vmsSqrt in x86 builds, which is NOT correctly
  * rounded: on the development machine (AMD EPYC, AVX2) 15.5 % of random inputs come out 1 ulp away from sqrtf
  * (never more).  Bit-identity with torch.optim.Adagrad / Adam therefore needs torch's own sqrt, hence two forms:
- *   staged (exact)   *_sum_rows / *_moment_rows update the state rows and copy the new sum / second moment rows
- *                    to `out` (U x D, contiguous); the caller applies torch.sqrt_ to `out` (any chunking: the
- *                    function is element-wise); *_param_rows then finish the parameter rows from that root.
+ *   staged (exact)   the first half of a row's update (the sum / moments) copies the new sum / second moment row
+ *                    to a buffer; the caller applies torch.sqrt_ to it (element-wise: any chunking); the second
+ *                    half finishes the parameter row from that root.  emukg_adagrad_stage / emukg_adam_stage
+ *                    pipeline it over chunks of rows: the second half of one chunk and the first half of the
+ *                    next in one interleaved loop (their scattered rows' misses overlap; ~20 % faster than two
+ *                    separate passes at 465,000 rows of a 2.5 M x 100 table).
  *   fused            emukg_adagrad_rows / emukg_adam_rows do everything in one pass with a correctly rounded
  *                    sqrt: state rows bit-identical, parameters off by at most 4 ulp of max(|param|, |step|)
  *                    per step (measured; the tests check it).
@@ -58,83 +61,92 @@ static int team(int64_t U, int64_t D, int nthreads) {
 /* ---------------------------------------------------------------------------------------------------------------
  * Staged (exact) form.  Plain loops: gcc vectorises them (fmaf becomes vfmadd with -march=native). */
 
-/* Adagrad, first half: sum[idx[u]] = fma(g, g, sum[idx[u]])  (sum.addcmul_(g, g, value=1); 1 * g = g exactly),
- * and out[u] = the new row, whose square root the caller takes in place. */
-int emukg_adagrad_sum_rows(int64_t U, int64_t D, const int64_t *idx, const float *grad, float *sum, float *out,
-                           int nthreads) {
-#pragma omp parallel for num_threads(team(U, D, nthreads)) schedule(static)
-    for (int64_t u = 0; u < U; u++) {
-        const float *restrict g = grad + u * D;
-        float *restrict s = sum + idx[u] * D;
-        float *restrict o = out + u * D;
-        ahead(sum, idx, u, U, D);
-        for (int64_t j = 0; j < D; j++) {
-            const float sj = fmaf(g[j], g[j], s[j]);
-            s[j] = sj;
-            o[j] = sj;
+/* Adagrad, first half, one row: s = fma(g, g, s)  (sum.addcmul_(g, g, value=1); 1 * g = g exactly), and o = the new
+ * row, whose square root the caller takes in place. */
+static inline void adagrad_sum_row(int64_t D, const float *restrict g, float *restrict s, float *restrict o) {
+    for (int64_t j = 0; j < D; j++) {
+        const float sj = fmaf(g[j], g[j], s[j]);
+        s[j] = sj;
+        o[j] = sj;
+    }
+}
+
+/* Adagrad, second half, one row, from r = torch.sqrt(new sum row):
+ *   std = r + eps;  p = p + ((-lr) * g) / std      (param.addcdiv_(g, std, value=-lr)) */
+static inline void adagrad_param_row(int64_t D, const float *restrict g, const float *restrict r, float *restrict p,
+                                     float nlr, float eps) {
+    for (int64_t j = 0; j < D; j++) p[j] = p[j] + (nlr * g[j]) / (r[j] + eps);
+}
+
+/* The staged (exact) Adagrad is pipelined over chunks of rows: one call finishes chunk A (second half: the
+ * parameters, from the square roots rootA the caller took of the previous call's output) and starts chunk B (first
+ * half: the sums, their new rows into outB), the two interleaved row by row so that the misses on the scattered
+ * parameter and sum rows overlap; either chunk may be empty (nA or nB = 0).  The caller then takes torch.sqrt_ of
+ * outB and passes it as the next call's rootA. */
+int emukg_adagrad_stage(int64_t D, int64_t nA, const int64_t *idxA, const float *gA, const float *rootA, float *param,
+                        float lr, float eps, int64_t nB, const int64_t *idxB, const float *gB, float *sum, float *outB,
+                        int nthreads) {
+    const float nlr = -lr;
+    const int64_t n = nA > nB ? nA : nB;
+#pragma omp parallel for num_threads(team(n, D, nthreads)) schedule(static)
+    for (int64_t u = 0; u < n; u++) {
+        if (u < nB) {
+            ahead(sum, idxB, u, nB, D);
+            adagrad_sum_row(D, gB + u * D, sum + idxB[u] * D, outB + u * D);
+        }
+        if (u < nA) {
+            ahead(param, idxA, u, nA, D);
+            adagrad_param_row(D, gA + u * D, rootA + u * D, param + idxA[u] * D, nlr, eps);
         }
     }
     return EMUKG_OK;
 }
 
-/* Adagrad, second half, from root = torch.sqrt(new sum rows) (U x D):
- *   std = root + eps;  param[idx[u]] = param + ((-lr) * g) / std      (param.addcdiv_(g, std, value=-lr)) */
-int emukg_adagrad_param_rows(int64_t U, int64_t D, const int64_t *idx, const float *grad, const float *root,
-                             float *param, float lr, float eps, int nthreads) {
-    const float nlr = -lr;
-#pragma omp parallel for num_threads(team(U, D, nthreads)) schedule(static)
-    for (int64_t u = 0; u < U; u++) {
-        const float *restrict g = grad + u * D;
-        const float *restrict r = root + u * D;
-        float *restrict p = param + idx[u] * D;
-        ahead(param, idx, u, U, D);
-        for (int64_t j = 0; j < D; j++) p[j] = p[j] + (nlr * g[j]) / (r[j] + eps);
-    }
-    return EMUKG_OK;
-}
-
-/* Lazy Adam, first half (emukg.optim._adam_update), with w1 = 1 - beta1 and w2 = 1 - beta2 formed in double by
- * the caller as the Python expressions are:
+/* Lazy Adam (emukg.optim._adam_update), first half, one row, with w1 = 1 - beta1 and w2 = 1 - beta2 formed in double
+ * by the caller as the Python expressions are:
  *   m = lerp(m, g, w1)                  exp_avg.lerp_(g, 1 - beta1)      (formula by |w1| < 0.5, see above)
  *   v = fma(w2 * g, g, v * beta2)       exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
- * on rows idx[u]; out[u] = the new v row, whose square root the caller takes in place. */
-int emukg_adam_moment_rows(int64_t U, int64_t D, const int64_t *idx, const float *grad, float *exp_avg,
-                           float *exp_avg_sq, float *out, float w1, float beta2, float w2, int nthreads) {
-    const int base_is_m = fabsf(w1) < 0.5f;
-    const float coeff = base_is_m ? w1 : w1 - 1.0f;
-#pragma omp parallel for num_threads(team(U, D, nthreads)) schedule(static)
-    for (int64_t u = 0; u < U; u++) {
-        const float *restrict g = grad + u * D;
-        float *restrict m = exp_avg + idx[u] * D;
-        float *restrict v = exp_avg_sq + idx[u] * D;
-        float *restrict o = out + u * D;
-        ahead(exp_avg, idx, u, U, D);
-        ahead(exp_avg_sq, idx, u, U, D);
-        for (int64_t j = 0; j < D; j++) {
-            const float gj = g[j], m0 = m[j];
-            m[j] = fmaf(coeff, gj - m0, base_is_m ? m0 : gj);
-            const float vj = fmaf(w2 * gj, gj, v[j] * beta2);
-            v[j] = vj;
-            o[j] = vj;
-        }
+ * and o = the new v row, whose square root the caller takes in place. */
+static inline void adam_moment_row(int64_t D, const float *restrict g, float *restrict m, float *restrict v,
+                                   float *restrict o, int base_is_m, float coeff, float beta2, float w2) {
+    for (int64_t j = 0; j < D; j++) {
+        const float gj = g[j], m0 = m[j];
+        m[j] = fmaf(coeff, gj - m0, base_is_m ? m0 : gj);
+        const float vj = fmaf(w2 * gj, gj, v[j] * beta2);
+        v[j] = vj;
+        o[j] = vj;
     }
-    return EMUKG_OK;
 }
 
-/* Lazy Adam, second half, from root = torch.sqrt(new v rows) (U x D) and the new m rows:
- *   denom = root / bc2 + eps            (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
- *   param = param + ((-step_size) * m) / denom     param.addcdiv_(exp_avg, denom, value=-step_size) */
-int emukg_adam_param_rows(int64_t U, int64_t D, const int64_t *idx, const float *root, const float *exp_avg,
-                          float *param, float step_size, float bc2, float eps, int nthreads) {
+/* Lazy Adam, second half, one row, from r = torch.sqrt(new v row) and the new m row:
+ *   denom = r / bc2 + eps               (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+ *   p = p + ((-step_size) * m) / denom  param.addcdiv_(exp_avg, denom, value=-step_size) */
+static inline void adam_param_row(int64_t D, const float *restrict r, const float *restrict m, float *restrict p,
+                                  float nstep, float bc2, float eps) {
+    for (int64_t j = 0; j < D; j++) p[j] = p[j] + (nstep * m[j]) / (r[j] / bc2 + eps);
+}
+
+/* Lazy Adam pipelined as emukg_adagrad_stage: chunk A's parameters (from rootA and its new m rows), chunk B's
+ * moments (the new v rows into outB). */
+int emukg_adam_stage(int64_t D, int64_t nA, const int64_t *idxA, const float *rootA, float *param, float step_size,
+                     float bc2, float eps, int64_t nB, const int64_t *idxB, const float *gB, float *exp_avg,
+                     float *exp_avg_sq, float *outB, float w1, float beta2, float w2, int nthreads) {
+    const int base_is_m = fabsf(w1) < 0.5f;
+    const float coeff = base_is_m ? w1 : w1 - 1.0f;
     const float nstep = -step_size;
-#pragma omp parallel for num_threads(team(U, D, nthreads)) schedule(static)
-    for (int64_t u = 0; u < U; u++) {
-        const float *restrict r = root + u * D;
-        const float *restrict m = exp_avg + idx[u] * D;
-        float *restrict p = param + idx[u] * D;
-        ahead(param, idx, u, U, D);
-        ahead(exp_avg, idx, u, U, D);
-        for (int64_t j = 0; j < D; j++) p[j] = p[j] + (nstep * m[j]) / (r[j] / bc2 + eps);
+    const int64_t n = nA > nB ? nA : nB;
+#pragma omp parallel for num_threads(team(n, D, nthreads)) schedule(static)
+    for (int64_t u = 0; u < n; u++) {
+        if (u < nB) {
+            ahead(exp_avg, idxB, u, nB, D);
+            ahead(exp_avg_sq, idxB, u, nB, D);
+            adam_moment_row(D, gB + u * D, exp_avg + idxB[u] * D, exp_avg_sq + idxB[u] * D, outB + u * D, base_is_m,
+                            coeff, beta2, w2);
+        }
+        if (u < nA) {
+            ahead(param, idxA, u, nA, D);
+            adam_param_row(D, rootA + u * D, exp_avg + idxA[u] * D, param + idxA[u] * D, nstep, bc2, eps);
+        }
     }
     return EMUKG_OK;
 }
@@ -193,7 +205,7 @@ static void adagrad_row(int64_t D, const float *restrict g, float *restrict p, f
     }
 }
 
-/* The whole Adagrad step of emukg_adagrad_sum_rows + torch.sqrt_ + emukg_adagrad_param_rows in one pass, with
+/* The whole Adagrad step of adagrad_sum_row + torch.sqrt_ + adagrad_param_row in one pass, with
  * sqrtf for torch.sqrt. */
 int emukg_adagrad_rows(int64_t U, int64_t D, const int64_t *idx, const float *grad, float *param, float *sum, float lr,
                        float eps, int nthreads) {
@@ -227,7 +239,7 @@ static void adam_row(int64_t D, const float *restrict g, float *restrict p, floa
     }
 }
 
-/* The whole lazy Adam step of emukg_adam_moment_rows + torch.sqrt_ + emukg_adam_param_rows in one pass, with sqrtf
+/* The whole lazy Adam step of adam_moment_row + torch.sqrt_ + adam_param_row in one pass, with sqrtf
  * for torch.sqrt. */
 int emukg_adam_rows(int64_t U, int64_t D, const int64_t *idx, const float *grad, float *param, float *exp_avg,
                     float *exp_avg_sq, float w1, float beta2, float w2, float step_size, float bc2, float eps,

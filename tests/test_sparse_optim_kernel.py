@@ -96,6 +96,43 @@ def test_adam_rows_equal_torch_adam_on_rows_touched_every_step(D, beta1):
     assert torch.equal(m, st["exp_avg"]) and torch.equal(v, st["exp_avg_sq"])
 
 
+@needs_native
+@pytest.mark.parametrize("D", [7, 100])
+def test_zero_sums_skip_the_slow_root_without_changing_a_bit(D):
+    """Most components zero (EMU's masked components), ±0 in gradients and parameters, and gradients so small that
+    g² underflows to 0 (a zero sum with a nonzero gradient: its root must stay torch's): Adagrad and Adam equal
+    torch's bit for bit, signs of zero included."""
+    g = torch.Generator().manual_seed(5)
+    N, U = sizes(D)
+
+    def grads(shape):
+        x = wide(shape, g)
+        x = torch.where(torch.rand(shape, generator=g) < 0.6, torch.zeros(()), x)
+        x = torch.where(torch.rand(shape, generator=g) < 0.05, torch.full((), -0.0), x)
+        return torch.where(torch.rand(shape, generator=g) < 0.05, torch.randn(shape, generator=g) * 1e-25, x)
+
+    start = torch.where(torch.rand(N, D, generator=g) < 0.1, torch.full((), -0.0), wide((N, D), g))
+    ref_a, ref_m = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    ada, adam = torch.optim.Adagrad([ref_a], lr=0.3), torch.optim.Adam([ref_m], lr=0.01)
+    pa, total = start.clone(), torch.zeros(N, D)
+    pm, m, v = start.clone(), torch.zeros(N, D), torch.zeros(N, D)
+    every = torch.arange(N)
+    for step in range(1, 4):
+        idx = rows(N, U, g)
+        vals = grads((U, D))
+        ref_a.grad = dense(N, idx, vals)
+        ada.step()
+        kernels.adagrad_rows(pa, total, idx, vals, 0.3, 1e-10)
+        G = grads((N, D))
+        ref_m.grad = G.clone()
+        adam.step()
+        kernels.adam_rows(pm, m, v, every, G, 0.9, 0.999, 0.01 / (1 - 0.9 ** step), (1 - 0.999 ** step) ** 0.5, 1e-8)
+    bits = lambda t: t.view(torch.int32)  # noqa: E731  (torch.equal treats -0 and +0 as equal)
+    assert torch.equal(bits(pa), bits(ref_a.detach())) and torch.equal(bits(total), bits(ada.state[ref_a]["sum"]))
+    assert torch.equal(bits(pm), bits(ref_m.detach())) and torch.equal(bits(v), bits(adam.state[ref_m]["exp_avg_sq"]))
+    assert (total == 0).float().mean() > 0.3  # the zero sums were there
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the optimisers: kernel path vs their chunked PyTorch path
 def _run(opt_cls, start, grads, monkeypatch, use_kernel, **kw):

@@ -32,15 +32,16 @@ def test_compact_ids_equals_torch_unique(num_rows, n, native, monkeypatch):
 
 @needs_kernel
 def test_compact_rows_checks_its_input():
-    seen, slot = torch.zeros(10, dtype=torch.bool), torch.empty(10, dtype=torch.int64)
     with pytest.raises(IndexError):
-        kernels.compact_rows(torch.tensor([3, 10]), 10, seen, slot)
+        kernels.compact_rows(torch.tensor([3, 10]), 10)
     with pytest.raises(ValueError, match="int64"):
-        kernels.compact_rows(torch.tensor([3, 4], dtype=torch.int32), 10, seen, slot)
-    with pytest.raises(ValueError, match="seen"):
-        kernels.compact_rows(torch.tensor([3, 4]), 10, torch.zeros(9, dtype=torch.bool), slot)
-    uniq, inv = kernels.compact_rows(torch.tensor([[9, 2], [2, 0]]), 10, seen, slot)
-    assert uniq.tolist() == [0, 2, 9] and inv.tolist() == [[2, 1], [1, 0]] and not seen.any()
+        kernels.compact_rows(torch.tensor([3, 4], dtype=torch.int32), 10)
+    uniq, inv = kernels.compact_rows(torch.tensor([[9, 2], [2, 0]]), 10)
+    assert uniq.tolist() == [0, 2, 9] and inv.tolist() == [[2, 1], [1, 0]]
+    big = torch.randint(200_000, (100_000,), generator=torch.Generator().manual_seed(0))  # the threaded ranking
+    u, i = kernels.compact_rows(big, 200_000)
+    want_u, want_i = torch.unique(big, sorted=True, return_inverse=True)
+    assert torch.equal(u, want_u) and torch.equal(i, want_i)
 
 
 def _case(metric, D, N=40, B=6, C=9, seed=0):

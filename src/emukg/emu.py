@@ -201,14 +201,15 @@ def _base_kernel_query():
 
 def compact_ids(ids: torch.Tensor, num_rows: int, workspace: "StepWorkspace | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(unique ids ascending, inverse)`` of int64 ``ids`` below ``num_rows``, as ``torch.unique(ids, sorted=True,
-    return_inverse=True)`` gives them.  On the CPU, while ``num_rows`` ≤ 64 × the ids, by a bitmap over the rows
-    (one scatter, one scan, one gather: linear time, no sort; ``workspace`` keeps the bitmap and the slot index
-    between calls); otherwise by sorting."""
+    return_inverse=True)`` gives them.  On the CPU, while ``num_rows`` ≤ 64 × the ids, in linear time without a sort:
+    the native :func:`emukg.kernels.compact_rows` (a bitmap of the rows and popcount ranks), else torch ops over a
+    byte map and a slot index (one scatter, one scan, one gather; ``workspace`` keeps both between calls);
+    otherwise by sorting."""
     if ids.device.type != "cpu" or num_rows > 64 * max(1, ids.numel()):
         return torch.unique(ids, sorted=True, return_inverse=True)
-    seen, slot = (workspace or StepWorkspace()).index(num_rows)
     if kernels.available("sparse_optim"):
-        return kernels.compact_rows(ids.contiguous(), num_rows, seen, slot)
+        return kernels.compact_rows(ids.contiguous(), num_rows)
+    seen, slot = (workspace or StepWorkspace()).index(num_rows)
     seen[ids] = True
     uniq = seen.nonzero().squeeze(1)
     seen[uniq] = False  # all False again for the next call

@@ -6,9 +6,10 @@ whether a parameter receives **row-sparse gradients** (``sparse``; None = look a
 :func:`mark_row_sparse`, which the trainer sets on the entity table in sparse mode, ``Config.sparse``):
 
 * none does: ``torch.optim.Adagrad`` / ``torch.optim.Adam``, exactly as before;
-* some do: :class:`RowSparseAdagrad` / :class:`LazyAdam`, which take sparse COO gradients (from
-  ``F.embedding(..., sparse=True)``) for those and dense gradients for the others (relations, pRotatE's
-  modulus).
+* some do: :class:`RowSparseAdagrad` / :class:`LazyAdam`, which take sparse COO gradients (the step's compact
+  gradient table on the kernel path, :class:`emukg.emu.StepRows`; ``F.embedding(..., sparse=True)`` on the PyTorch
+  path) for those and dense gradients for the others (relations, pRotatE's modulus).  Their state tables are
+  allocated on transparent huge pages where the system allows (:mod:`emukg.memory`).
 
 **Why.**  A dense step reads and writes every row of the entity table and of its optimiser state: at N = 2.5 M
 entities and d = 100 that is 1 GB of parameters plus 1 GB of Adagrad sums (2 GB of Adam moments) per step,
@@ -40,7 +41,9 @@ check both properties.  Keep ``Config.sparse`` off (or unset on small graphs: au
 hands over) of a contiguous CPU float32 table goes in one call to the native kernels of ``kernels/sparse_optim.c``
 (:func:`emukg.kernels.adagrad_rows` / :func:`~emukg.kernels.adam_rows`, see :func:`native_rows`): per touched
 row one C pass updates the state and copies the new ``sum`` / ``exp_avg_sq`` row to a buffer, ``torch.sqrt_``
-takes its root, and a second C pass updates the parameter row.  The square root stays PyTorch's because on x86
+takes its root, and a second C pass updates the parameter row (pipelined over chunks of rows: one call finishes a
+chunk's parameters while it starts the next chunk's state; zero roots whose step is ±0 anyway are handed to MKL as
+1.0, which it takes in its fast path).  The square root stays PyTorch's because on x86
 builds it is MKL's, which is not correctly rounded (1 ulp off on ~15 % of inputs), so only torch's own sqrt
 keeps the step bit-identical to the PyTorch operations above (tests/test_sparse_optim_kernel.py checks it
 against ``torch.optim.Adagrad``/``Adam`` and against the path below).  Memory: a buffer of
@@ -49,7 +52,8 @@ unsorted row ids (duplicates are summed in :func:`row_chunks`' order), another d
 (``EMUKG_NO_NATIVE=1``, no compiler) — takes the chunked PyTorch path: gather the rows of each
 :data:`CHUNK_BYTES` chunk with ``index_select``, the operations above, ``index_copy_`` back.  Time for U = 465,000
 rows of a 2.5 M × 100 table on 2 loaded cores (min of 7): Adagrad 214 ms (PyTorch) → 88 ms (kernels), lazy Adam
-356 → 126 ms; the kernels' one-pass form with a correctly rounded sqrt (``exact=False``, not used here: parameters
+356 → 126 ms (before the pipelining and the zero roots; in a training step at 2.5 M entities the Adagrad step then
+fell from ≈ 140 to ≈ 105 ms); the kernels' one-pass form with a correctly rounded sqrt (``exact=False``, not used here: parameters
 then differ from torch's by up to 4 ulp of max(|param|, |step|) per step) takes 53 / 79 ms.
 """
 

@@ -1,7 +1,8 @@
 """The one boundary to emukg's native CPU kernels: compiling, loading, prototypes, metric codes, checked calls.
 
 Each kernel is a C file in this folder (``transe_step.c``: fused candidate scoring for training; ``score_all.c``:
-evaluation ranking; ``sample_step.c``: filtered negatives), all including ``emukg_kernels.h`` (the metric,
+evaluation ranking; ``sample_step.c``: filtered negatives; ``sparse_optim.c``: row-sparse Adagrad / lazy Adam and
+the compaction of a sparse step's rows), all including ``emukg_kernels.h`` (the metric,
 mutation and status codes below).  :func:`load` compiles a kernel once (``cc -O3 -march=native -fopenmp``) into
 the user cache directory, keyed by a hash of the C source, the header, the compiler flags and the CPU (so an
 edited source never reuses a stale ``.so``), declares the prototype (argtypes/restype) of every exported
@@ -13,7 +14,8 @@ GPU runs never use these kernels.
 
 **Calling a kernel.**  Only through the typed wrappers here — :func:`cand_fwd`, :func:`cand_bwd`,
 :func:`cand_ext_fwd`, :func:`cand_ext_bwd`, :func:`sincos`, :func:`emu_mask`, :func:`rank_fused`,
-:func:`rank_dense`, :func:`filter_fill`, :func:`score_all_lanes`.  Before
+:func:`rank_dense`, :func:`filter_fill`, :func:`score_all_lanes`, :func:`adagrad_rows`, :func:`adam_rows`,
+:func:`compact_rows`.  Before
 C sees a pointer they check, with explicit ``if … raise`` (kept under ``python -O``): dtype, CPU device,
 contiguity, shapes, and that every id is in range (0 ≤ id < N; CSR segments inside their value array) with one
 ``aminmax`` reduction per id tensor per call (≈60 µs per 250k ids, nothing per element in Python).  Programming
@@ -279,7 +281,7 @@ def load(name: str):
 
 
 def available(name: str) -> bool:
-    """Whether kernel ``name`` ('transe_step', 'score_all', 'sample_step') compiled and loaded."""
+    """Whether kernel ``name`` (one of :data:`KERNELS`) compiled and loaded."""
     return load(name) is not None
 
 
@@ -900,7 +902,7 @@ def adam_rows(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tens
     torch.autograd.graph.increment_version([param, exp_avg, exp_avg_sq])
 
 
-__all__ += ["adagrad_rows", "adam_rows", "ROOT_CHUNK_BYTES"]
+__all__ += ["adagrad_rows", "adam_rows", "compact_rows", "ROOT_CHUNK_BYTES"]
 
 
 def compact_rows(ids: torch.Tensor, num_rows: int, threads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -124,6 +124,21 @@ static inline int64_t owned_cols(const int64_t *cb, int64_t C, int t, int nt, in
     return n;
 }
 
+/* After the partial sums are summed (into thread 0's rows): thread t adds the positives' shares to the gradient rows
+ * it owns, b ascending.  Row b's share: P parts of L floats, part p at shares + b * stride + p * pstride; the row
+ * of gE is slot[b, 0] (or the entity id) and its part p starts at p * L. */
+static void add_positive_shares(float *gE, const int64_t *slot, const int64_t *cand, int64_t B, int64_t C, int64_t D,
+                                const float *shares, size_t stride, int P, int64_t L, size_t pstride, int t, int nt) {
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t pos = cand[b * C];
+        if (owner(pos, nt) != t) continue;
+        float *gp = gE + (slot ? slot[b * C] : pos) * D;
+        const float *sb = shares + (size_t)b * stride;
+        for (int p = 0; p < P; p++)
+            for (int64_t i = 0; i < L; i++) gp[p * L + i] += sb[(size_t)p * pstride + i];
+    }
+}
+
 /* The working memory of a backward pass: the hash table, per thread B x per_b partial-sum floats, C column ids and
  * row_floats floats of scratch rows.  One allocation each, 64-byte aligned. */
 struct partials {
@@ -338,15 +353,7 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, 
             if (gq) memcpy(gq + b * D, q0, sizeof(float) * (size_t)D);
         }
 #pragma omp barrier
-        /* the positive's share goes to its row, added by the row's owner, b ascending */
-        if (gE)
-            for (int64_t b = 0; b < B; b++) {
-                const int64_t pos = cand[b * C];
-                if (owner(pos, nt) != t) continue;
-                float *gp = gE + (slot ? slot[b * C] : pos) * D;
-                const float *p0 = P.part + ((size_t)B + (size_t)b) * padD;
-                for (int64_t i = 0; i < D; i++) gp[i] += p0[i];
-            }
+        if (gE) add_positive_shares(gE, slot, cand, B, C, D, P.part + (size_t)B * padD, padD, 1, D, 0, t, nt);
     }
     partials_free(&P);
     return EMUKG_OK;
@@ -796,16 +803,9 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float 
             if (gaux) memcpy(gaux + b * L, a0, sizeof(float) * (size_t)L);
         }
 #pragma omp barrier
-        /* the positive's share goes to its row, added by the row's owner, b ascending */
         if (gE)
-            for (int64_t b = 0; b < B; b++) {
-                const int64_t pos = cand[b * C];
-                if (owner(pos, nt) != t) continue;
-                float *gp = gE + (slot ? slot[b * C] : pos) * D;
-                const float *p0 = PT.part + ((size_t)B + (size_t)b) * 2 * padL;
-                for (int p = 0; p < P; p++)
-                    for (int64_t i = 0; i < L; i++) gp[p * L + i] += p0[p * padL + i];
-            }
+            add_positive_shares(gE, slot, cand, B, C, D, PT.part + (size_t)B * 2 * padL, (size_t)(2 * padL), P, L,
+                                (size_t)padL, t, nt);
     }
     partials_free(&PT);
     return EMUKG_OK;

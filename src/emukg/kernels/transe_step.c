@@ -109,12 +109,15 @@ static inline void thread_range(int64_t n, int t, int nt, int64_t *lo, int64_t *
     *hi = *lo + base + (t < extra ? 1 : 0);
 }
 
-/* Row ownership in the backward passes: the gradient row of candidate c (an entity id) is written by thread
- * c mod nt alone, so threads never race on a row and need no private N x D accumulators; the sums that belong to
- * a query (its gradient, the positive's share, TransD/HAKE's aux) are kept per thread and summed in thread order
- * afterwards.  The result is deterministic for a given thread count, and identical whether the gradient rows are
- * the whole table or a compact table of the step's rows (slot), because ownership follows the entity id. */
-static inline int owner(int64_t c, int nt) { return (int)((uint64_t)c % (uint64_t)nt); }
+/* Row ownership in the backward passes: the gradient row of candidate c (an entity id) is written by one thread
+ * alone, the owner of its block of OWN_BLOCK ids, so threads never race on a row and need no private N x D
+ * accumulators; the sums that belong to a query (its gradient, the positive's share, TransD/HAKE's aux) are kept
+ * per thread and summed in thread order afterwards.  Blocks of 16 rows span a whole number of cache lines (16 D
+ * floats = D lines), so in a whole-table gradient two threads never write one line (no false sharing).  The result
+ * is deterministic for a given thread count, and identical whether the gradient rows are the whole table or a
+ * compact table of the step's rows (slot), because ownership follows the entity id. */
+#define OWN_BLOCK 16
+static inline int owner(int64_t c, int nt) { return (int)(((uint64_t)c / OWN_BLOCK) % (uint64_t)nt); }
 
 /* the columns j of one batch row (ids cb[0..C)) whose candidate thread t owns, in order; returns their count */
 static inline int64_t owned_cols(const int64_t *cb, int64_t C, int t, int nt, int64_t *own) {

@@ -4,7 +4,7 @@ For each dataset, builds the ``restart`` and ``chained`` random-walk neighbourho
 seed 0) and the k-hop ball of every entity: the entities at graph distance <= k on the undirected training
 adjacency (self loops included).  For an entity with an edge the ball is exactly the exact SANS pattern
 ``A^k + A^(k-1)`` (a neighbour at distance d < k is reached in d + 2j steps), for one without edges it is the
-entity itself.  The exact pattern comes from :func:`emukg.sans.exact_neighbourhood`; if that build is refused
+entity itself.  The exact pattern comes from :func:`emukg.negatives.sans.exact_neighbourhood`; if that build is refused
 for memory, the balls of ``--sample`` random sources are found by breadth-first search instead.
 
 Printed per dataset and walk mode:
@@ -44,7 +44,7 @@ _BLOCK = 1024
 def _exact_balls(indptr, indices, N: int, k: int):
     """CSR of the k-hop balls of all entities, or None when the exact build is refused for memory."""
     from emukg.errors import EmukgError
-    from emukg.sans import exact_neighbourhood
+    from emukg.negatives.sans import exact_neighbourhood
 
     try:
         return exact_neighbourhood(indptr, indices, N, k)
@@ -70,7 +70,7 @@ def _bfs_ball_mask(indptr, indices, N: int, k: int, sources: np.ndarray) -> np.n
 
 def measure(name: str, k: int, w: int, seed: int = 0, sample: int = 2000) -> dict:
     from emukg.data import load_dataset
-    from emukg.sans import undirected_adjacency, walk_neighbourhood
+    from emukg.negatives.sans import undirected_adjacency, walk_neighbourhood
 
     kg = load_dataset(name)
     N = kg.num_entities

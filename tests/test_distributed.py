@@ -1,4 +1,4 @@
-"""Data-parallel training (emukg.distributed): sharded objective = one-process objective, and 2 gloo processes
+"""Data-parallel training (emukg.parallel): sharded objective = one-process objective, and 2 gloo processes
 spawned with torchrun against 1 process — losses, metrics, run folder, resume across world sizes.
 
 Tolerance: P processes compute the same terms as one (this configuration has no EMU mask, the one documented
@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from emukg.config import Config
-from emukg.losses import build_objective
+from emukg.objectives import build_objective
 from emukg.models import build_model
 from emukg.models.base import model_options
-from emukg.sampling import build_samplers
+from emukg.negatives import build_samplers
 from emukg.training import train
 
 from test_training import write_graph

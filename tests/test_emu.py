@@ -163,8 +163,8 @@ def test_cuda_mask_and_objective_match_cpu():
     from types import SimpleNamespace
 
     from emukg.config import Config
-    from emukg.losses import build_objective
-    from emukg.sampling import SAMPLERS
+    from emukg.objectives import build_objective
+    from emukg.negatives import SAMPLERS
 
     s = seed_of(4)
     assert torch.equal(emu.hash_mask(s.cuda(), 7, 13, 50, 0.39).cpu(), emu.hash_mask(s, 7, 13, 50, 0.39, use_kernel=False))

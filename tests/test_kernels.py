@@ -391,7 +391,7 @@ FALLBACK = SETUP + """
 import logging
 from emukg import emu, kernels
 from emukg.evaluation import evaluate
-from emukg.sampling import FilteredUniformSampler
+from emukg.negatives import FilteredUniformSampler
 res = evaluate(model, kg, "test")
 pos = kg.splits["train"][:8]
 cand = torch.cat([pos[:, 2:3], torch.randint(0, 20, (8, 5), generator=torch.Generator().manual_seed(3))], 1)

@@ -14,7 +14,7 @@ import torch
 
 from emukg.config import Config
 from emukg.errors import EmukgError
-from emukg.legacy import build_legacy_parser, legacy_to_config, run_legacy
+from emukg.commands.legacy import build_legacy_parser, legacy_to_config, run_legacy
 
 from test_training import write_graph
 
@@ -142,7 +142,7 @@ def test_reference_step_numbering(tmp_path):
 
 def test_fixed_tail_negatives_are_one_table(tmp_path):
     from emukg.data import load_dataset
-    from emukg.sampling import build_samplers
+    from emukg.negatives import build_samplers
 
     graph = write_graph(tmp_path / "g")
     kg = load_dataset(str(graph))
@@ -172,7 +172,7 @@ def test_adv_term_is_added_with_one_vs_all(tmp_path):
     """-if_CE 3 -adv: the reference adds the self-adversarial term over its data loader's negatives."""
     from types import SimpleNamespace
 
-    from emukg.losses import build_objective
+    from emukg.objectives import build_objective
     from emukg.models import build_model
 
     class Fixed:

@@ -10,7 +10,7 @@ import torch
 
 from emukg import emu
 from emukg.config import Config
-from emukg.losses import build_objective
+from emukg.objectives import build_objective
 from emukg.models import build_model
 
 N, B, n = 12, 3, 4
@@ -214,7 +214,7 @@ def test_kernel_and_pytorch_objectives_agree_and_are_deterministic():
     results = []
     for use_kernel in (None, None, False):
         model, pos, _, _, w, cfg = setup(D=37, ce_mode=1, emu=0.39, neg_label=0.53, ce_coef=0.11)
-        from emukg.sampling import SAMPLERS
+        from emukg.negatives import SAMPLERS
 
         g = torch.Generator().manual_seed(3)
         sampler = SAMPLERS["uniform"](SimpleNamespace(num_entities=N), n, "cpu", g)

@@ -26,7 +26,7 @@ import pytest
 from emukg.cli import main as cli_main
 from emukg.config import Config
 from emukg.errors import EmukgError
-from emukg.legacy import run_legacy
+from emukg.commands.legacy import run_legacy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ class WS:
 @dataclass
 class Case:
     id: str
-    kind: str  # "cli" (emukg.cli.main), "legacy" (emukg.legacy.run_legacy), "api" (must raise), "sub" (subprocess)
+    kind: str  # "cli" (emukg.cli.main), "legacy" (emukg.commands.legacy.run_legacy), "api" (must raise), "sub" (subprocess)
     make: Callable[[WS], object]  # argv for cli/legacy; a callable for api; a script for sub
     expect: tuple[str, ...] = ()  # substrings the message must contain (case-insensitive); "{root}" -> tmp_path
     exc: tuple[type, ...] = field(default=(EmukgError,))

@@ -1,4 +1,4 @@
-"""1-vs-all in entity blocks (emukg.one_vs_all): values and gradients against autograd on the unblocked score for
+"""1-vs-all in entity blocks (emukg.objectives.one_vs_all): values and gradients against autograd on the unblocked score for
 every registered model, the memory plan, training runs with distance models, and the EMU refusal."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from emukg import emu
 from emukg.cli import main as cli_main
 from emukg.config import Config, ConfigError
 from emukg.errors import EmukgError
-from emukg.losses import build_objective
+from emukg.objectives import build_objective
 from emukg.models import MODELS, build_model, model_class
-from emukg.one_vs_all import choose_path, one_vs_all_loss, plan_one_vs_all
+from emukg.objectives.one_vs_all import choose_path, one_vs_all_loss, plan_one_vs_all
 
 N, NR, B = 13, 4, 5
 SIDES = ["tail", "head"]

@@ -15,7 +15,7 @@ from emukg.config import Config
 from emukg.data import load_folder
 from emukg.errors import EmukgError
 from emukg.models import build_model
-from emukg.predict import predict
+from emukg.prediction import predict
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from emukg.errors import EmukgError
-from emukg.reproduce import experiment_config, experiments
+from emukg.paper import experiment_config, experiments
 from emukg.training import train
 
 from test_training import small_config, write_graph

@@ -14,7 +14,7 @@ import pytest
 
 from emukg.errors import EmukgError
 from emukg.io_utils import atomic_write_text, check_writable_dir, check_writable_file
-from emukg.run import BEST, CHECKPOINT, CONFIG, RUN_FILES, RunFolder
+from emukg.run_folder import BEST, CHECKPOINT, CONFIG, RUN_FILES, RunFolder
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -262,7 +262,7 @@ def _make_run(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
 
 
 def test_load_run_uses_the_recorded_path_from_any_folder(tmp_path, monkeypatch):
-    from emukg.run import load_run
+    from emukg.run_folder import load_run
 
     run, data = _make_run(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)  # '../data/tiny' now names nothing
@@ -271,12 +271,12 @@ def test_load_run_uses_the_recorded_path_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_load_run_warns_when_the_recorded_data_changed(tmp_path, monkeypatch, caplog):
-    from emukg.run import load_run
+    from emukg.run_folder import load_run
 
     run, data = _make_run(tmp_path, monkeypatch)
     with open(data / "test.txt", "a") as f:
         f.write("alice\tlikes\tbob\n")
-    with caplog.at_level("WARNING", logger="emukg.run"):
+    with caplog.at_level("WARNING", logger="emukg.run_folder"):
         load_run(run)
     assert any("test.txt" in r.getMessage() and "changed" in r.getMessage() for r in caplog.records)
 

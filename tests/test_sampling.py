@@ -8,7 +8,7 @@ import torch
 from emukg.config import Config
 from emukg.data import load_folder
 from emukg.errors import EmukgError
-from emukg.sampling import SAMPLERS, NegativeSampler, build_sampler, filter_and_refill, register_sampler, uniform_draw
+from emukg.negatives import SAMPLERS, NegativeSampler, build_sampler, filter_and_refill, register_sampler, uniform_draw
 
 
 @pytest.fixture
@@ -27,16 +27,16 @@ def test_registry():
 
 
 def test_no_import_circle():
-    """emukg.sans does not import emukg.sampling; importing emukg.sampling alone registers all three samplers."""
+    """emukg.negatives.sans does not import emukg.negatives; importing emukg.negatives alone registers all three samplers."""
     import subprocess
     import sys
 
-    code = ("import sys, emukg.sans; assert 'emukg.sampling' not in sys.modules, sorted(sys.modules)\n"
-            "import emukg.sampling as s; before = set(sys.modules)\n"
+    code = ("import sys, emukg.negatives.sans; assert 'emukg.negatives' not in sys.modules, sorted(sys.modules)\n"
+            "import emukg.negatives as s; before = set(sys.modules)\n"
             "assert {'uniform', 'filtered', 'sans'} <= set(s.SAMPLERS), s.SAMPLERS\n"
             "assert set(sys.modules) == before")
     subprocess.run([sys.executable, "-c", code], check=True)
-    subprocess.run([sys.executable, "-c", "import emukg.sampling as s; assert 'sans' in s.SAMPLERS"], check=True)
+    subprocess.run([sys.executable, "-c", "import emukg.negatives as s; assert 'sans' in s.SAMPLERS"], check=True)
 
 
 def test_uniform_shape_range_determinism(kg):
@@ -156,7 +156,7 @@ def test_register_sampler_and_from_config(kg):
 
 @pytest.mark.parametrize("side", ["tail", "head"])
 def test_native_filter_equals_contains(kg, side):
-    from emukg.sampling import _Validity
+    from emukg.negatives import _Validity
 
     pos = kg.train.repeat(3, 1)
     cand = torch.randint(kg.num_entities, (pos.shape[0], 40), generator=gen(5))
@@ -179,7 +179,7 @@ def test_native_fill_equals_tensor_path(side):
     """The fused filter+compact kernel gives exactly the tensor path's negatives, for short answer lists (linear
     scan) and long ones (bitmap), including rows refilled by the fallback draw."""
     from emukg.data.graph import FilterIndex
-    from emukg.sampling import _Validity
+    from emukg.negatives import _Validity
 
     N = 50
     hub = torch.tensor([[0, 0, t] for t in range(1, 41)] + [[h, 1, 0] for h in range(5, 45)])  # 40 answers each

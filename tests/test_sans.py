@@ -1,4 +1,4 @@
-"""SANS neighbourhoods (exact and random-walk), their disk cache, and the "sans" sampler (emukg.sampling)."""
+"""SANS neighbourhoods (exact and random-walk), their disk cache, and the "sans" sampler (emukg.negatives)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from emukg import sans
+from emukg.negatives import sans
 from emukg.data import KnowledgeGraph
 from emukg.errors import EmukgError
-from emukg.sampling import SANSSampler
+from emukg.negatives import SANSSampler
 
 
 @pytest.fixture(autouse=True)
@@ -407,7 +407,7 @@ def test_sampler_fallback_is_sticky_per_positive():
 def test_sampler_registered_and_built_from_config(tiny_dataset):
     from emukg.config import Config
     from emukg.data import load_folder
-    from emukg.sampling import SAMPLERS, build_sampler
+    from emukg.negatives import SAMPLERS, build_sampler
 
     assert SAMPLERS["sans"] is SANSSampler
     kg = load_folder(tiny_dataset)
@@ -427,7 +427,7 @@ def test_memory_budget_setting_reaches_the_sampler(tiny_dataset, monkeypatch):
     from emukg.config import Config
     from emukg.data import load_dataset
     from emukg.errors import EmukgError
-    from emukg.sampling import build_sampler
+    from emukg.negatives import build_sampler
 
     kg = load_dataset(str(tiny_dataset))
     cfg = Config(dataset=str(tiny_dataset), loss="ce", sampler="sans", khop=2, num_random_walks=0, negative_sample_size=2,

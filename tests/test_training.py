@@ -233,7 +233,7 @@ def test_sans_trains_in_every_mode(graph, tmp_path, kw):
 
 
 def test_legacy_khop_nrw_select_sans():
-    from emukg.legacy import build_legacy_parser, legacy_to_config
+    from emukg.commands.legacy import build_legacy_parser, legacy_to_config
 
     parse = lambda *a: legacy_to_config(build_legacy_parser().parse_args(["--do_train", "--data_path", "x", "-save", "y", *a]))
     cfg = parse("-if_CE", "2", "-khop", "3", "-nrw", "1000")

@@ -1,6 +1,6 @@
 """emukg: knowledge-graph link prediction with EMU (Embedding MUtation) hard negatives."""
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 from .errors import EmukgError  # noqa: F401
 

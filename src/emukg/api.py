@@ -69,7 +69,7 @@ class Run:
     @property
     def metrics(self) -> dict:
         """The run's final metrics (``results.json``: ``{'valid': {...}, 'test': {...}, 'step': ..., ...}``), or {}."""
-        from .run import RunFolder
+        from .run_folder import RunFolder
 
         folder = RunFolder(self.run_dir)
         return folder.read_json("results.json") if folder.file("results.json").is_file() else {}
@@ -86,7 +86,7 @@ class Run:
         """The ``top_k`` best tails of (head, relation, ?) — or heads of (?, relation, tail) — best first."""
         import torch
 
-        from .predict import predict, resolve_name
+        from .prediction import predict, resolve_name
 
         rows = predict(self.model, self.kg, head=head, relation=relation, tail=tail, top_k=top_k, filter_known=filter_known)
         rel = resolve_name(relation, self.kg.relation_to_id, "relation", "relation", self.kg.name)
@@ -108,7 +108,7 @@ class Run:
 def load(run_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu", dataset: str | None = None) -> Run:
     """A saved run: ``checkpoint`` 'best' (best validation MRR; the last checkpoint when there is none) or 'last';
     ``dataset`` points at moved data (as ``--dataset``)."""
-    from .run import load_run
+    from .run_folder import load_run
     from .training import resolve_device
 
     import torch
@@ -142,7 +142,7 @@ def train(dataset: str | None = None, model: str | None = None, *, config: Confi
     elif config is not None:
         base = Config.from_yaml(config)
     if resume is not None:
-        from .run import RunFolder
+        from .run_folder import RunFolder
 
         base = {**RunFolder(resume).read_config().to_dict(), **base, "save_path": str(resume), "init_checkpoint": str(resume)}
     for key, value in (("dataset", dataset), ("model", model)):

@@ -11,8 +11,8 @@ import importlib
 import logging
 import sys
 
-from . import __version__
-from .errors import EmukgError
+from .version import __version__
+from .errors import EmukgError, ParamError
 
 COMMANDS = ["datasets", "train", "legacy", "evaluate", "predict", "export", "bench", "reproduce", "report", "hpo"]
 
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except ParamError as exc:  # a library error about a parameter: said with its flag
+        print(f"emukg: error: {exc.render('cli')}", file=sys.stderr)
+        return exc.exit_code
     except EmukgError as exc:
         print(f"emukg: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -2,7 +2,7 @@
 
 Every knob has a default and a one-line description here.  ``emukg train`` builds a :class:`Config` from
 ``--config FILE.yaml`` plus flags, ``emukg legacy`` / ``codes/run.py`` map the reference's flags onto it
-(:mod:`emukg.legacy`), ``emukg.reproduce`` names the paper's runs, and the resolved config is written as
+(:mod:`emukg.legacy`), ``emukg.paper`` names the paper's runs, and the resolved config is written as
 ``config.json`` in the run folder, which is enough to repeat the run.
 
 **Validation.**  :meth:`Config.validate` checks every value's type and range (NaN, infinities, negatives,
@@ -45,7 +45,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import EmukgError
+from .errors import EmukgError, ParamError
+from .resolver import choose, or_list
+from .spellings import flag_name, loss_settings  # noqa: F401  (flag_name: also config's)
 
 LOSSES = ("sigmoid", "ce", "1vsall")
 SAMPLERS = ("uniform", "filtered", "sans")
@@ -56,53 +58,13 @@ def _opt(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
 
-class ConfigError(EmukgError):
+class ConfigError(ParamError):
     """A setting the :class:`Config` refuses: ``param`` (a field name), the ``value`` given, and a ``reason``.
 
-    ``reason`` may name other settings as ``{name}``; :meth:`render` spells every name the way the caller wrote
-    it (``style`` ``"python"``, ``"cli"``, ``"legacy"`` or ``"yaml"``), so the message is one sentence naming the
-    flag and the allowed range.
+    ``reason`` may name other settings as ``{name}``; :meth:`~emukg.errors.ParamError.render` spells every name the
+    way the caller wrote it (``style`` ``"python"``, ``"cli"``, ``"legacy"`` or ``"yaml"``), so the message is one
+    sentence naming the flag and the allowed range.
     """
-
-    def __init__(self, param: str, value: Any, reason: str, source: str | None = None):
-        self.param, self.value, self.reason, self.source = param, value, reason, source
-        super().__init__(self.render("python"))
-
-    def render(self, style: str = "python", source: str | None = None) -> str:
-        name = lambda p: flag_name(p, style)  # noqa: E731
-        reason = re.sub(r"\{(\w+)\}", lambda m: name(m.group(1)), self.reason)
-        value = self.value if isinstance(self.value, str) and style in ("cli", "legacy") else repr(self.value)
-        where = source or self.source
-        if style == "yaml" and where:
-            return f"{where}: {self.param}: {value}: {reason}"
-        if self.value == "" or (style == "legacy" and not _one_to_one(self.param)):
-            return f"{name(self.param)}: {reason}"  # (the reference's flag holds another value than the setting)
-        sep = "=" if style == "python" else " "
-        return f"{name(self.param)}{sep}{value}: {reason}"
-
-    def restyle(self, style: str, source: str | None = None) -> "ConfigError":
-        """The same error, its message spelled for ``style`` (the CLI re-raises this)."""
-        err = ConfigError(self.param, self.value, self.reason, source or self.source)
-        err.args = (self.render(style, source),)
-        return err
-
-
-def _one_to_one(param: str) -> bool:
-    """Whether the reference's flag for ``param`` holds the setting's own value (``-if_CE 1`` sets loss and sampler)."""
-    from .legacy import NOT_ONE_TO_ONE
-
-    return param not in NOT_ONE_TO_ONE
-
-
-def flag_name(param: str, style: str = "python") -> str:
-    """How a caller of the given ``style`` spells the setting ``param``."""
-    if style == "cli":
-        return "--" + param.replace("_", "-")
-    if style == "legacy":
-        from .legacy import LEGACY_FLAGS  # the reference's spellings live with its command line
-
-        return LEGACY_FLAGS.get(param, "--" + param)
-    return param
 
 
 @dataclass
@@ -337,19 +299,18 @@ class Config:
                        tie_policy=("optimistic", "pessimistic", "realistic"), schedule=SCHEDULES,
                        eval_protocol=("full", "sampled"))
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(name, getattr(self, name), f"choose {_or(allowed)}.")
+            setattr(self, name, _choose(name, getattr(self, name), allowed))
         self._check_schedule()
-        if self.tracker is not None and self.tracker not in ("tensorboard", "mlflow"):
-            raise ConfigError("tracker", self.tracker, "choose tensorboard or mlflow (or leave it unset).")
+        if self.tracker is not None:
+            from .tracking import TRACKERS
+
+            self.tracker = _choose("tracker", self.tracker, TRACKERS, "unknown tracker", " (or leave it unset)")
         if self.device not in ("cpu", "cuda", "auto") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ConfigError("device", self.device, "choose cpu, cuda, cuda:N or auto.")
         from .models import MODELS
 
-        cls = next((c for k, c in MODELS.items() if k.lower() == str(self.model).lower()), None)
-        if cls is None:
-            raise ConfigError("model", self.model, f"unknown model; choose {_or(MODELS)}.")
-        self.model = cls.__name__
+        self.model = _choose("model", self.model, MODELS, "unknown model")
+        cls = MODELS[self.model]
         if cls.requires_double_entity and not self.double_entity_embedding:
             raise ConfigError("model", self.model, "needs complex entity embeddings; add {double_entity_embedding}.")
         if cls.requires_double_relation and not self.double_relation_embedding:
@@ -370,14 +331,13 @@ class Config:
             elif not (math.isfinite(value) and value >= 0):
                 raise ConfigError(name, value, "must be a finite number ≥ 0.")
         # negatives: normalise what this loss does not use, so config.json names what really runs
-        if self.loss == "1vsall":  # every model: entities are scored in blocks under train_memory_mb (emukg.one_vs_all)
+        if self.loss == "1vsall":  # every model: entities are scored in blocks under train_memory_mb (emukg.objectives.one_vs_all)
             self.sampler = None
-        elif self.sampler not in SAMPLERS:
-            raise ConfigError("sampler", self.sampler, f"choose {_or(SAMPLERS)}.")
+        else:
+            self.sampler = _choose("sampler", self.sampler, SAMPLERS)
         if self.adversarial_draws_own:
             self.adversarial_sampler = self.adversarial_sampler or "filtered"
-            if self.adversarial_sampler not in DATA_SIDE:
-                raise ConfigError("adversarial_sampler", self.adversarial_sampler, f"choose {_or(DATA_SIDE)}.")
+            self.adversarial_sampler = _choose("adversarial_sampler", self.adversarial_sampler, DATA_SIDE)
         else:
             self.adversarial_sampler = None
         if self.fixed_tail_negatives and not any(s in DATA_SIDE for s in self.samplers_used().values()):
@@ -422,9 +382,16 @@ def _kind_text(kind) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(kind, str(kind))
 
 
-def _or(choices) -> str:
-    choices = list(choices)
-    return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+_or = or_list
+
+
+def _choose(name: str, value, choices, what: str | None = None, unset: str = "") -> str:
+    """The canonical spelling of a named choice (one resolver: :func:`emukg.resolver.choose`), as a ConfigError."""
+    try:
+        return choose(name, value, choices, what)
+    except ParamError as exc:
+        reason = exc.reason[:-1] + unset + "." if unset else exc.reason
+        raise ConfigError(name, value, reason) from None
 
 
 def _convert(name: str, value, kind, optional: bool):
@@ -484,8 +451,6 @@ def upgrade_settings(data: dict[str, Any], source: str | None = None) -> dict[st
     into the named ``loss`` / ``sampler``; other mappings pass through unchanged."""
     if "ce_mode" not in data:
         return data
-    from .legacy import loss_settings
-
     mode = data.pop("ce_mode")
     old = data.pop("sampler", "uniform")
     if mode not in (0, 1, 2, 3):

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import kernels
+import emukg.kernels as kernels
 from .memory import huge_empty
 
 MASK_BITS = 24

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from . import kernels
+import emukg.kernels as kernels
 from .data.graph import FilterIndex, KnowledgeGraph
 from .errors import EmukgError
 

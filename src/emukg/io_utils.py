@@ -3,7 +3,7 @@
 A crash or a full disk therefore never leaves a half-written output behind: readers see either the old file
 or the complete new one.  The temporary file is named ``TEMP_PATTERN`` (``.NAME.<random>.tmp``, beside
 ``NAME``); a process killed mid-write leaves one behind, which :func:`temp_files` finds and
-:meth:`emukg.run.RunFolder.clean_temp` removes.  Temporary files are created with mode ``0o666`` filtered by
+:meth:`emukg.run_folder.RunFolder.clean_temp` removes.  Temporary files are created with mode ``0o666`` filtered by
 the process umask, exactly as ``open(path, "w")`` would, so the renamed file gets the same permissions as any
 other file the user writes (``tempfile.mkstemp`` would force ``0o600``).
 

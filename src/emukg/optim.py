@@ -64,7 +64,7 @@ from torch import nn
 
 from .memory import huge_zeros_like
 
-from . import kernels
+import emukg.kernels as kernels
 
 ROW_SPARSE = "_emukg_row_sparse"  # attribute set on a parameter whose gradients are row-sparse (sparse COO)
 CHUNK_BYTES = 16 << 20  # rows per chunk of a sparse update: temporaries of this size (below glibc's mmap threshold)

@@ -38,7 +38,10 @@ from typing import Callable
 
 import torch
 
-SCHEDULES = ("reference", "constant", "step", "cosine", "plateau")
+from .resolver import Registry
+
+# schedule name -> the builder of its torch scheduler (None: the schedule changes the rate itself, or never)
+SCHEDULES: Registry = Registry("schedule", "schedule")
 
 
 def decay_every(config) -> int:
@@ -61,6 +64,28 @@ def lr_factor(config, steps_done: int) -> float:
     return 1.0
 
 
+def _no_scheduler(optimizer, config):
+    """``reference`` (the switch at ``warm_up_steps`` happens in :meth:`Schedule.after_step`)."""
+    return None
+
+
+def _factor_scheduler(optimizer, config):
+    """``constant``, ``step``, ``cosine``: LambdaLR with the closed-form :func:`lr_factor`."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
+
+
+def _plateau_scheduler(optimizer, config):
+    """``plateau``: ReduceLROnPlateau on the validation MRR (mode max, absolute threshold 0)."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=config.lr_decay, patience=config.lr_patience - 1, threshold=0.0,
+        threshold_mode="abs", min_lr=config.lr_min, eps=0.0)
+
+
+for _name, _builder in (("reference", _no_scheduler), ("constant", _factor_scheduler), ("step", _factor_scheduler),
+                        ("cosine", _factor_scheduler), ("plateau", _plateau_scheduler)):
+    SCHEDULES.register(_builder, name=_name)
+
+
 class Schedule:
     """The optimiser of a run and its learning rate over the steps (see the module docstring).
 
@@ -80,13 +105,7 @@ class Schedule:
         self._build_scheduler()
 
     def _build_scheduler(self) -> None:
-        cfg = self.config
-        if self.name in ("constant", "step", "cosine"):
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(self.config, s))
-        elif self.name == "plateau":
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="max", factor=cfg.lr_decay, patience=cfg.lr_patience - 1, threshold=0.0,
-                threshold_mode="abs", min_lr=cfg.lr_min, eps=0.0)
+        self.scheduler = SCHEDULES.get(self.name)(self.optimizer, self.config)
 
     @property
     def learning_rate(self) -> float:

@@ -30,11 +30,13 @@ import os
 import re
 from pathlib import Path
 
-from .errors import EmukgError
+from .errors import EmukgError, ParamError
+from .resolver import Registry, unknown_name
 
 log = logging.getLogger("emukg.tracking")
 
-TRACKERS = ("tensorboard", "mlflow")
+# tracker name -> its callback's class, built as cls(config, folder) (registered below, where they are defined)
+TRACKERS: Registry = Registry("tracker", "tracker")
 # the package each tracker imports, and the extra that installs it
 _PACKAGES = {"tensorboard": ("tensorboard", "torch.utils.tensorboard"), "mlflow": ("mlflow",)}
 # the run folder's small files sent to MLflow as artifacts (never the checkpoints or the .npy embeddings)
@@ -52,20 +54,22 @@ def check_tracker_available(config) -> None:
     tracker = getattr(config, "tracker", None)
     if tracker is None:
         return
-    if tracker not in _PACKAGES:
-        raise EmukgError(f"--tracker {tracker}: choose tensorboard or mlflow (or leave it unset).")
-    missing = f"--tracker {tracker} needs the {tracker} package; pip install 'emukg[{tracker}]'."
+    if tracker not in TRACKERS:
+        err = unknown_name("tracker", tracker, TRACKERS, "unknown tracker")
+        raise ParamError("tracker", tracker, err.reason[:-1] + " (or leave it unset).")
+    tracker = TRACKERS.canonical(tracker)
+    missing = ParamError("tracker", tracker, f"needs the {tracker} package; pip install 'emukg[{tracker}]'.")
     for module in _PACKAGES[tracker]:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if (exc.name or tracker).split(".")[0] == tracker:
-                raise EmukgError(missing) from None
-            raise EmukgError(f"--tracker {tracker}: the {tracker} package cannot be imported (module {exc.name!r} is missing); "
+                raise missing from None
+            raise ParamError("tracker", tracker, f"the {tracker} package cannot be imported (module {exc.name!r} is missing); "
                              f"reinstall it with pip install --force-reinstall 'emukg[{tracker}]'.") from None
         except ImportError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise EmukgError(f"--tracker {tracker}: the {tracker} package cannot be imported ({reason}); "
+            raise ParamError("tracker", tracker, f"the {tracker} package cannot be imported ({reason}); "
                              f"reinstall it with pip install --force-reinstall 'emukg[{tracker}]'.") from None
 
 
@@ -75,9 +79,7 @@ def build_trackers(config, folder) -> list:
     if config.tracker is None:
         return []
     check_tracker_available(config)
-    if config.tracker == "tensorboard":
-        return [TensorBoardTracker(folder)]
-    return [MlflowTracker(config, folder)]
+    return [TRACKERS.get(config.tracker)(config, folder)]
 
 
 # --- shared helpers -------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ class TensorBoardTracker(_Tracker):
 
     name = "tensorboard"
 
-    def __init__(self, folder):
+    def __init__(self, config, folder):
         super().__init__()
         self.folder = folder
         self.logdir = Path(folder.file(TENSORBOARD_DIR))
@@ -354,3 +356,7 @@ class MlflowTracker(_Tracker):
             except Exception as exc:  # noqa: BLE001
                 self._warn("end the MLflow run", exc)
             self.run_id = None
+
+
+TRACKERS.register(TensorBoardTracker, name="tensorboard")
+TRACKERS.register(MlflowTracker, name="mlflow")

@@ -2,7 +2,7 @@
 
 One step takes B training triples and corrupts one side: the first step corrupts the tail ("tail-batch"),
 the next the head ("head-batch"), alternating; each side has its own shuffled pass over the training triples
-(the reference's bidirectional iterator).  The objective (:mod:`emukg.losses`) computes the loss — sigmoid,
+(the reference's bidirectional iterator).  The objective (:mod:`emukg.objectives`) computes the loss — sigmoid,
 cross-entropy, 1-vs-all, EMU — from the model's single score function and the negative sampler.
 
 The optimiser and its learning rate belong to a :class:`emukg.schedule.Schedule` (``Config.schedule``): by default
@@ -19,7 +19,7 @@ steps.  With ``reference_steps`` (the reference mode) the periodic actions look 
 step index instead: they happen after steps 1, v+1, 2v+1 … (logged as "at step 0, v, 2v"), the switch after
 ``warm_up_steps + 1`` steps, and neither the initial nor the final model is validated.
 
-The run folder belongs to :class:`emukg.run.RunFolder`.  Nothing is written before every check has passed (the
+The run folder belongs to :class:`emukg.run_folder.RunFolder`.  Nothing is written before every check has passed (the
 settings, the folder, the data, the checkpoint to resume from): a refused run leaves no trace.  Within a step
 the order is log → validate (maybe ``best_model``) → checkpoint, so that a kill at any moment resumes to the same
 run (a validation after the last checkpoint is simply repeated).
@@ -40,11 +40,11 @@ import time
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .config import Config, ConfigError
 from .errors import EmukgError
-from .run import BEST, CHECKPOINT, CONFIG, RunFolder
-from . import distributed
+from .run_folder import BEST, CHECKPOINT, CONFIG, RunFolder
+from .parallel import FollowerFolder, SilentLogger, setup as setup_parallel
 from .memory import release_free_memory, rehome_huge
 from .optim import make_optimizer, mark_row_sparse, use_sparse  # make_optimizer: also emukg.training's
 from .schedule import EarlyStopping, Schedule, decay_every
@@ -123,7 +123,7 @@ class RunLogger:
                  record_metrics: bool = True):
         self.folder = folder
         self.record_metrics = record_metrics
-        self.logger = logging.getLogger(f"emukg.run.{folder.path.resolve()}.{log_name}")
+        self.logger = logging.getLogger(f"emukg.run_folder.{folder.path.resolve()}.{log_name}")
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
         self.close()
@@ -196,20 +196,20 @@ class Trainer:
 
     def __init__(self, config: Config, kg=None, overwrite: bool = False, resume: str = "strict", callbacks=()):
         from .data import dataset_record, load_dataset
-        from .losses import build_objective
+        from .objectives import build_objective
         from .models import build_model, model_options
-        from .sampling import build_samplers
+        from .negatives import build_samplers
         from .tracking import build_trackers, check_tracker_available
 
         config.validate()
         self.config = cfg = config
-        # data-parallel training under torchrun (emukg.distributed): join the process group; rank 0 alone writes
-        self.dist, self.device = distributed.setup(resolve_device(cfg.device))
+        # data-parallel training under torchrun (emukg.parallel): join the process group; rank 0 alone writes
+        self.dist, self.device = setup_parallel(resolve_device(cfg.device))
         check_tracker_available(cfg)  # a missing tracker package stops the run before anything is written
         if not cfg.save_path:
             raise ConfigError("save_path", cfg.save_path, "is required: the run folder for checkpoints, embeddings and logs.")
         # --- every check first: a refused run writes nothing ---------------------------------
-        self.folder = folder = (RunFolder if self.dist.is_main else distributed.FollowerFolder)(cfg.save_path)
+        self.folder = folder = (RunFolder if self.dist.is_main else FollowerFolder)(cfg.save_path)
         # flags as the caller spells them: emukg train's, or the reference's for its command line
         save_flag, resume_flag = ("-save", "-init") if resume == "reference" else ("--save-path", "--resume")
         folder.check_target(save_flag)
@@ -273,7 +273,7 @@ class Trainer:
         self.dist.barrier()  # every rank has read the folder before rank 0 writes it
         folder.create(overwrite=overwrite and not same_folder)
         self.progress = (cfg.progress if cfg.progress is not None else sys.stderr.isatty()) and self.dist.is_main
-        self.out = RunLogger(folder, console=True) if self.dist.is_main else distributed.SilentLogger()
+        self.out = RunLogger(folder, console=True) if self.dist.is_main else SilentLogger()
         if source is not None:
             self.out.truncate_metrics(self.step)
         resumes = list(saved_info.get("resumes", []))  # empty for a new run (saved_info is {})
@@ -444,12 +444,12 @@ class Trainer:
 
     def _log_start(self) -> None:
         cfg, out = self.config, self.out
-        from . import kernels
+        from .kernels import describe as describe_kernels
 
         out.info(f"Model: {cfg.model}  dataset: {self.kg.name}  entities: {self.kg.num_entities}  relations: "
                  f"{self.kg.num_relations}  train triples: {self.kg.train.shape[0]}  device: {self.device}")
         if self.device.type == "cpu":
-            out.info(f"Kernels: {kernels.describe()}")
+            out.info(f"Kernels: {describe_kernels()}")
         out.info("Negatives: " + json.dumps(self.info["negatives"], sort_keys=True))
         out.info("Config: " + json.dumps(cfg.to_dict(), sort_keys=True))
 

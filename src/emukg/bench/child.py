@@ -25,9 +25,9 @@ def run_child(module: str, args: list[str], *, timeout: float | None = None, tor
 
     The folder holding this emukg (site-packages or a checkout's ``src/``) goes first on the child's PYTHONPATH, so
     the child measures the same code as the parent.  A failed child is a ``RuntimeError`` with its stderr's tail."""
-    import emukg
+    import emukg.version
 
-    root = str(Path(emukg.__file__).resolve().parents[1])
+    root = str(Path(emukg.version.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(torchrun), "-m"]
                 if torchrun else [sys.executable, "-m"])

@@ -1,5 +1,5 @@
 """1-vs-all training steps on a synthetic graph of 1,000,000 entities: seconds per step and the peak memory above
-the model + optimiser baseline, against the ``train_memory_mb`` budget (:mod:`emukg.one_vs_all`).
+the model + optimiser baseline, against the ``train_memory_mb`` budget (:mod:`emukg.objectives.one_vs_all`).
 
 Each model runs in a fresh child process (``--child``), so its peak resident size (``ru_maxrss``) is its own.  The
 child builds the model (d = ``--dim``, the paper's init), an Adagrad optimiser (its state, N×D, exists from the
@@ -50,9 +50,9 @@ def run_case(model_name: str, entities: int, relations: int, dim: int, batch: in
     import torch
 
     from emukg.config import Config
-    from emukg.losses import build_objective
+    from emukg.objectives import build_objective
     from emukg.models import build_model
-    from emukg.one_vs_all import plan_one_vs_all
+    from emukg.objectives.one_vs_all import plan_one_vs_all
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)

@@ -26,7 +26,7 @@ MODES = ["restart", "chained"]
 
 
 def _time_build(kg, k: int, w: int, walk_mode: str, repeats: int, seed: int = 0) -> dict:
-    from emukg.sans import build_neighbourhood
+    from emukg.negatives.sans import build_neighbourhood
 
     times, sizes = [], None
     for _ in range(repeats):

@@ -35,7 +35,7 @@ MORE_MODELS = ["pRotatE", "TransD", "HAKE"]  # train-step cases of the full suit
 def machine_info(device: str) -> dict:
     import torch
 
-    from .. import kernels
+    import emukg.kernels as kernels
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -69,9 +69,9 @@ def _sync(device):
 def time_case(cfg, kg, steps: int = 10, warmup: int = 3, device="cpu", seed: int = 0,
               use_kernel: bool | None = None, split: bool = False) -> dict:
     """Time one configuration; returns {'step_ms': median full step, and with ``split`` 'fwd_bwd_ms', 'fwd_ms'}."""
-    from emukg.losses import build_objective
+    from emukg.objectives import build_objective
     from emukg.models import build_model, model_options
-    from emukg.sampling import build_sampler
+    from emukg.negatives import build_sampler
 
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from emukg import emu
+    import emukg.emu as emu
 
     kernel = emu.kernel_available() and not args.no_kernel
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "

@@ -51,7 +51,7 @@ def format_table(res: dict, per_relation: bool = False) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
     from ..io_utils import atomic_write_json, check_writable_file, write_error
-    from ..run import checkpoint_file, load_run
+    from ..run_folder import checkpoint_file, load_run
     from ..training import resolve_device
 
     if args.json:  # refuse an unwritable --json before the evaluation runs

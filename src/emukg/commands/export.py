@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# emukg.export.FORMATS, spelled out: emukg.export imports NumPy, the parser must not (a test compares them)
+# emukg.exports.FORMATS, spelled out: emukg.exports imports NumPy, the parser must not (a test compares them)
 FORMATS = ("npy", "tsv", "word2vec")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..api import load
-    from ..export import export_embeddings
+    from ..exports import export_embeddings
     from ..io_utils import check_writable_dir
 
     out = Path(args.out) if args.out else Path(args.run_dir) / f"export-{args.format}"

@@ -17,8 +17,8 @@ DESCRIPTION = (
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..predict import check_query, predict
-    from ..run import checkpoint_file, load_run
+    from ..prediction import check_query, predict
+    from ..run_folder import checkpoint_file, load_run
     from ..training import resolve_device
 
     check_query(args.head, args.relation, args.tail, args.top_k)  # before the dataset is loaded

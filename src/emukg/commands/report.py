@@ -6,7 +6,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import write_report
+    from ..reporting import write_report
 
     result = write_report(args.run_dirs, args.out, plots=not args.no_plots)
     print(result["markdown_text"])

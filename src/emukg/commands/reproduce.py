@@ -9,7 +9,7 @@ import sys
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from ..reproduce import experiment_config, experiments
+    from ..paper import experiment_config, experiments
 
     if args.list or not args.name:
         for name, s in experiments().items():

@@ -85,7 +85,7 @@ def _launch(args: argparse.Namespace) -> int:
     """``--nproc P``: P data-parallel processes on this machine (torchrun's Python entry); the exit status of the job."""
     import os
 
-    from ..distributed import launch
+    from ..parallel import launch
 
     if args.nproc < 1:
         raise EmukgError(f"--nproc {args.nproc}: give the number of processes, at least 1.")
@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from ..run import CONFIG, RunFolder
+    from ..run_folder import CONFIG, RunFolder
     from ..training import train
 
     if args.resume:
@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         if "dataset" not in vars(args):
             # the data as recorded; when the recorded string no longer resolves from here (a relative path, moved
             # data), the recorded absolute path or name (the checksums still guard against other data)
-            from ..run import _try_resolve, find_run_data
+            from ..run_folder import _try_resolve, find_run_data
 
             if _try_resolve(saved.dataset) is None:
                 base["dataset"] = str(find_run_data(folder, saved)[0])
@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             raise EmukgError("--dataset is required: a registered name (see 'emukg datasets list') or a dataset folder.")
         if cfg.init_checkpoint:
             raise EmukgError("--init-checkpoint: use --resume RUN_DIR to continue a run.")
-    from ..distributed import shutdown
+    from ..parallel import shutdown
 
     try:
         results = train(cfg, overwrite=args.overwrite)

@@ -20,9 +20,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..errors import EmukgError
+from ..errors import ParamError
+from ..resolver import Registry
 
-MODELS: dict[str, type["KGEModel"]] = {}
+MODELS: Registry = Registry("model", "model")  # canonical name -> class; case-insensitive lookups (emukg.resolver)
 EPSILON = 2.0
 
 
@@ -48,15 +49,13 @@ class KernelQuery(NamedTuple):
 
 
 def register(cls):
-    MODELS[cls.__name__] = cls
-    return cls
+    """Class decorator: the model is found by its class name (any case) from then on."""
+    return MODELS.register(cls)
 
 
 def model_class(name: str) -> type["KGEModel"]:
-    for key, cls in MODELS.items():
-        if key.lower() == name.lower():
-            return cls
-    raise EmukgError(f"--model {name}: unknown model; choose one of {', '.join(MODELS)}.")
+    """The model class registered as ``name`` (any case); a near miss gets a suggestion."""
+    return MODELS.get(name)
 
 
 class KGEModel(nn.Module):
@@ -90,9 +89,9 @@ class KGEModel(nn.Module):
     def check_flags(cls, double_entity: bool, double_relation: bool) -> None:
         name = cls.__name__
         if cls.requires_double_entity and not double_entity:
-            raise EmukgError(f"--model {name} needs complex entity embeddings; add -de (--double-entity-embedding).")
+            raise ParamError("model", name, "needs complex entity embeddings; add {double_entity_embedding}.")
         if cls.requires_double_relation and not double_relation:
-            raise EmukgError(f"--model {name} needs complex relation embeddings; add -dr (--double-relation-embedding).")
+            raise ParamError("model", name, "needs complex relation embeddings; add {double_relation_embedding}.")
 
     @classmethod
     def widths(cls, hidden_dim: int, double_entity: bool, double_relation: bool) -> tuple[int, int]:
@@ -149,7 +148,7 @@ def build_model(name: str, num_entities: int, num_relations: int, hidden_dim: in
     cls = model_class(name)
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
-        raise EmukgError(f"--model {cls.__name__}: takes no setting {', '.join(unknown)}; remove it.")
+        raise ParamError(unknown[0], options[unknown[0]], f"is not a setting of {cls.__name__}; remove it.")
     given = {k: v for k, v in options.items() if v is not None}
     return cls(num_entities, num_relations, hidden_dim, gamma, double_entity_embedding, double_relation_embedding, **given)
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..errors import EmukgError
+from ..errors import ParamError
 from .base import KernelQuery, KGEModel, register
 
 DEFAULT_MODULUS_WEIGHT = 1.0
@@ -57,12 +57,13 @@ class HAKE(KGEModel):
                  double_entity_embedding: bool = False, double_relation_embedding: bool = False,
                  modulus_weight: float = DEFAULT_MODULUS_WEIGHT, phase_weight: float = DEFAULT_PHASE_WEIGHT):
         if double_entity_embedding or double_relation_embedding:
-            raise EmukgError("--model HAKE has its own row layout ([modulus, phase] entities, [modulus, phase, bias] "
-                             "relations); remove -de/-dr.")
+            raise ParamError("double_entity_embedding" if double_entity_embedding else "double_relation_embedding", True,
+                             "does not apply to HAKE, which has its own row layout ([modulus, phase] entities, "
+                             "[modulus, phase, bias] relations); remove it.")
         super().__init__(num_entities, num_relations, hidden_dim, gamma)
         for name, value in (("modulus_weight", modulus_weight), ("phase_weight", phase_weight)):
             if not (math.isfinite(float(value)) and float(value) >= 0):
-                raise EmukgError(f"--{name.replace('_', '-')} {value}: must be a finite number ≥ 0.")
+                raise ParamError(name, value, "must be a finite number ≥ 0.")
         self.register_buffer("modulus_weight", torch.tensor([float(modulus_weight)]))
         self.register_buffer("phase_weight", torch.tensor([float(phase_weight)]))
         with torch.no_grad():

@@ -12,10 +12,10 @@ A sampler is looked up by name in :data:`SAMPLERS` and built by :func:`build_sam
   *training* triple with the kept pair, keep the first n valid ones in draw order, and draw again for the rows
   still short (:func:`filter_and_refill`).
 * ``"sans"``: :class:`SANSSampler`, candidates from the kept entity's k-hop neighbourhood (built and cached by
-  :mod:`emukg.sans`), the same filter and refill, and a per-row sticky fallback to uniform draws.
+  :mod:`emukg.negatives.sans`), the same filter and refill, and a per-row sticky fallback to uniform draws.
 
 All three are registered when this module is imported.  The dependency is one-directional: this module imports
-:mod:`emukg.sans` (neighbourhood tables), which imports nothing from here.
+:mod:`emukg.negatives.sans` (neighbourhood tables), which imports nothing from here.
 
 Everything is batched tensor code on the training device; randomness comes from the passed ``torch.Generator``.
 """
@@ -28,8 +28,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import sans
-from .errors import EmukgError
+import emukg.negatives.sans as sans
+from ..errors import EmukgError
 
 log = logging.getLogger("emukg")
 
@@ -131,7 +131,7 @@ class _Validity:
         self.filter, self.h, self.r, self.t, self.side = kg_filter, h, r, t, side
         self.lib = None  # the loaded sample_step library when the native path is used (an availability flag only)
         if native is not False and h.device.type == "cpu" and hasattr(kg_filter, "segments"):
-            from . import kernels
+            import emukg.kernels as kernels
 
             self.lib = kernels.load("sample_step")
         if self.lib is not None:
@@ -148,7 +148,7 @@ class _Validity:
         """Append row ``rows[i]``'s valid candidates ``cand[i]`` (in order) to ``out`` while it holds fewer than ``n``
         (``filled`` counts, updated in place); returns the number of valid candidates per row, (len(rows),)."""
         if self.lib is not None:
-            from . import kernels
+            import emukg.kernels as kernels
 
             if n != out.shape[1]:
                 raise ValueError(f"fill: n ({n}) must equal out.shape[1] ({out.shape[1]}) on the native path.")
@@ -231,7 +231,7 @@ class SANSSampler(NegativeSampler):
     all its remaining rounds; until then it draws from the neighbourhood, with no cap on the number of rounds.  An
     entity with an empty neighbourhood (no triple at all, ``k >= 2`` exact) draws uniformly from the start.
     ``max_rounds`` is only the safety net of :func:`filter_and_refill`.  The neighbourhood (CSR on the training
-    device) comes from :func:`emukg.sans.load_or_build_neighbourhood`.
+    device) comes from :func:`emukg.negatives.sans.load_or_build_neighbourhood`.
     """
 
     def __init__(

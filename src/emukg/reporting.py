@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import Config
 from .errors import EmukgError
 from .io_utils import atomic_write_bytes, atomic_write_text, check_writable_dir, write_error
-from .run import CONFIG, RunFolder
+from .run_folder import CONFIG, RunFolder
 
 METRICS = ("MRR", "HITS@1", "HITS@3", "HITS@10")
 

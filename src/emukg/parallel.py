@@ -10,7 +10,7 @@ Launch::
 and joins the process group: **gloo** on the CPU, **NCCL** on CUDA (rank r uses ``cuda:LOCAL_RANK``).  Without
 that environment (or with one process) nothing is initialised and training is the one-process loop.
 
-**What a step does** (see :meth:`emukg.losses.Objective.__call__`).  ``batch_size`` is the GLOBAL batch.  Every
+**What a step does** (see :meth:`emukg.objectives.Objective.__call__`).  ``batch_size`` is the GLOBAL batch.  Every
 rank draws the global batch's indices, negatives and EMU seed from the same seeded generator — so the generator
 streams are identical on all ranks, not one stream per rank: this is what makes P processes train the same model
 as one and lets a checkpoint resume with any world size — and keeps its contiguous shard of rows.  Losses are
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import EmukgError
-from .run import RunFolder
+from .run_folder import RunFolder
 
 
 @dataclass

@@ -26,7 +26,7 @@ import difflib
 
 from .config import Config
 from .errors import EmukgError
-from .legacy import loss_settings
+from .spellings import loss_settings
 
 MODELS = {
     "DistMult": dict(learning_rate=0.1, regularization=1e-5),

@@ -12,7 +12,7 @@ the fused native kernel where it can and the model's own score function otherwis
 * ``ce`` (``-if_CE`` 1 and 2): L_CE = mean_b −log softmax(s_b)₀ over [true, n negatives] — the sampler's
   negatives: fresh unfiltered uniform draws (``sampler='uniform'``, mode 1) or data-side ones (mode 2).
 * ``1vsall`` (``-if_CE 3``): L = mean_b (logsumexp_e s(b, e) − s(b, e_b)) over all N entities, for every model:
-  scored in entity blocks under ``train_memory_mb`` (:mod:`emukg.one_vs_all`; its docstring gives the memory).
+  scored in entity blocks under ``train_memory_mb`` (:mod:`emukg.objectives.one_vs_all`; its docstring gives the memory).
 * EMU (``emu`` = p, loss ``ce``): a second pass on X = [positive, n negatives] (fresh uniform draws with the
   ``uniform`` sampler, the same negatives otherwise), mutated (see :mod:`emukg.emu`), scored, and
   L_EMU = mean_b −Σⱼ yⱼ log softmax(s'_b)ⱼ with y = [1, λ, …, λ]; the step's loss is L_EMU/n + ce_coef·L_CE.
@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .emu import CandidateScorer, Mutation, StepWorkspace
+from ..emu import CandidateScorer, Mutation, StepWorkspace
 from .one_vs_all import one_vs_all_loss
 
 
@@ -85,7 +85,7 @@ class Objective:
                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of one step and its logged parts.
 
-        **Sharded** (``self.shard = (rank, P)``, data-parallel training, :mod:`emukg.distributed`): ``positives``
+        **Sharded** (``self.shard = (rank, P)``, data-parallel training, :mod:`emukg.parallel`): ``positives``
         and ``weights`` are the GLOBAL batch, identical on every rank.  Every random draw (negatives, fresh EMU
         negatives, Mixup ratios, the EMU seed) is made for the whole batch from the run's generator, exactly as
         one process makes it, and this rank keeps its contiguous shard of rows (``torch.tensor_split`` sizes).

@@ -2,8 +2,8 @@
 
 A negative for a training triple is drawn from the graph neighbourhood of the entity that is *kept*:
 head-batch (the head is corrupted) draws from the neighbourhood of the tail, tail-batch from that of the head.
-The ``"sans"`` sampler that draws from these tables is :class:`emukg.sampling.SANSSampler`; this module builds and
-caches the tables only and does not import :mod:`emukg.sampling` (the dependency runs sampling → sans).
+The ``"sans"`` sampler that draws from these tables is :class:`emukg.negatives.SANSSampler`; this module builds and
+caches the tables only and does not import :mod:`emukg.negatives` (the dependency runs sampling → sans).
 Neighbourhoods live on the undirected training adjacency ``A``: binary, ``A[h, t] = A[t, h] = 1`` for every
 training triple, *including* ``h == t`` — a triple (e, r, e) gives e a self loop, as in the reference code
 (WN18RR has 7 such training triples).  A self loop lets a walk stay put, so it enters both kinds of neighbourhood.
@@ -52,8 +52,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import EmukgError
-from .io_utils import atomic_path, user_cache_dir
+from ..errors import EmukgError
+from ..io_utils import atomic_path, user_cache_dir
 
 log = logging.getLogger("emukg")
 

@@ -66,8 +66,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from . import emu, kernels
-from .errors import EmukgError
+import emukg.emu as emu
+import emukg.kernels as kernels
+from ..errors import EmukgError
 
 MIN_BLOCK = 256  # entities per block below which the query chunk is lowered instead
 MATMUL_PAIR_BYTES = 16

@@ -111,7 +111,8 @@ def test_shards_sum_to_the_one_process_loss_and_gradient(graph, kw, B):
 def test_emu_mask_of_a_shard_is_its_rows_of_the_whole_mask(use_kernel):
     """Mutation.row0: scoring rows o.. of a batch with the step's mutation gives those rows' scores of the whole
     batch, on the fused kernel and on the PyTorch path (so sharded EMU is exact)."""
-    from emukg.emu import Mutation, score_candidates
+    from emukg.emu import Mutation
+    from emukg.scoring import score_candidates
 
     torch.manual_seed(0)
     model = build_model("TransE", 40, 3, 24, 6.0)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from emukg import emu
+from emukg import scoring
 from emukg.models import build_model
 
 needs_kernel = pytest.mark.skipif(not emu.kernel_available(), reason="native kernels unavailable (no C compiler or EMUKG_NO_NATIVE=1)")
@@ -106,7 +107,7 @@ def test_gradients_reach_negatives_and_positive(use_kernel, side):
     neg = torch.tensor([free[:3], free[3:6]])
     cand = torch.cat([true[:, None], neg], 1)
     mut = emu.Mutation.emu(0.5, torch.Generator().manual_seed(0))
-    s = emu.score_candidates(model, pos, side, cand, mut, use_kernel=use_kernel)
+    s = scoring.score_candidates(model, pos, side, cand, mut, use_kernel=use_kernel)
     torch.log_softmax(s, 1)[:, 1:].sum().backward()
     g = model.entity_embedding.grad
     rows_with_grad = set((g.abs().sum(1) > 0).nonzero().squeeze(1).tolist())
@@ -138,7 +139,7 @@ def test_kernel_equals_pytorch_path(name, D, side, kind):
     out = []
     for use_kernel in (True, False):
         model.zero_grad(set_to_none=True)
-        s = emu.score_candidates(model, pos, side, cand, mut, use_kernel=use_kernel)
+        s = scoring.score_candidates(model, pos, side, cand, mut, use_kernel=use_kernel)
         (s * w).sum().backward()
         out.append((s.detach(), model.entity_embedding.grad, model.relation_embedding.grad))
     for a, b in zip(*out):
@@ -153,7 +154,7 @@ def test_kernel_is_deterministic_and_uses_all_threads_consistently():
     grads = []
     for _ in range(2):
         model.zero_grad(set_to_none=True)
-        emu.score_candidates(model, pos, "tail", cand, mut, use_kernel=True).logsumexp(1).sum().backward()
+        scoring.score_candidates(model, pos, "tail", cand, mut, use_kernel=True).logsumexp(1).sum().backward()
         grads.append(model.entity_embedding.grad.clone())
     assert torch.equal(grads[0], grads[1])
 

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from emukg import emu, evaluation, kernels
+from emukg import scoring
 from emukg.data import KnowledgeGraph
 from emukg.errors import EmukgError
 
@@ -291,9 +292,9 @@ def test_candidate_scorer_out_of_range_is_an_index_error(use_kernel):
     if use_kernel is None and not native["transe_step"]:
         pytest.skip("native training kernel unavailable")
     code = SETUP + f"""
-from emukg import emu
+from emukg import emu, scoring
 pos = kg.splits["train"][:8]
-scorer = emu.CandidateScorer(model, pos, "tail", use_kernel={use_kernel!r})
+scorer = scoring.CandidateScorer(model, pos, "tail", use_kernel={use_kernel!r})
 assert (scorer.hook is not None) == {use_kernel is None}
 cand = torch.cat([pos[:, 2:3], torch.randint(0, 20, (8, 5))], 1)
 print("fine", tuple(scorer(cand).shape))
@@ -306,7 +307,7 @@ for bad in (20, 10**9, -3):
             print("IndexError:", exc)
 bad_pos = pos.clone(); bad_pos[1, 0] = 25
 try:
-    emu.CandidateScorer(model, bad_pos, "tail", use_kernel={use_kernel!r})
+    scoring.CandidateScorer(model, bad_pos, "tail", use_kernel={use_kernel!r})
 except IndexError as exc:
     print("IndexError:", exc)
 """
@@ -389,13 +390,13 @@ except MemoryError as exc:
 # compile failure: one warning line, the PyTorch fallback, same results
 FALLBACK = SETUP + """
 import logging
-from emukg import emu, kernels
+from emukg import emu, kernels, scoring
 from emukg.evaluation import evaluate
 from emukg.negatives import FilteredUniformSampler
 res = evaluate(model, kg, "test")
 pos = kg.splits["train"][:8]
 cand = torch.cat([pos[:, 2:3], torch.randint(0, 20, (8, 5), generator=torch.Generator().manual_seed(3))], 1)
-scores = emu.CandidateScorer(model, pos, "tail")(cand)
+scores = scoring.CandidateScorer(model, pos, "tail")(cand)
 neg = FilteredUniformSampler(kg, 4, "cpu", torch.Generator().manual_seed(0)).sample(pos, "tail")
 print(json.dumps({"status": kernels.status(), "describe": kernels.describe(), "MRR": res["MRR"],
                   "backend": res["backend"], "scores": scores.tolist(), "neg": neg.shape[1]}))
@@ -426,7 +427,7 @@ def test_compile_failure_warns_once_and_falls_back(tmp_path):
     assert out["MRR"] == pytest.approx(evaluation.evaluate(model, kg, "test")["MRR"], abs=1e-9)
     pos = kg.splits["train"][:8]
     cand = torch.cat([pos[:, 2:3], torch.randint(0, 20, (8, 5), generator=torch.Generator().manual_seed(3))], 1)
-    assert torch.allclose(torch.tensor(out["scores"]), emu.CandidateScorer(model, pos, "tail")(cand).detach(), atol=1e-5)
+    assert torch.allclose(torch.tensor(out["scores"]), scoring.CandidateScorer(model, pos, "tail")(cand).detach(), atol=1e-5)
 
 
 def test_compiler_error_message_is_the_reason(tmp_path):

@@ -89,7 +89,7 @@ needs_kernel = pytest.mark.skipif(not emu.kernel_available(), reason="no native 
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_kernel_path_equals_unblocked(name, side):
-    """The fused-kernel path (float32; every model with a distance kernel_query) against float64 autograd of the
+    """The fused-kernel path (float32; every model with a distance fast path) against float64 autograd of the
     unblocked score."""
     dim = 16
     model = make_model(name, dim=dim, dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""The kernel path's per-step gradient table (emukg.emu.StepRows): slot-mapped backward kernels that add to a table,
+"""The kernel path's per-step gradient table (emukg.scoring.StepRows): slot-mapped backward kernels that add to a table,
 row ownership by entity id, compact (row-sparse) and dense tables, and the compaction of a step's ids."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from emukg import emu, kernels
+from emukg import scoring
 from emukg.models import build_model
 
 needs_kernel = pytest.mark.skipif(not emu.kernel_available(), reason="native kernels unavailable (no C compiler or EMUKG_NO_NATIVE=1)")
@@ -20,11 +21,11 @@ def test_compact_ids_equals_torch_unique(num_rows, n, native, monkeypatch):
     if not native:
         monkeypatch.setattr(kernels, "available", lambda name: False)
     g = torch.Generator().manual_seed(num_rows)
-    ws = emu.StepWorkspace()
+    ws = scoring.StepWorkspace()
     for _ in range(3):  # the workspace's bitmap is left all False after every call
         ids = torch.randint(num_rows, (n,), generator=g)
         want_u, want_inv = torch.unique(ids, sorted=True, return_inverse=True)
-        for got_u, got_inv in (emu.compact_ids(ids, num_rows), emu.compact_ids(ids, num_rows, ws)):
+        for got_u, got_inv in (scoring.compact_ids(ids, num_rows), scoring.compact_ids(ids, num_rows, ws)):
             assert torch.equal(got_u, want_u) and torch.equal(got_inv, want_inv)
         assert torch.equal(got_u[got_inv], ids)
         assert not ws.index(num_rows)[0].any()
@@ -68,7 +69,7 @@ def test_slot_mapped_backward_adds_the_same_rows_as_the_whole_table(metric, D, m
     T = emu.keep_threshold(0.4) if mut == kernels.Mut.EMU else 0
     args = (q, E, cand, gout, metric, mut, 11, 22, T, r)
     gq, whole = kernels.cand_bwd(*args)
-    uniq, inv = emu.compact_ids(cand.reshape(-1), E.shape[0])
+    uniq, inv = scoring.compact_ids(cand.reshape(-1), E.shape[0])
     table = torch.zeros(uniq.numel(), D)
     gq2, out = kernels.cand_bwd(*args, out_E=table, slot=inv.view(B, C))
     assert out is table and torch.equal(gq, gq2) and torch.equal(table, whole[uniq])
@@ -139,7 +140,7 @@ def test_scorer_gradient_through_the_step_table_matches_the_pytorch_path(name, D
     for mode, kw in {"pytorch": dict(use_kernel=False), "dense": dict(use_kernel=True),
                      "compact": dict(use_kernel=True, sparse=True, candidates=[c1, c2])}.items():
         model.zero_grad(set_to_none=True)
-        scorer = emu.CandidateScorer(model, pos, "tail", **kw)
+        scorer = scoring.CandidateScorer(model, pos, "tail", **kw)
         assert (scorer.rows is not None) == (mode != "pytorch")
         loss = scorer(c1).logsumexp(1).sum() + 0.3 * scorer(c2, mutation).square().sum()
         loss.backward()
@@ -158,7 +159,7 @@ def test_compact_scorer_refuses_unannounced_candidates():
     pos = torch.tensor([[0, 1, 2], [3, 0, 4]])
     c = torch.tensor([[2, 5], [4, 6]])
     with pytest.raises(ValueError, match="announced"):
-        emu.CandidateScorer(model, pos, "tail", sparse=True)
-    scorer = emu.CandidateScorer(model, pos, "tail", sparse=True, candidates=[c])
+        scoring.CandidateScorer(model, pos, "tail", sparse=True)
+    scorer = scoring.CandidateScorer(model, pos, "tail", sparse=True, candidates=[c])
     with pytest.raises(ValueError, match="announced"):
         scorer(c.clone())

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 import emukg.kernels as kernels
+from .scoring.fast_paths import eval_query
 from .data.graph import FilterIndex, KnowledgeGraph
 from .errors import EmukgError
 
@@ -97,16 +98,12 @@ def fast_query(model, anchor_emb: torch.Tensor, rel_emb: torch.Tensor, side: str
     """``(kind, q)`` when the model's score against every entity e is a distance ‖q − e‖ (kinds 'l1',
     'complex_l1': score = bias − distance) or a dot product q·e (kind 'dot': score = bias + q·e); else None.
 
-    Uses the models' hooks: ``eval_kernel_query`` (evaluation-only kinds, e.g. RotatE's complex modulus) and
-    ``kernel_query`` (shared with the training kernel).
+    Uses the models' fast paths (:func:`emukg.scoring.fast_paths.eval_query`: an evaluation-only kind such as
+    RotatE's complex modulus, else the training kernel's).
     """
-    for name in ("eval_kernel_query", "kernel_query"):
-        hook = getattr(model, name, None)
-        if hook is None:
-            continue
-        out = hook(anchor_emb, rel_emb, side)
-        if out is not None and out[0] in kernels.METRIC_CODES:
-            return out[0], out[1]
+    out = eval_query(model, anchor_emb, rel_emb, side)
+    if out is not None and out[0] in kernels.METRIC_CODES:
+        return out[0], out[1]
     return None
 
 

@@ -7,7 +7,7 @@ whether a parameter receives **row-sparse gradients** (``sparse``; None = look a
 
 * none does: ``torch.optim.Adagrad`` / ``torch.optim.Adam``, exactly as before;
 * some do: :class:`RowSparseAdagrad` / :class:`LazyAdam`, which take sparse COO gradients (the step's compact
-  gradient table on the kernel path, :class:`emukg.emu.StepRows`; ``F.embedding(..., sparse=True)`` on the PyTorch
+  gradient table on the kernel path, :class:`emukg.scoring.step_rows.StepRows`; ``F.embedding(..., sparse=True)`` on the PyTorch
   path) for those and dense gradients for the others (relations, pRotatE's modulus).  Their state tables are
   allocated on transparent huge pages where the system allows (:mod:`emukg.memory`).
 

@@ -8,14 +8,13 @@ Training calls it on ``(batch, 1, dim)`` against ``(batch, candidates, dim)``; e
 ``(queries, 1, dim)`` against ``(1, entities, dim)``; prediction likewise.  Because it works on embedding
 rows, not ids, EMU can score *mutated* candidate embeddings with the same function.
 
-Higher scores mean more plausible triples.  Initialisation follows the RotatE / SANS / EMU code line:
+Higher scores mean more plausible triples.  A model file holds the maths, the parameters and the docstrings only:
+how the fused kernels restate a score as a query vector (the fast paths) lives in :mod:`emukg.scoring.fast_paths`.  Initialisation follows the RotatE / SANS / EMU code line:
 ``embedding_range = (gamma + epsilon) / hidden_dim`` with ``epsilon = 2``, both tables drawn from
 ``U(-range, range)``.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -25,27 +24,6 @@ from ..resolver import Registry
 
 MODELS: Registry = Registry("model", "model")  # canonical name -> class; case-insensitive lookups (emukg.resolver)
 EPSILON = 2.0
-
-
-class KernelQuery(NamedTuple):
-    """A ``kernel_query`` result for the native kernel's extended metrics (:func:`emukg.kernels.cand_ext_fwd`).
-
-    ``kind``: 'sin_l1' (pRotatE), 'transd_l1' (TransD) or 'hake' (HAKE); ``q``: the query vectors (B, ·);
-    ``bias``: γ; ``aux``: the per-query vector the candidate's term needs (TransD: rₚ; HAKE: the factor of the
-    candidate's modulus), (B, D/2) or None; ``scale``: the phase unit (range/π; HAKE: 2·range/π, which folds its
-    ½ into the phase); ``wm``, ``wp``: HAKE's modulus and phase weights (SIN_L1 reads ``wp``); ``modulus``: a learned
-    scalar tensor m that multiplies the distance outside the kernel (pRotatE), or None.
-    Indexing ``[0]`` gives ``kind``, as for the plain ``(kind, q, bias)`` tuples.
-    """
-
-    kind: str
-    q: torch.Tensor
-    bias: float
-    aux: torch.Tensor | None = None
-    scale: float = 1.0
-    wm: float = 1.0
-    wp: float = 1.0
-    modulus: torch.Tensor | None = None
 
 
 def register(cls):
@@ -122,16 +100,6 @@ class KGEModel(nn.Module):
         a = self.entity_embedding[anchor].unsqueeze(1)
         r = self.relation_embedding[relation].unsqueeze(1)
         return self.score_side(a, r, E.unsqueeze(0), side)
-
-    def kernel_query(self, anchor: torch.Tensor, relation: torch.Tensor, side: str):
-        """Fast-path hook for the fused native candidate-scoring kernel (:mod:`emukg.emu`); ``None`` = no fast path.
-
-        A model whose score against a candidate row ``x`` reduces to ``bias - ‖q - x‖₁`` (kind ``"l1"``) or
-        ``bias + q·x`` (kind ``"dot"``) for one query vector ``q`` per (anchor, relation) returns
-        ``(kind, q, bias)``; ``side`` says which side the candidates fill, as in :meth:`score_all`.  The kernel
-        must agree with :meth:`score` (tests check it); :meth:`score` stays the definition of the maths.
-        """
-        return None
 
     def regularizer(self) -> torch.Tensor:
         """L3 norm cubed of both tables (the reference's ``-r``)."""

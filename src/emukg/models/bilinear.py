@@ -20,8 +20,6 @@ class BilinearModel(KGEModel):
         q = self.query_vector(self.entity_embedding[anchor], self.relation_embedding[relation], side)
         return q @ E.T
 
-    def kernel_query(self, anchor, relation, side):
-        return "dot", self.query_vector(anchor, relation, side), 0.0
 
 
 @register

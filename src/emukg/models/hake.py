@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..errors import ParamError
-from .base import KernelQuery, KGEModel, register
+from .base import KGEModel, register
 
 DEFAULT_MODULUS_WEIGHT = 1.0
 DEFAULT_PHASE_WEIGHT = 0.5
@@ -39,15 +39,13 @@ class HAKE(KGEModel):
     components, and a phase component is a component (the PyTorch path's ``mutation.apply(X)`` then
     :meth:`score` does the same, and the kernel agrees with it).
 
-    Fast path (:meth:`kernel_query`, kind 'hake'): for a tail-batch the query is q_m = h_m∘(|r_m| + r'_m),
-    q_p = (θh + θr)/2 and the candidate's modulus factor is a = 1 − r'_m; for a head-batch q_m = t_m∘(1 − r'_m),
-    q_p = (θt − θr)/2 and a = |r_m| + r'_m (‖·‖₂ and |sin| are even).  The kernel sums the squared modulus
-    residual (q_m − a∘x'_m)² (square root per candidate at the end) and |sin(q_p − x'_p/(2·range/π))|.
-    Memory per step (B positives, C candidates, entity rows of D = 2·hidden_dim floats, N entities): kernel — no
-    B·C·D tensor: the (B, C) scores, q (B·D) and a (B·D/2) floats, the dense N·D entity gradient plus per-thread
-    accumulators (see :mod:`emukg.emu`); PyTorch path — autograd keeps ≈ 2.6 × 4·B·C·D bytes (modulus residual,
+    Fast path (kind 'hake', :func:`emukg.scoring.fast_paths.hake`): a query q = [q_m, q_p] and a modulus factor
+    per row.  Memory per step (B positives, C candidates, entity rows of D = 2·hidden_dim floats, N entities):
+    kernel — no B·C·D tensor: the (B, C) scores, q (B·D) and a (B·D/2) floats, and the step's entity-gradient table
+    (:class:`~emukg.scoring.step_rows.StepRows`: N·D floats dense, U·D for the U rows a row-sparse step reads; the
+    threads add to it in place, no per-thread copies); PyTorch path — autograd keeps ≈ 2.6 × 4·B·C·D bytes (modulus residual,
     phases, sin; measured, EMU mask included) for the backward plus the forward's transient temporaries, in row
-    chunks beyond :data:`emukg.emu.TORCH_PATH_BUDGET`.
+    chunks beyond :data:`emukg.scoring.torch_path.TORCH_PATH_BUDGET`.
     """
 
     options = {"modulus_weight": DEFAULT_MODULUS_WEIGHT, "phase_weight": DEFAULT_PHASE_WEIGHT}
@@ -91,17 +89,6 @@ class HAKE(KGEModel):
         d_m = torch.linalg.vector_norm(h_m * (r_m + r_b) - t_m * (1 - r_b), dim=-1)
         d_p = torch.sin((h_p / scale + r_p / scale - t_p / scale) / 2).abs().sum(-1)
         return self.gamma - (self.modulus_weight * d_m + self.phase_weight * d_p)
-
-    def kernel_query(self, anchor, relation, side):
-        a_m, a_p = anchor.chunk(2, dim=-1)
-        r_m, r_p, r_b = self.relation_parts(relation)
-        scale = self.embedding_range / math.pi
-        if side == "tail":
-            q_m, factor, q_p = a_m * (r_m + r_b), 1 - r_b, (a_p / scale + r_p / scale) / 2
-        else:
-            q_m, factor, q_p = a_m * (1 - r_b), r_m + r_b, (a_p / scale - r_p / scale) / 2
-        return KernelQuery("hake", torch.cat([q_m, q_p], dim=-1), float(self.gamma), aux=factor,
-                           scale=float(2 * scale), wm=float(self.modulus_weight), wp=float(self.phase_weight))
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", modulus_weight={float(self.modulus_weight):g}, "

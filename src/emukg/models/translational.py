@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import KernelQuery, KGEModel, register
+from .base import KGEModel, register
 
 
 @register
@@ -18,9 +18,6 @@ class TransE(KGEModel):
     def score(self, h, r, t):
         return self.gamma - (h + r - t).abs().sum(-1)
 
-    def kernel_query(self, anchor, relation, side):
-        # tail-batch: γ − ‖(h + r) − t‖₁;  head-batch: ‖h + r − t‖₁ = ‖(t − r) − h‖₁
-        return "l1", (anchor + relation if side == "tail" else anchor - relation), float(self.gamma)
 
 
 @register
@@ -31,13 +28,13 @@ class TransD(KGEModel):
     projection vectors together with the embeddings.  The dot product ``e·eₚ`` is over the feature axis
     (the reference sums over the wrong axis).
 
-    Fast path (:meth:`kernel_query`, kind 'transd_l1'): q = h⊥ + r (tail-batch) or t⊥ − r (head-batch, since
-    ‖h⊥ + r − t⊥‖₁ = ‖(t⊥ − r) − h⊥‖₁), and the kernel projects each (mutated) candidate with the query's rₚ.
-    Memory per step (B positives, C candidates, rows of D = 2·hidden_dim floats, N entities): kernel — no B·C·D
-    tensor, the (B, C) scores, q and rₚ (B·D floats), the dense N·D entity gradient plus per-thread accumulators
-    (see :mod:`emukg.emu`); PyTorch path — autograd keeps ≈ 3.7 × 4·B·C·D bytes of projection temporaries for the
+    Fast path (kind 'transd_l1', :func:`emukg.scoring.fast_paths.transd`): q = h⊥ + r or t⊥ − r, the kernel
+    projecting each (mutated) candidate with the query's rₚ.  Memory per step (B positives, C candidates, rows of
+    D = 2·hidden_dim floats, N entities): kernel — no B·C·D tensor, the (B, C) scores, q and rₚ (B·D floats), and the
+    step's entity-gradient table (:class:`~emukg.scoring.step_rows.StepRows`: N·D floats dense, U·D row-sparse; no
+    per-thread copies); PyTorch path — autograd keeps ≈ 3.7 × 4·B·C·D bytes of projection temporaries for the
     backward (measured, EMU mask included) plus the forward's transient ones, in row chunks beyond
-    :data:`emukg.emu.TORCH_PATH_BUDGET`.
+    :data:`emukg.scoring.torch_path.TORCH_PATH_BUDGET`.
     """
 
     @classmethod
@@ -54,14 +51,6 @@ class TransD(KGEModel):
         r, r_p = r.chunk(2, dim=-1)
         return self.gamma - (self.project(h, h_p, r_p) + r - self.project(t, t_p, r_p)).abs().sum(-1)
 
-    def kernel_query(self, anchor, relation, side):
-        a, a_p = anchor.chunk(2, dim=-1)
-        r, r_p = relation.chunk(2, dim=-1)
-        if r_p.shape[-1] != a.shape[-1]:
-            return None  # -de without -dr: the halves do not line up (score cannot broadcast either)
-        a_perp = self.project(a, a_p, r_p)
-        q = a_perp + r if side == "tail" else a_perp - r
-        return KernelQuery("transd_l1", q, float(self.gamma), aux=r_p)
 
 
 @register
@@ -79,22 +68,6 @@ class RotatE(KGEModel):
         im = re_h * im_r + im_h * re_r - im_t
         return self.gamma - torch.sqrt(re * re + im * im).sum(-1)
 
-    def kernel_query(self, anchor, relation, side):
-        # tail-batch: |h·e^{iθ} − t|; head-batch: |h·e^{iθ} − t| = |h − t·e^{−iθ}| (a rotation keeps the modulus)
-        re_a, im_a = anchor.chunk(2, dim=-1)
-        phase = relation / (self.embedding_range / math.pi)
-        re_r, im_r = torch.cos(phase), torch.sin(phase)
-        if side == "tail":
-            q = torch.cat([re_a * re_r - im_a * im_r, re_a * im_r + im_a * re_r], dim=-1)
-        else:
-            q = torch.cat([re_a * re_r + im_a * im_r, im_a * re_r - re_a * im_r], dim=-1)
-        return "c2", q, float(self.gamma)
-
-    def eval_kernel_query(self, anchor, relation, side):
-        """Evaluation fast path (emukg.evaluation): ``("complex_l1", q, γ)`` with score = γ − Σᵢ |qᵢ − eᵢ| for
-        every candidate e (complex modulus per coordinate): the query vector of :meth:`kernel_query`."""
-        _, q, gamma = self.kernel_query(anchor, relation, side)
-        return "complex_l1", q, gamma
 
 
 @register
@@ -102,13 +75,11 @@ class pRotatE(KGEModel):
     """score = γ − modulus · Σᵢ |sin(θh + θr − θt)|; phases = embedding / (range/π); modulus learned (init 0.5·range).
 
     EMU mutates the candidate's embedding components before its phase is taken (as the PyTorch path's
-    ``mutation.apply(X)`` then :meth:`score`).  Fast path (:meth:`kernel_query`, kind 'sin_l1'): q = θh + θr
-    (tail-batch) or θt − θr (head-batch, |sin(z)| = |sin(−z)|); the kernel sums |sin(q − x'/(range/π))| with a
-    vectorised sin (absolute error < 1e-7, see transe_step.c) and the modulus multiplies the sum in torch, so it
-    gets its gradient there.  Memory per step (rows of D = hidden_dim floats): kernel — as TransE's (no B·C·D
-    tensor; scores, q, dense N·D entity gradient); PyTorch path — autograd keeps ≈ 2.4 × 4·B·C·D bytes for the
+    ``mutation.apply(X)`` then :meth:`score`).  Fast path (kind 'sin_l1', :func:`emukg.scoring.fast_paths.protate`).
+    Memory per step (rows of D = hidden_dim floats): kernel — as TransE's (no B·C·D tensor; scores, q, the step's
+    entity-gradient table); PyTorch path — autograd keeps ≈ 2.4 × 4·B·C·D bytes for the
     backward (phases, their sum, sin; measured, EMU mask included) plus the forward's transient temporaries, in
-    row chunks beyond :data:`emukg.emu.TORCH_PATH_BUDGET`.
+    row chunks beyond :data:`emukg.scoring.torch_path.TORCH_PATH_BUDGET`.
     """
 
     def __init__(self, *args, **kwargs):
@@ -119,9 +90,3 @@ class pRotatE(KGEModel):
         scale = self.embedding_range / math.pi
         s = torch.sin(h / scale + r / scale - t / scale).abs().sum(-1)
         return self.gamma - s * self.modulus.reshape(())
-
-    def kernel_query(self, anchor, relation, side):
-        scale = self.embedding_range / math.pi
-        a, r = anchor / scale, relation / scale
-        q = a + r if side == "tail" else a - r
-        return KernelQuery("sin_l1", q, float(self.gamma), scale=float(scale), modulus=self.modulus.reshape(()))

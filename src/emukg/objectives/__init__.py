@@ -3,7 +3,7 @@
 ``objective(model, positives, side, generator, weights) -> (loss, logs)`` computes one step's loss for a batch
 of positives (B, 3) whose ``side`` ('tail' or 'head') is corrupted; ``weights`` (B,) are the subsampling weights
 w = sqrt(1 / (cnt(h, r) + cnt(t, r⁻¹))).  Candidates are always laid out as [true entity, n negatives], so
-column 0 of every score matrix is the positive.  Scores come from :class:`emukg.emu.CandidateScorer`, which uses
+column 0 of every score matrix is the positive.  Scores come from :class:`emukg.scoring.CandidateScorer`, which uses
 the fused native kernel where it can and the model's own score function otherwise.
 
 * ``sigmoid`` (RotatE's; the reference's ``-if_CE 0``): L = (L⁺ + L⁻)/2, L⁺ = −Σ w log σ(s⁺)/Σ w,
@@ -31,7 +31,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..emu import CandidateScorer, Mutation, StepWorkspace
+from ..emu import Mutation
+from ..scoring import CandidateScorer, StepWorkspace
 from .one_vs_all import one_vs_all_loss
 
 

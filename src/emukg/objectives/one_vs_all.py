@@ -6,14 +6,14 @@ For queries b = (anchor, r, ?) (``side='tail'``) or (?, r, anchor) (``side='head
     loss_b = logsumexp_e s(b, e) − s(b, e_b)          over all N entities e
 
 **How a block of candidates is scored** (:func:`plan_one_vs_all` picks the *path* from the model's
-``kernel_query``; every path is tested against ``model.score``):
+fast path (:mod:`emukg.scoring.fast_paths`); every path is tested against ``model.score``):
 
 * ``matmul`` — kind ``dot`` (DistMult, ComplEx): s = q·x + bias, one matrix product per block.
 * ``cdist`` — kind ``l1`` (TransE): s = bias − ‖q − x‖₁ by ``torch.cdist(p=1)`` on any device (about three times
   the fused kernel on this all-pairs layout); no Q×C×D tensor in the forward or the backward.
 * ``kernel`` — the other distance kinds (RotatE's ``c2`` with rows ≥ 32 floats; TransD, pRotatE, HAKE through
-  :class:`~emukg.models.base.KernelQuery`) on the CPU in float32 with the compiled kernel:
-  :func:`emukg.emu.fused_scores` / :func:`~emukg.emu.fused_ext_scores` on the block's rows with the candidate ids
+  :class:`~emukg.scoring.fast_paths.KernelQuery`) on the CPU in float32 with the compiled kernel:
+  :func:`emukg.scoring.fused.fused_scores` / :func:`~emukg.scoring.fused.fused_ext_scores` on the block's rows with the candidate ids
   arange(C) broadcast to (Q, C) — no Q×C×D tensor either.
 * ``broadcast`` — everything else (a GPU, float64, no compiler, a model without a fast path): ``model.score``
   broadcast (Q, 1, D) against (1, C, D), differentiated by autograd.
@@ -66,7 +66,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-import emukg.emu as emu
+from ..emu import kernel_available
+from ..scoring.fast_paths import query_kind, training_query
+from ..scoring.fused import fused_ext_scores, fused_scores
 import emukg.kernels as kernels
 from ..errors import EmukgError
 
@@ -94,28 +96,18 @@ class OneVsAllPlan:
         return asdict(self)
 
 
-def _kernel_kind(model, side: str) -> str | None:
-    """The kind of the model's ``kernel_query`` ('l1', 'dot', 'c2', 'sin_l1', …), or None when it has none."""
-    E, R = model.entity_embedding, model.relation_embedding
-    with torch.no_grad():
-        a = torch.zeros(1, E.shape[1], dtype=E.dtype, device=E.device)
-        r = torch.zeros(1, R.shape[1], dtype=R.dtype, device=R.device)
-        hook = model.kernel_query(a, r, side)
-    return None if hook is None else hook[0]
-
-
 def choose_path(model, side: str = "tail", use_kernel: bool | None = None) -> str:
     """'matmul', 'cdist', 'kernel' or 'broadcast' for this model on its device (``use_kernel=False``: never the
     native kernel, True: the kernel or an error, for kinds other than 'dot' and 'l1')."""
     E = model.entity_embedding
-    kind = _kernel_kind(model, side)
+    kind = query_kind(model, side)
     if kind == "dot":
         return "matmul"
     if kind == "l1":
         return "cdist"
     fused = kind == "c2" or kind in kernels.EXT_METRIC_CODES
     can = (fused and use_kernel is not False and E.device.type == "cpu" and E.dtype == torch.float32
-           and (kind != "c2" or E.shape[1] >= 32) and emu.kernel_available())
+           and (kind != "c2" or E.shape[1] >= 32) and kernel_available())
     if use_kernel and not can:
         raise RuntimeError(f"use_kernel=True, but the native kernel cannot score {type(model).__name__} here "
                            f"({kernels.describe()}); pass use_kernel=None.")
@@ -124,7 +116,7 @@ def choose_path(model, side: str = "tail", use_kernel: bool | None = None) -> st
 
 class _Query:
     """A query chunk's differentiable part — ``tensors`` (the anchor and relation rows for 'broadcast'; the
-    ``kernel_query`` result's q, aux and modulus otherwise) — and how it scores a block of entity rows."""
+    fast path's q, aux and modulus otherwise) — and how it scores a block of entity rows."""
 
     def __init__(self, model, side: str, path: str, hook, tensors: list[torch.Tensor], names: tuple[str, ...]):
         self.model, self.side, self.path, self.hook, self.tensors, self.names = model, side, path, hook, tensors, names
@@ -133,7 +125,7 @@ class _Query:
     def of(cls, model, side: str, path: str, a: torch.Tensor, r: torch.Tensor) -> "_Query":
         if path == "broadcast":
             return cls(model, side, path, None, [a, r], ())
-        hook = model.kernel_query(a, r, side)
+        hook = training_query(model, a, r, side)
         if hook[0] in kernels.EXT_METRIC_CODES:  # a KernelQuery: q, aux and the learned modulus are differentiable
             names = tuple(n for n in ("q", "aux", "modulus") if getattr(hook, n) is not None)
             return cls(model, side, path, hook, [getattr(hook, n) for n in names], names)
@@ -161,8 +153,8 @@ class _Query:
             return self.hook[2] - torch.cdist(q.unsqueeze(0), X.unsqueeze(0), p=1.0)[0]
         cand = torch.arange(X.shape[0], device=X.device).expand(q.shape[0], -1).contiguous()
         if self.hook[0] in kernels.EXT_METRIC_CODES:
-            return emu.fused_ext_scores(self.hook, X, cand)
-        return emu.fused_scores(q, X, cand, self.hook[0], self.hook[2])
+            return fused_ext_scores(self.hook, X, cand)
+        return fused_scores(q, X, cand, self.hook[0], self.hook[2])
 
 
 def _extras(model) -> list[torch.nn.Parameter]:

@@ -1,4 +1,11 @@
-"""Training objectives: the named losses (``Config.loss``) and EMU, built by :func:`build_objective`.
+"""Training objectives: the named losses (``Config.loss``) with EMU, the adversarial term and the regulariser as
+composable parts, built by :func:`build_objective`.
+
+One module per part: :mod:`~emukg.objectives.sigmoid`, :mod:`~emukg.objectives.cross_entropy` and
+:mod:`~emukg.objectives.one_vs_all` (the losses, found by name in :data:`LOSSES`), :mod:`~emukg.objectives.emu_term`
+and :mod:`~emukg.objectives.adversarial` (terms added to a loss), :mod:`~emukg.objectives.batch` (the rows a
+process scores and the batch means, sharded or not).  :meth:`Objective.__call__` reads top to bottom: draw every
+negative → score → the named loss → the terms.
 
 ``objective(model, positives, side, generator, weights) -> (loss, logs)`` computes one step's loss for a batch
 of positives (B, 3) whose ``side`` ('tail' or 'head') is corrupted; ``weights`` (B,) are the subsampling weights
@@ -28,38 +35,41 @@ Logs (floats): sigmoid ``positive_sample_loss``, ``negative_sample_loss``; ce/1v
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 
-from ..emu import Mutation
+from ..resolver import Registry
 from ..scoring import CandidateScorer, StepWorkspace
+from .adversarial import AdversarialTerm
+from .batch import Batch, true_entity
+from .cross_entropy import cross_entropy_loss, soft_label_ce  # noqa: F401  (soft_label_ce: also the tests')
+from .emu_term import EmuTerm
 from .one_vs_all import one_vs_all_loss
+from .sigmoid import negative_term, sigmoid_loss  # noqa: F401  (negative_term: also the tests')
+
+# loss name -> fn(objective, model, batch, scores, logs): the step's loss before the terms (scores: the loss's
+# candidates [positive, n negatives], None for 1vsall, which scores every entity itself)
+LOSSES: Registry = Registry("loss", "loss")
+LOSSES.register(lambda obj, model, batch, scores, logs: sigmoid_loss(scores, batch, obj.config, logs), name="sigmoid")
+LOSSES.register(lambda obj, model, batch, scores, logs: cross_entropy_loss(scores, batch, logs), name="ce")
+LOSSES.register(lambda obj, model, batch, scores, logs: obj.one_vs_all(model, batch, logs), name="1vsall")
 
 
-def _true_entity(positives: torch.Tensor, side: str) -> torch.Tensor:
-    return positives[:, 2] if side == "tail" else positives[:, 0]
+@dataclass
+class Draws:
+    """Every candidate tensor of one step (this process's rows), drawn before anything is scored: the loss's
+    ``cand`` (None for 1vsall), the EMU pass's ``emu_cand`` and ``mutation``, the adversarial term's ``adv_cand``."""
 
+    cand: torch.Tensor | None = None
+    emu_cand: torch.Tensor | None = None
+    mutation: object = None
+    adv_cand: torch.Tensor | None = None
 
-def _weighted_mean(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    if weights is None:
-        return x.mean()
-    w = weights.to(x.dtype)
-    return (w * x).sum() / w.sum()
-
-
-def negative_term(neg_scores: torch.Tensor, adversarial: bool, temperature: float) -> torch.Tensor:
-    """Per positive: −Σⱼ pⱼ log σ(−s⁻ⱼ), pⱼ uniform or the detached self-adversarial softmax(α s⁻)ⱼ."""
-    logs = F.logsigmoid(-neg_scores)
-    if adversarial:
-        p = torch.softmax(neg_scores.detach() * temperature, dim=1)
-        return -(p * logs).sum(1)
-    return -logs.mean(1)
-
-
-def soft_label_ce(scores: torch.Tensor, neg_label: float) -> torch.Tensor:
-    """mean_b −Σⱼ yⱼ log softmax(s_b)ⱼ with the unnormalised target y = [1, λ, …, λ]."""
-    logp = torch.log_softmax(scores, dim=1)
-    return -(logp[:, 0] + neg_label * logp[:, 1:].sum(1)).mean()
+    def announced(self) -> list[torch.Tensor]:
+        """The distinct candidate tensors the step's scorer will read (its gradient table knows every row)."""
+        return [c for i, c in enumerate((self.cand, self.emu_cand, self.adv_cand))
+                if c is not None and (i == 0 or c is not self.cand)]
 
 
 class Objective:
@@ -70,8 +80,9 @@ class Objective:
         self.config = config
         self.sparse = sparse  # row-sparse entity gradients (CandidateScorer(sparse=True)); see emukg.optim
         self.workspace = StepWorkspace() if sparse else None  # memory the row-sparse steps reuse
-        self.shard: tuple[int, int] | None = None  # (rank, world size) in data-parallel training; see __call__
+        self.shard: tuple[int, int] | None = None  # (rank, world size) in data-parallel training (objectives.batch)
         self.loss_name = config.loss
+        self.loss = LOSSES.get(config.loss)
         self.sampler = sampler
         self.adversarial_sampler = adversarial_sampler
         self.fresh = config.fresh_negatives  # CE over unfiltered uniform negatives drawn afresh in every pass
@@ -81,146 +92,81 @@ class Objective:
             raise ValueError(f"loss {self.loss_name} needs a negative sampler")
         if config.adversarial_draws_own and adversarial_sampler is None:
             raise ValueError("the self-adversarial term needs its data-side sampler (adversarial_sampler)")
+        ce = self.loss_name != "sigmoid"  # (the sigmoid loss weights its own negatives with -adv)
+        self.emu = EmuTerm(config, sampler, self.fresh) if ce and config.emu is not None else None
+        self.adversarial = (AdversarialTerm(config, adversarial_sampler if config.adversarial_draws_own else None)
+                            if ce and config.adversarial else None)
 
     def __call__(self, model, positives: torch.Tensor, side: str, generator: torch.Generator,
                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of one step and its logged parts.
-
-        **Sharded** (``self.shard = (rank, P)``, data-parallel training, :mod:`emukg.parallel`): ``positives``
-        and ``weights`` are the GLOBAL batch, identical on every rank.  Every random draw (negatives, fresh EMU
-        negatives, Mixup ratios, the EMU seed) is made for the whole batch from the run's generator, exactly as
-        one process makes it, and this rank keeps its contiguous shard of rows (``torch.tensor_split`` sizes).
-        Every batch mean is normalised by the global batch (sum over the shard / B, or / Σw of the whole batch),
-        and the regulariser is added on rank 0 only, so the ranks' losses (and gradients) sum to the one-process
-        loss (and gradient) up to summation order.  The EMU mask is keyed by the row index in the global batch
-        (``Mutation.row0``, passed to the kernel as its first row), so a shard's mask is exactly its rows' part of
-        the one-process mask.
-        """
+        """The loss of one step and its logged parts (sharded: this rank's part, :mod:`emukg.objectives.batch`)."""
         cfg = self.config
-        w = None if (cfg.uni_weight or weights is None) else weights
-        B = positives.shape[0]
-        rows = self._rows(B)
-        if self.shard is not None:  # the global batch's normalisers, then this rank's rows
-            self._count, self._weight = B, (w.sum() if w is not None else None)
-            w = w[rows] if w is not None else None
-        mine = positives[rows]
+        batch = Batch.of(positives, side, None if (cfg.uni_weight or weights is None) else weights, self.shard)
+        draws = self.draw(batch, generator)
+        scorer = self.scorer(model, batch, draws.announced()) if draws.cand is not None else None
+        scores = scorer(draws.cand) if scorer is not None else None
         logs: dict[str, torch.Tensor] = {}
-        scores = None
-        if self.loss_name == "1vsall":
-            if self.shard is None:
-                loss = self._one_vs_all(model, positives, side, logs)
-            else:  # the shard's mean, rescaled to its share of the global mean (no rows: zero)
-                loss = (self._one_vs_all(model, mine, side, logs) * (mine.shape[0] / B) if mine.shape[0]
-                        else torch.zeros((), device=positives.device))
-                logs["ce_loss"] = loss.detach()
-        else:
-            # every random draw of the step first, in a fixed order (CE negatives, EMU negatives and mask seed, the
-            # self-adversarial negatives), so that one scorer knows every entity row the step reads
-            negatives = self.sampler.sample(positives, side)[rows]
-            cand = torch.cat([_true_entity(mine, side).unsqueeze(1), negatives], dim=1)
-            ce = self.loss_name != "sigmoid"
-            emu_cand, mutation = self._emu_draws(positives, side, cand, generator, rows) if ce and cfg.emu is not None else (None, None)
-            adv_cand = None
-            if ce and cfg.adversarial and cfg.adversarial_draws_own:
-                adv = self.adversarial_sampler.sample(positives, side)[rows]
-                adv_cand = torch.cat([_true_entity(mine, side).unsqueeze(1), adv], dim=1)
-            announced = [cand] + [c for c in (emu_cand, adv_cand) if c is not None and c is not cand]
-            scorer = CandidateScorer(model, mine, side, self.use_kernel, self.sparse, candidates=announced,
-                                     workspace=self.workspace)
-            scores = scorer(cand)
-            if not ce:
-                loss = self._sigmoid(scores, w, logs)
-            else:
-                if self.shard is None:
-                    loss = F.cross_entropy(scores, torch.zeros_like(cand[:, 0]))
-                else:
-                    loss = self._mean(F.cross_entropy(scores, torch.zeros_like(cand[:, 0]), reduction="none"))
-                logs["ce_loss"] = loss.detach()
-                if emu_cand is not None:
-                    emu_loss = self._emu(scorer, emu_cand, mutation)
-                    logs["emu_loss"] = emu_loss.detach()
-                    loss = emu_loss / negatives.shape[1] + cfg.ce_coef * loss
-                if cfg.adversarial:
-                    if adv_cand is not None:
-                        scores = scorer(adv_cand)
-                    neg = self._mean(negative_term(scores[:, 1:], True, cfg.adversarial_temperature), w)
-                    logs["negative_sample_loss"] = neg.detach()
-                    loss = loss + neg
-        if self.loss_name == "1vsall" and cfg.adversarial:
-            adv = self.adversarial_sampler.sample(positives, side)[rows]
-            cand = torch.cat([_true_entity(mine, side).unsqueeze(1), adv], dim=1)
-            scores = CandidateScorer(model, mine, side, self.use_kernel, self.sparse, candidates=[cand],
-                                     workspace=self.workspace)(cand)
-            neg = self._mean(negative_term(scores[:, 1:], True, cfg.adversarial_temperature), w)
-            logs["negative_sample_loss"] = neg.detach()
-            loss = loss + neg
+        loss = self.loss(self, model, batch, scores, logs)
+        if self.emu is not None:
+            loss = self.emu.add(loss, scorer, batch, draws.emu_cand, draws.mutation, logs)
+        if self.adversarial is not None:
+            loss = loss + self.adversarial(self.adversarial_scores(model, batch, draws, scorer, scores), batch, logs)
         if cfg.regularization:
-            if self.shard is None or self.shard[0] == 0:
-                reg = cfg.regularization * model.regularizer()
-                loss = loss + reg
-            else:  # counted once, on rank 0
-                reg = torch.zeros((), device=positives.device)
-            logs["regularization"] = reg.detach()
+            loss = self.regularize(loss, model, batch, logs)
         logs["loss"] = loss.detach()
         values = torch.stack([v.reshape(()).float() for v in logs.values()]).tolist()  # one device sync, not one per value
         return loss, dict(zip(logs, values))
 
-    # --- sharding (data-parallel training) ----------------------------------------------------------
-    def _rows(self, B: int) -> slice:
-        """This rank's contiguous rows of a global batch of B (``torch.tensor_split`` sizes); all rows unsharded."""
-        if self.shard is None:
-            return slice(None)
-        rank, world = self.shard
-        size, extra = divmod(B, world)
-        start = rank * size + min(rank, extra)
-        return slice(start, start + size + (1 if rank < extra else 0))
+    # --- the parts, in the order __call__ runs them ----------------------------------------------------
+    def draw(self, batch: Batch, generator: torch.Generator) -> Draws:
+        """Every random draw of the step, in a fixed order — the loss's negatives, the EMU pass's negatives and mask
+        seed (or Mixup ratios), the adversarial term's own negatives — for the global batch, this process's rows kept."""
+        draws = Draws()
+        if self.loss_name != "1vsall":
+            draws.cand = batch.candidates(self.sampler.sample(batch.positives, batch.side)[batch.rows])
+        if self.emu is not None:
+            draws.emu_cand, draws.mutation = self.emu.draw(batch, draws.cand, generator)
+        if self.adversarial is not None:
+            draws.adv_cand = self.adversarial.draw(batch)
+        return draws
 
-    def _mean(self, x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
-        """The (weighted) batch mean of per-row values ``x``; sharded: this shard's part of the global batch's mean."""
-        if self.shard is None:
-            return _weighted_mean(x, w)
-        if w is None:
-            return x.sum() / self._count
-        return (w.to(x.dtype) * x).sum() / self._weight.to(x.dtype)
+    def scorer(self, model, batch: Batch, candidates: list[torch.Tensor]) -> CandidateScorer:
+        """One scorer for the step's passes over ``candidates`` (announced, so its gradient table knows every row)."""
+        return CandidateScorer(model, batch.mine, batch.side, self.use_kernel, self.sparse, candidates=candidates,
+                               workspace=self.workspace)
 
-    # --- the modes ---------------------------------------------------------------------------
-    def _sigmoid(self, scores, w, logs):
-        cfg = self.config
-        pos = self._mean(-F.logsigmoid(scores[:, 0]), w)
-        neg = self._mean(negative_term(scores[:, 1:], cfg.adversarial, cfg.adversarial_temperature), w)
-        logs["positive_sample_loss"] = pos.detach()
-        logs["negative_sample_loss"] = neg.detach()
-        return (pos + neg) / 2
-
-    def _emu_draws(self, positives, side, cand, generator, rows=slice(None)):
-        """The EMU pass's candidates and mutation; ``positives`` is the global batch, ``cand`` this rank's rows
-        (``rows``) of the CE candidates."""
-        cfg = self.config
-        if self.fresh:  # fresh uniform draws for the EMU pass
-            cand = torch.cat([cand[:, :1], self.sampler.sample(positives, side)[rows]], dim=1)
-        if cfg.only_ls:
-            mutation = None
-        elif cfg.mixup:
-            mutation = Mutation.mix(positives.shape[0], cand.shape[1], generator)
-            mutation.ratio = mutation.ratio[rows]
-        else:
-            mutation = Mutation.emu(cfg.emu, generator)
-            mutation.row0 = rows.start or 0  # a shard's mask is its rows' part of the one-process mask
-        return cand, mutation
-
-    def _emu(self, scorer, cand, mutation):
-        """L_EMU of the mutated candidates (soft labels [1, λ, …, λ])."""
-        if self.shard is None:
-            return soft_label_ce(scorer(cand, mutation), self.config.neg_label)
-        logp = torch.log_softmax(scorer(cand, mutation), dim=1)
-        return self._mean(-(logp[:, 0] + self.config.neg_label * logp[:, 1:].sum(1)))
-
-    def _one_vs_all(self, model, positives, side, logs):
-        anchor = positives[:, 0] if side == "tail" else positives[:, 2]
+    def one_vs_all(self, model, batch: Batch, logs: dict) -> torch.Tensor:
+        """The 1-vs-all loss of this process's rows (sharded: rescaled to its share of the global mean)."""
+        mine, side, B = batch.mine, batch.side, batch.positives.shape[0]
+        if batch.shard is not None and not mine.shape[0]:  # an empty shard of a tiny batch
+            loss = torch.zeros((), device=batch.positives.device)
+            logs["ce_loss"] = loss.detach()
+            return loss
+        anchor = mine[:, 0] if side == "tail" else mine[:, 2]
         memory_mb = getattr(self.config, "train_memory_mb", 512)
-        loss = one_vs_all_loss(model, anchor, positives[:, 1], _true_entity(positives, side), side,
+        loss = one_vs_all_loss(model, anchor, mine[:, 1], true_entity(mine, side), side,
                                memory_mb=memory_mb, use_kernel=self.use_kernel).mean()
+        if batch.shard is not None:
+            loss = loss * (mine.shape[0] / B)
         logs["ce_loss"] = loss.detach()
+        return loss
+
+    def adversarial_scores(self, model, batch: Batch, draws: Draws, scorer, scores) -> torch.Tensor:
+        """The scores the adversarial term weighs: its own draw's, else the loss's."""
+        if draws.adv_cand is None:
+            return scores
+        if scorer is None:  # 1vsall: a scorer of its own, built after the loss (as before the redesign)
+            scorer = self.scorer(model, batch, [draws.adv_cand])
+        return scorer(draws.adv_cand)
+
+    def regularize(self, loss: torch.Tensor, model, batch: Batch, logs: dict) -> torch.Tensor:
+        """loss + r·(‖E‖₃³ + ‖R‖₃³); sharded: counted once, on rank 0."""
+        if batch.shard is None or batch.shard[0] == 0:
+            reg = self.config.regularization * model.regularizer()
+            loss = loss + reg
+        else:
+            reg = torch.zeros((), device=batch.positives.device)
+        logs["regularization"] = reg.detach()
         return loss
 
 

@@ -194,11 +194,12 @@ def test_mlflow_default_store_and_failed_run(graph, tmp_path, mlflow_env):
 @pytest.mark.parametrize("tracker", ["tensorboard", "mlflow"])
 def test_missing_package_is_one_sentence(graph, tmp_path, monkeypatch, tracker):
     monkeypatch.setitem(sys.modules, tracker, None)  # makes `import tracker` fail as if it were not installed
-    sentence = f"--tracker {tracker} needs the {tracker} package; pip install 'emukg[{tracker}]'."
+    sentence = f"tracker={tracker!r}: needs the {tracker} package; pip install 'emukg[{tracker}]'."  # the library's
     cfg = small_config(graph, tmp_path / "run", tracker=tracker)
     with pytest.raises(EmukgError) as exc:
         check_tracker_available(cfg)
     assert str(exc.value) == sentence
+    assert exc.value.render("cli") == f"--tracker {tracker}: needs the {tracker} package; pip install 'emukg[{tracker}]'."
     assert not (tmp_path / "run").exists()
     with pytest.raises(EmukgError) as exc:
         Trainer(cfg)

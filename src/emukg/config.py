@@ -49,9 +49,7 @@ from .errors import EmukgError, ParamError
 from .resolver import choose, or_list
 from .spellings import flag_name, loss_settings  # noqa: F401  (flag_name: also config's)
 
-LOSSES = ("sigmoid", "ce", "1vsall")
-SAMPLERS = ("uniform", "filtered", "sans")
-DATA_SIDE = ("filtered", "sans")
+DATA_SIDE = ("filtered", "sans")  # the samplers whose negatives are the data loader's (filtered by training triples)
 
 
 def _opt(default, help: str, **kw):
@@ -293,6 +291,8 @@ class Config:
                 raise ConfigError(name, v, "must lie in [0, 1].")
 
     def _check_combinations(self) -> None:
+        from .negatives import SAMPLERS
+        from .objectives import LOSSES
         from .schedule import SCHEDULES
 
         choices = dict(loss=LOSSES, optimizer=("adagrad", "adam"), walk_mode=("restart", "chained"),

@@ -195,20 +195,33 @@ class Trainer:
     """
 
     def __init__(self, config: Config, kg=None, overwrite: bool = False, resume: str = "strict", callbacks=()):
-        from .data import dataset_record, load_dataset
-        from .objectives import build_objective
-        from .models import build_model, model_options
-        from .negatives import build_samplers
-        from .tracking import build_trackers, check_tracker_available
+        from .tracking import check_tracker_available
 
         config.validate()
         self.config = cfg = config
         # data-parallel training under torchrun (emukg.parallel): join the process group; rank 0 alone writes
         self.dist, self.device = setup_parallel(resolve_device(cfg.device))
         check_tracker_available(cfg)  # a missing tracker package stops the run before anything is written
+        # --- every check first: a refused run writes nothing ---------------------------------
+        source, same_folder, overwrite = self._folder_policy(resume, overwrite)
+        saved_info = self._resume_policy(source, resume)
+        self._load_data(kg, source, saved_info, resume)
+        self._wire()
+        if source is not None:
+            self._restore(source)
+        # --- now write -------------------------------------------------------------------------
+        self._open_run_folder(source, saved_info, overwrite and not same_folder, callbacks)
+        release_free_memory()  # the set-up's temporaries (reading, counting) need not stay resident for the run
+
+    # --- set-up, in the order __init__ runs it ---------------------------------------------------
+    def _folder_policy(self, resume: str, overwrite: bool):
+        """The run folder and the run to resume from: ``(source RunFolder or None, same folder?, overwrite)``.
+
+        A folder holding a run is continued only from itself (``init_checkpoint`` = the folder) or replaced with
+        ``overwrite``; a run stopped before its first checkpoint starts again from step 0 (same seed, same run)."""
+        cfg = self.config
         if not cfg.save_path:
             raise ConfigError("save_path", cfg.save_path, "is required: the run folder for checkpoints, embeddings and logs.")
-        # --- every check first: a refused run writes nothing ---------------------------------
         self.folder = folder = (RunFolder if self.dist.is_main else FollowerFolder)(cfg.save_path)
         # flags as the caller spells them: emukg train's, or the reference's for its command line
         save_flag, resume_flag = ("-save", "-init") if resume == "reference" else ("--save-path", "--resume")
@@ -218,18 +231,27 @@ class Trainer:
         if folder.has_run() and not same_folder and not overwrite:
             raise EmukgError(f"{save_flag} {folder.path}: a run already exists there; continue it with {resume_flag} {folder.path}, "
                              "pick another folder, or pass --overwrite to replace it.")
-        saved_info: dict = {}
+        if source is not None and not source.has_checkpoint("last"):
+            if not (same_folder and resume == "strict" and source.file(CONFIG).is_file()):
+                raise EmukgError(f"{resume_flag} {source.path}: no checkpoint there yet; start the run again without {resume_flag}.")
+            source, same_folder, overwrite = None, False, True  # stopped before its first checkpoint: start again
+        return source, same_folder, overwrite
+
+    def _resume_policy(self, source, resume: str) -> dict:
+        """The saved run's config.json (``{}`` for a new run); ``self.changes``: the documented overrides a strict
+        resume makes (:func:`resume_changes` refuses any other change)."""
         self.changes: dict = {}
-        if source is not None:
-            if not source.has_checkpoint("last"):
-                if not (same_folder and resume == "strict" and source.file(CONFIG).is_file()):
-                    raise EmukgError(f"{resume_flag} {source.path}: no checkpoint there yet; start the run again without {resume_flag}.")
-                # stopped before its first checkpoint: the run starts again from step 0 (same seed, same run)
-                source, same_folder, overwrite = None, False, True
-        if source is not None:
-            if resume == "strict":
-                self.changes = resume_changes(source.read_config(), cfg, source.path)
-            saved_info = source.read_json(CONFIG) if source.file(CONFIG).is_file() else {}
+        if source is None:
+            return {}
+        if resume == "strict":
+            self.changes = resume_changes(source.read_config(), self.config, source.path)
+        return source.read_json(CONFIG) if source.file(CONFIG).is_file() else {}
+
+    def _load_data(self, kg, source, saved_info: dict, resume: str) -> None:
+        """The graph (given, or resolved from ``dataset``) and its record; a strict resume on other data is refused."""
+        from .data import dataset_record, load_dataset
+
+        cfg = self.config
         self.kg = kg if kg is not None else load_dataset(cfg.dataset)
         self.dataset_record = dataset_record(cfg.dataset) if kg is None else {"name": getattr(kg, "name", ""), "given": cfg.dataset}
         old_sums = (saved_info.get("dataset_record") or {}).get("sha256")
@@ -237,6 +259,15 @@ class Trainer:
         if source is not None and resume == "strict" and old_sums and new_sums and new_sums != old_sums:
             raise EmukgError(f"--dataset {self.dataset_record.get('path') or cfg.dataset}: its files differ (SHA-256) from the data "
                              f"the run in {source.path} was trained on; resume with that data, or start a new run.")
+
+    def _wire(self) -> None:
+        """Every part of the run, seeded in a fixed order: the model, the samplers, the objective, the schedule,
+        the two sides' shuffled passes, and the counters a checkpoint restores."""
+        from .models import build_model, model_options
+        from .negatives import build_samplers
+        from .objectives import build_objective
+
+        cfg = self.config
         if cfg.threads:
             torch.set_num_threads(max(1, min(int(cfg.threads), os.cpu_count() or 1)))
         torch.manual_seed(cfg.seed)
@@ -267,11 +298,16 @@ class Trainer:
         self.best_step = -1
         self.saved_step: int | None = None  # the step of the last checkpoint on disk
         self.last_valid_step = -1  # steps done at the last validation (a final one interrupted by a kill is repeated)
-        if source is not None:
-            self._restore(source)
-        # --- now write -------------------------------------------------------------------------
+        self.window: list[dict] = []  # the training logs since the last logged step, and when that window began
+        self.window_start = time.perf_counter()
+
+    def _open_run_folder(self, source, saved_info: dict, replace: bool, callbacks) -> None:
+        """Create (or continue) the run folder, its log and config.json, and the callbacks; the first write."""
+        from .tracking import build_trackers
+
+        cfg, folder = self.config, self.folder
         self.dist.barrier()  # every rank has read the folder before rank 0 writes it
-        folder.create(overwrite=overwrite and not same_folder)
+        folder.create(overwrite=replace)
         self.progress = (cfg.progress if cfg.progress is not None else sys.stderr.isatty()) and self.dist.is_main
         self.out = RunLogger(folder, console=True) if self.dist.is_main else SilentLogger()
         if source is not None:
@@ -283,7 +319,6 @@ class Trainer:
                      "negatives": self._describe_negatives(), "resumes": resumes}
         folder.write_json(CONFIG, {**cfg.to_dict(), **self.info})
         self.callbacks = [*callbacks, *build_trackers(cfg, folder)] if self.dist.is_main else []
-        release_free_memory()  # the set-up's temporaries (reading, counting) need not stay resident for the run
 
     def _describe_negatives(self) -> dict:
         """What each part of the loss draws, for config.json (exactly the samplers that run)."""
@@ -399,12 +434,31 @@ class Trainer:
         return self.step - 1 if self.config.reference_steps else self.step
 
     def train_step(self) -> dict:
+        """One optimisation step, top to bottom: draw → score → loss → backward → reduce → step → schedule → log."""
+        side, positives, weights = self.draw_batch()
+        loss, logs = self.compute_loss(side, positives, weights)
+        self.backward(loss)
+        self.dist.reduce_gradients(self.model.parameters())  # data-parallel: the ranks' gradients summed (else nothing)
+        self.optimizer.step()
+        self.step += 1
+        self.schedule.after_step()
+        self.log_training(logs)
+        return logs
+
+    # --- the step's parts, in the order train_step calls them ------------------------------------------
+    def draw_batch(self) -> tuple[str, torch.Tensor, torch.Tensor]:
+        """The side this step corrupts (tail, head, alternating), its B positives from that side's shuffled pass,
+        and their subsampling weights."""
         side = "tail" if self.step % 2 == 0 else "head"
         idx = self.iterators[side].next()
-        positives = self.train_triples[idx]
+        return side, self.train_triples[idx], self.weights[idx]
+
+    def compute_loss(self, side: str, positives: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The objective (:mod:`emukg.objectives`: it draws the negatives, scores the candidates and forms the loss)
+        and its logged parts; a loss that is not finite stops the run with the last checkpoint intact."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, logs = self.objective(self.model, positives, side, self.generator, self.weights[idx])
+        loss, logs = self.objective(self.model, positives, side, self.generator, weights)
         if self.dist.active:  # each rank logged its share of the global batch: the sums, the same on every rank
             logs = self.dist.sum_logs(logs, self.device)
         value = logs["loss"] if self.dist.active else float(loss.detach())
@@ -413,13 +467,28 @@ class Trainer:
                     else f"no checkpoint was saved yet in {self.folder.path}")
             raise EmukgError(f"step {self.step + 1}: the loss became {value}, so training stopped and {kept}; "
                              "lower the learning rate or gamma, or add regularisation.")
+        return loss, logs
+
+    @staticmethod
+    def backward(loss: torch.Tensor) -> None:
         if loss.requires_grad:  # (an empty shard of a tiny last batch has no graph: its gradient is zero)
             loss.backward()
-        self.dist.reduce_gradients(self.model.parameters())
-        self.optimizer.step()
-        self.step += 1
-        self.schedule.after_step()
-        return logs
+
+    def log_training(self, logs: dict) -> None:
+        """Keep the step's logs; at a logging step, their averages (and steps/s) to the log, metrics.jsonl and the
+        callbacks."""
+        cfg = self.config
+        self.window.append(logs)
+        mark, last = self._mark(), self.step == cfg.max_steps
+        if not (mark % cfg.log_steps == 0 or (last and not cfg.reference_steps)):
+            return
+        window = self.window
+        avg = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+        avg["steps_per_s"] = len(window) / max(time.perf_counter() - self.window_start, 1e-9)
+        self.out.metrics("Training average" if cfg.reference_steps else "Training", mark, avg)
+        for cb in self.callbacks:
+            cb.on_log(self, mark, {**avg, "learning_rate": self.learning_rate})
+        self.window, self.window_start = [], time.perf_counter()
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -473,23 +542,14 @@ class Trainer:
                          f"negatives {cfg.negative_sample_size}, schedule {self._describe_schedule()}")
                 bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                            disable=not self.progress, file=sys.stderr, leave=False)
-                window: list[dict] = []
-                t0 = time.perf_counter()
+                self.window, self.window_start = [], time.perf_counter()
                 try:
                     while self.step < cfg.max_steps and self.stopped_step is None:
                         logs = self.train_step()
-                        window.append(logs)
                         bar.update(1)
                         if "loss" in logs:
                             bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
                         mark, last = self._mark(), self.step == cfg.max_steps
-                        if mark % cfg.log_steps == 0 or (last and not ref):
-                            avg = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-                            avg["steps_per_s"] = len(window) / max(time.perf_counter() - t0, 1e-9)
-                            out.metrics("Training average" if ref else "Training", mark, avg)
-                            for cb in self.callbacks:
-                                cb.on_log(self, mark, {**avg, "learning_rate": self.learning_rate})
-                            window, t0 = [], time.perf_counter()
                         if cfg.do_valid and mark % cfg.valid_steps == 0 and (ref or not last):
                             self.validate(at_step=mark)
                         if mark % cfg.save_checkpoint_steps == 0:

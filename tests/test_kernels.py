@@ -103,7 +103,7 @@ def test_cache_key_changes_with_the_header(tmp_path, monkeypatch):
     before = kernels.so_path("score_all")
     fake = tmp_path / "emukg_kernels.h"
     fake.write_text((KDIR / "emukg_kernels.h").read_text().replace("EMUKG_METRIC_DOT 1", "EMUKG_METRIC_DOT 7"))
-    monkeypatch.setattr(kernels, "HEADER", fake)
+    monkeypatch.setattr(kernels.build, "HEADER", fake)  # read where so_path is: emukg.kernels.build
     assert kernels.so_path("score_all") != before
 
 

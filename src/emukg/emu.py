@@ -18,7 +18,7 @@ X' = a·X + (1 − a)·x⁺ — the ratio weights the *negative*, like p does (E
     keep      = (h32(key ^ tab(i)) >> 8) < round(p · 2²⁴)          (all arithmetic mod 2³²)
 
 with h32 a 32-bit xorshift-multiply avalanche hash.  P(keep) = round(p·2²⁴)/2²⁴ (|error| < 3·10⁻⁸).  The native
-kernel (``kernels/transe_step.c``) evaluates it inside its loops, so the forward and backward passes regenerate the
+kernel (``kernels/candidates.c``) evaluates it inside its loops, so the forward and backward passes regenerate the
 identical mask without storing it; :func:`hash_mask` evaluates the same formula with torch integer ops on any
 device, so the PyTorch path (GPU, other models, no compiler) draws the *same* mask for the same seed, and the
 whole run stays determined by ``--seed``.  Nothing is drawn with NumPy or on the host.
@@ -173,7 +173,7 @@ class Mutation:
 # --- candidate scoring ---------------------------------------------------------------------------
 # The native kernel is reached only through the checked wrappers of emukg.kernels (cand_fwd, cand_bwd, emu_mask).
 def _lib():
-    return kernels.load("transe_step")
+    return kernels.load("candidates")
 
 
 def kernel_available() -> bool:
@@ -259,7 +259,7 @@ class StepRows:
     sums none, nothing is coalesced or sorted, and a step on millions of entities allocates U×D, not N×D.
 
     **Sum order** of a row's gradient: the passes in autograd's order (the last one scored first), within a pass
-    the kernel's fixed order (threads own rows by entity id, see ``transe_step.c``), then the anchors in batch
+    the kernel's fixed order (threads own rows by entity id, see ``candidates.c``), then the anchors in batch
     order — the same in both layouts, so sparse and dense training agree bit for bit (tests/test_sparse.py).
 
     Memory: G, 4·rows·width bytes (width = D, or 16 when the kernel pads narrower rows); compact: the slot maps,

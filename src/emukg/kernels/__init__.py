@@ -2,7 +2,7 @@
 
 The C files of this folder, all including ``emukg_kernels.h`` (the metric, mutation and status codes):
 
-- ``transe_step.c``: fused candidate scoring for training (all seven models: forward and backward, EMU and Mixup,
+- ``candidates.c``: fused candidate scoring for training (all seven models: forward and backward, EMU and Mixup,
   the extended metrics), the EMU keep mask;
 - ``score_all.c``: evaluation ranking against every entity;
 - ``sample_step.c``: filtered negatives;
@@ -16,7 +16,7 @@ The Python modules, one concern each (this facade re-exports their public names)
   :func:`load`, :func:`available`, :func:`status`, :func:`describe`;
 - :mod:`.checks`: the argument checks of every wrapper (:func:`ptr`, :func:`check_ids`, :func:`id_range`, …) and
   status codes turned into ``MemoryError``;
-- :mod:`.candidates`: the wrappers of ``transe_step.c`` (:func:`cand_fwd`, :func:`cand_bwd`, :func:`cand_ext_fwd`,
+- :mod:`.candidates`: the wrappers of ``candidates.c`` (:func:`cand_fwd`, :func:`cand_bwd`, :func:`cand_ext_fwd`,
   :func:`cand_ext_bwd`, :func:`emu_mask`, :func:`sincos`);
 - :mod:`.ranking`: the wrappers of ``score_all.c`` (:func:`rank_fused`, :func:`rank_dense`, :func:`score_all_lanes`);
 - :mod:`.sampling`: the wrapper of ``sample_step.c`` (:func:`filter_fill`);

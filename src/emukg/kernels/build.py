@@ -27,7 +27,7 @@ log = logging.getLogger("emukg")
 HERE = Path(__file__).resolve().parent
 HEADER = HERE / "emukg_kernels.h"
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
-KERNELS = ("transe_step", "score_all", "sample_step", "sparse_optim")
+KERNELS = ("candidates", "score_all", "sample_step", "sparse_optim")
 COMPILE_TIMEOUT_S = 600
 FALLBACK_COST = "using the plain PyTorch path instead: same results, several times slower on CPU"
 
@@ -36,7 +36,7 @@ FALLBACK_COST = "using the plain PyTorch path instead: same results, several tim
 # prototypes of every exported C function, per kernel
 _I64, _INT, _U32, _F32, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_uint32, ctypes.c_float, ctypes.c_void_p
 PROTOTYPES: dict[str, dict[str, tuple]] = {
-    "transe_step": {
+    "candidates": {
         # (B, C, D, q, E, cand, kind, bias, mut, s0, s1, T, b0, ratio, out, nthreads) -> status
         "emukg_cand_fwd": (_INT, [_I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _F32, _INT, _U32, _U32, _U32, _I64, _PTR,
                                   _PTR, _INT]),

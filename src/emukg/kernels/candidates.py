@@ -1,4 +1,4 @@
-"""Wrappers of ``transe_step.c``: fused candidate scoring for training (forward and backward, the EMU and Mixup
+"""Wrappers of ``candidates.c``: fused candidate scoring for training (forward and backward, the EMU and Mixup
 mutations, the extended metrics of pRotatE, TransD and HAKE), the EMU keep mask and the vectorised sin/cos."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from .checks import _metric, _status, _tensor, _threads, _u32, check_ids, ptr
 from .codes import EVAL_METRICS, EXT_METRICS, Metric, Mut
 
 
-MIN_ROW_FLOATS = 16  # transe_step.c works on 16-float chunks: D (COMPLEX_L1: D/2) must be at least this
+MIN_ROW_FLOATS = 16  # candidates.c works on 16-float chunks: D (COMPLEX_L1: D/2) must be at least this
 
 
 def _check_mutation(fn, mut, ratio, cand, B: int, C: int, N: int, T) -> int:
@@ -57,11 +57,11 @@ def cand_fwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, metric, bias:
              threads: int | None = None, *, b0: int = 0) -> torch.Tensor:
     """Scores (B, C) float32 of candidates ``cand`` (B, C) int64 (column 0 the positive) against queries ``q``
     (B, D) float32 over the entity table ``E`` (N, D) float32: ``bias − dist`` (L1, COMPLEX_L1) or ``bias + q·x``
-    (DOT) of the mutated candidate x' (see transe_step.c; ``mut`` EMU with seed words ``s0, s1`` and threshold
+    (DOT) of the mutated candidate x' (see candidates.c; ``mut`` EMU with seed words ``s0, s1`` and threshold
     ``T``, MIXUP with ``ratio`` (B, C); ``b0``: the EMU mask of batch rows ``b0 .. b0 + B − 1``, a shard of a larger
     batch).  Memory: the (B, C) output plus 4·D bytes in C."""
     fn = "emukg_cand_fwd"
-    lib = _require("transe_step")
+    lib = _require("candidates")
     metric, mut, B, C, D, N, s0, s1, T = _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio)
     out = torch.empty(B, C, dtype=torch.float32)
     rc = lib.emukg_cand_fwd(B, C, D, q.data_ptr(), E.data_ptr(), cand.data_ptr(), int(metric), float(bias), int(mut),
@@ -100,9 +100,9 @@ def cand_bwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, gout: torch.T
     float32.  The candidates' gradients are ADDED to ``out_E`` at rows ``slot`` (B, C) — a compact table of the
     rows a training step touches — or at their entity ids (``slot`` None); without ``out_E`` to a fresh zero (N, D)
     table.  gE is that table.  Threads own gradient rows by entity id (no private copies of the table; see
-    transe_step.c); C allocates 4·D bytes plus, per thread, 2·B·⌈D/16⌉·16 floats of partial sums and C ids."""
+    candidates.c); C allocates 4·D bytes plus, per thread, 2·B·⌈D/16⌉·16 floats of partial sums and C ids."""
     fn = "emukg_cand_bwd"
-    lib = _require("transe_step")
+    lib = _require("candidates")
     metric, mut, B, C, D, N, s0, s1, T = _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio)
     _tensor(fn, "gout", gout, torch.float32, (B, C))
     gq = torch.empty(B, D, dtype=torch.float32) if need_q else None
@@ -120,7 +120,7 @@ def emu_mask(B: int, C: int, D: int, s0: int, s1: int, T: int, threads: int | No
     ``T`` (emukg.emu.keep_threshold), of the batch rows ``row0 .. row0 + B − 1`` (a row chunk of a larger batch).
     Memory: B·C·D bytes out, 4·D in C."""
     fn = "emukg_emu_mask"
-    lib = _require("transe_step")
+    lib = _require("candidates")
     B, C, D, row0 = int(B), int(C), int(D), int(row0)
     if B < 0 or C < 0 or D < 0 or row0 < 0:
         raise ValueError(f"{fn}: B, C, D and row0 must be non-negative, not {(B, C, D, row0)}.")
@@ -181,13 +181,13 @@ def cand_ext_fwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, can
                  bias: float = 0.0, *, scale: float = 1.0, wm: float = 1.0, wp: float = 1.0, mut=Mut.NONE, s0: int = 0,
                  s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None, threads: int | None = None,
                  b0: int = 0) -> torch.Tensor:
-    """Scores (B, C) float32 of the extended training metrics (:data:`EXT_METRICS`, formulas in transe_step.c):
+    """Scores (B, C) float32 of the extended training metrics (:data:`EXT_METRICS`, formulas in candidates.c):
     SIN_L1 ``bias − wp·Σ|sin(q − x'/scale)|`` (q (B, D), aux None); TRANSD_L1 ``bias − ‖q − normalize(e' +
     (e'·eₚ')·aux)‖₁`` for rows [e, eₚ] (q, aux (B, D/2)); HAKE ``bias − (wm·‖q_m − aux∘x'_m‖₂ + wp·Σ|sin(q_p −
     x'_p/scale)|)`` for rows [x_m, x_p] (q (B, D), aux (B, D/2)).  Any D ≥ 1 (per half).  Mutation as
     :func:`cand_fwd`.  Memory: the (B, C) output; C allocates 4·D + T·6·4·⌈L/16⌉·16 bytes (T threads)."""
     fn = "emukg_cand_ext_fwd"
-    lib = _require("transe_step")
+    lib = _require("candidates")
     metric, mut, B, C, D, N, L, s0, s1, T, scale, wm, wp = _ext_args(fn, q, aux, E, cand, metric, mut, s0, s1, T,
                                                                      ratio, scale, wm, wp)
     out = torch.empty(B, C, dtype=torch.float32)
@@ -210,7 +210,7 @@ def cand_ext_bwd(q: torch.Tensor, aux: torch.Tensor | None, E: torch.Tensor, can
     :func:`cand_bwd`.  C allocates 4·D bytes plus, per thread, 5·B·⌈L/16⌉·16 floats of partial sums, C ids and
     10 rows of ⌈L/16⌉·16 floats."""
     fn = "emukg_cand_ext_bwd"
-    lib = _require("transe_step")
+    lib = _require("candidates")
     metric, mut, B, C, D, N, L, s0, s1, T, scale, wm, wp = _ext_args(fn, q, aux, E, cand, metric, mut, s0, s1, T,
                                                                      ratio, scale, wm, wp)
     _tensor(fn, "gout", gout, torch.float32, (B, C))
@@ -232,7 +232,7 @@ def sincos(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(sin z, cos z) of a float32 tensor by the kernels' vectorised sin/cos (the one SIN_L1 and HAKE use), for
     accuracy tests.  Memory: two outputs of z's size."""
     fn = "emukg_sincos"
-    lib = _require("transe_step")
+    lib = _require("candidates")
     _tensor(fn, "z", z, torch.float32, tuple(None for _ in z.shape))
     s, c = torch.empty_like(z), torch.empty_like(z)
     if z.numel():

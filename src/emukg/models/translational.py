@@ -104,7 +104,7 @@ class pRotatE(KGEModel):
     EMU mutates the candidate's embedding components before its phase is taken (as the PyTorch path's
     ``mutation.apply(X)`` then :meth:`score`).  Fast path (:meth:`kernel_query`, kind 'sin_l1'): q = θh + θr
     (tail-batch) or θt − θr (head-batch, |sin(z)| = |sin(−z)|); the kernel sums |sin(q − x'/(range/π))| with a
-    vectorised sin (absolute error < 1e-7, see transe_step.c) and the modulus multiplies the sum in torch, so it
+    vectorised sin (absolute error < 1e-7, see candidates.c) and the modulus multiplies the sum in torch, so it
     gets its gradient there.  Memory per step (rows of D = hidden_dim floats): kernel — as TransE's (no B·C·D
     tensor; scores, q, dense N·D entity gradient); PyTorch path — autograd keeps ≈ 2.4 × 4·B·C·D bytes for the
     backward (phases, their sum, sin; measured, EMU mask included) plus the forward's transient temporaries, in

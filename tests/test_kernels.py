@@ -104,11 +104,11 @@ def test_cache_key_changes_with_the_header(tmp_path, monkeypatch):
     before = kernels.so_path("score_all")
     fake = tmp_path / "emukg_kernels.h"
     fake.write_text((KDIR / "emukg_kernels.h").read_text().replace("EMUKG_METRIC_DOT 1", "EMUKG_METRIC_DOT 7"))
-    monkeypatch.setattr(kernels, "HEADER", fake)
+    monkeypatch.setattr(kernels.build, "HEADER", fake)  # read where so_path is: emukg.kernels.build
     assert kernels.so_path("score_all") != before
 
 
-@pytest.mark.skipif(not (native["transe_step"] and native["score_all"]), reason="native kernels unavailable")
+@pytest.mark.skipif(not (native["candidates"] and native["score_all"]), reason="native kernels unavailable")
 @pytest.mark.parametrize("kind", ["l1", "dot", "c2"])
 def test_training_and_evaluation_kernels_agree_on_each_code(kind):
     """The same code means the same metric in both C files: the evaluation kernel's answer value equals the
@@ -139,7 +139,7 @@ def _fwd_args():
     return q, E, cand
 
 
-@needs["transe_step"]
+@needs["candidates"]
 def test_cand_wrappers_refuse_bad_arguments():
     q, E, cand = _fwd_args()
     L1 = kernels.Metric.L1
@@ -289,7 +289,7 @@ def test_evaluate_out_of_range_in_process_names_the_split():
 
 @pytest.mark.parametrize("use_kernel", [None, False])
 def test_candidate_scorer_out_of_range_is_an_index_error(use_kernel):
-    if use_kernel is None and not native["transe_step"]:
+    if use_kernel is None and not native["candidates"]:
         pytest.skip("native training kernel unavailable")
     code = SETUP + f"""
 from emukg import emu, scoring
@@ -339,7 +339,7 @@ try:
     kernels.ptr(torch.zeros(4, 4).t())
 except ValueError:
     print("ptr: ValueError")
-if kernels.available("transe_step"):
+if kernels.available("candidates"):
     try:
         kernels.cand_fwd(torch.zeros(2, 16), torch.zeros(5, 16), torch.tensor([[0, 5], [1, 2]]), kernels.Metric.L1)
     except IndexError:

@@ -18,7 +18,7 @@ X' = a·X + (1 − a)·x⁺ — the ratio weights the *negative*, like p does (E
     keep      = (h32(key ^ tab(i)) >> 8) < round(p · 2²⁴)          (all arithmetic mod 2³²)
 
 with h32 a 32-bit xorshift-multiply avalanche hash.  P(keep) = round(p·2²⁴)/2²⁴ (|error| < 3·10⁻⁸).  The native
-kernel (``kernels/transe_step.c``) evaluates it inside its loops, so the forward and backward passes regenerate the
+kernel (``kernels/candidates.c``) evaluates it inside its loops, so the forward and backward passes regenerate the
 identical mask without storing it; :func:`hash_mask` evaluates the same formula with torch integer ops on any
 device, so the PyTorch path (GPU, other models, no compiler) draws the *same* mask for the same seed, and the
 whole run stays determined by ``--seed``.  Nothing is drawn with NumPy or on the host.
@@ -150,7 +150,7 @@ class Mutation:
 # --- candidate scoring ---------------------------------------------------------------------------
 # The native kernel is reached only through the checked wrappers of emukg.kernels (cand_fwd, cand_bwd, emu_mask).
 def _lib():
-    return kernels.load("transe_step")
+    return kernels.load("candidates")
 
 
 def kernel_available() -> bool:

@@ -5,7 +5,7 @@
 #ifndef EMUKG_KERNELS_H
 #define EMUKG_KERNELS_H
 
-/* Metric codes (emukg.kernels.Metric): one numbering for training (transe_step.c) and evaluation (score_all.c).
+/* Metric codes (emukg.kernels.Metric): one numbering for training (candidates.c) and evaluation (score_all.c).
  *   L1          sum_i |q_i - x_i|                                   (TransE; score = bias - distance)
  *   DOT         sum_i  q_i * x_i                                    (DistMult, ComplEx; score = bias + dot)
  *   COMPLEX_L1  sum_k sqrt((q_re,k - x_re,k)^2 + (q_im,k - x_im,k)^2)  over complex coordinates k, a row holding the
@@ -14,8 +14,8 @@
 #define EMUKG_METRIC_DOT 1
 #define EMUKG_METRIC_COMPLEX_L1 2
 
-/* Training-only metrics (transe_step.c's emukg_cand_ext_*; score_all.c does not know them, and emukg.kernels
- * refuses them there).  x' is the (mutated) candidate row; see transe_step.c for the exact formulas.
+/* Training-only metrics (candidates.c's emukg_cand_ext_*; score_all.c does not know them, and emukg.kernels
+ * refuses them there).  x' is the (mutated) candidate row; see candidates.c for the exact formulas.
  *   SIN_L1      sum_i |sin(q_i - x_i / scale)|                          (pRotatE; score = -(weighted) sum)
  *   TRANSD_L1   sum_i |q_i - y_i|, y = normalize(e + (e.e_p) a), row [e, e_p], a = per-query vector (TransD)
  *   HAKE        wm ||qm - a o xm||_2 + wp sum_i |sin(qp_i - xp_i / scale)|, row [xm, xp]           (HAKE) */

@@ -4,7 +4,7 @@
  *                        L1 (TransE)          D[q,e] = sum_i |Q[q,i] - E[e,i]|                    (smaller = better)
  *                        DOT (DistMult, ComplEx)  D[q,e] = sum_i Q[q,i] * E[e,i]                 (larger = better)
  *                        COMPLEX_L1 (RotatE)  D[q,e] = sum_i sqrt((Qre-Ere)^2 + (Qim-Eim)^2)      (smaller = better)
- *                     (the metric codes of emukg_kernels.h, shared with transe_step.c and emukg.kernels.Metric)
+ *                     (the metric codes of emukg_kernels.h, shared with candidates.c and emukg.kernels.Metric)
  *                     and counts per query the candidates better than the answer and better-or-equal, skipping
  *                     the excluded entities (the known answers, and the answer itself).  The score matrix is
  *                     never written: a block of TQ queries (vector lanes) x EB entities keeps its accumulators

@@ -72,7 +72,7 @@ class StepRows:
     sums none, nothing is coalesced or sorted, and a step on millions of entities allocates U×D, not N×D.
 
     **Sum order** of a row's gradient: the passes in autograd's order (the last one scored first), within a pass
-    the kernel's fixed order (threads own rows by entity id, see ``transe_step.c``), then the anchors in batch
+    the kernel's fixed order (threads own rows by entity id, see ``candidates.c``), then the anchors in batch
     order — the same in both layouts, so sparse and dense training agree bit for bit (tests/test_sparse.py).
 
     Memory: G, 4·rows·width bytes (width = D, or 16 when the kernel pads narrower rows); compact: the slot maps,

@@ -18,8 +18,10 @@ from emukg.data import KnowledgeGraph
 from emukg.evaluation import (
     METRICS, TIE_POLICIES, compute_ranks, evaluate, metrics_from_ranks, metrics_report, native_library, plan_memory,
     rank_block_native,
-    rank_block_torch, synthetic_problem,
+    rank_block_torch,
 )
+from emukg.bench.synthetic import synthetic_problem
+from emukg.errors import ParamError
 from emukg.models import MODELS, build_model, model_class
 
 REPO = Path(__file__).resolve().parents[1]
@@ -263,7 +265,7 @@ def test_plan_from_budget():
     assert plan.chunk == min(1024, (budget // 2) // (14541 * 10 + 4 * 100 * 2 + 64))
     nat = plan_memory(model, N, 64, backend="native", threads=2)
     assert nat.bytes_per_step <= budget and nat.chunk >= 1000
-    with pytest.raises(Exception, match="memory-mb"):
+    with pytest.raises(ParamError, match=r"^memory_mb=0\.001: too small for this model"):
         plan_memory(model, N, 0.001, backend="torch")
 
 
@@ -325,10 +327,29 @@ def test_progress_and_log_every(caplog):
 def test_bad_arguments():
     kg = random_graph()
     model = make_model("TransE", kg)
-    with pytest.raises(Exception, match="tie-policy"):
+    with pytest.raises(ParamError, match="^tie_policy='average': choose optimistic, pessimistic or realistic"):
         evaluate(model, kg, "test", tie_policy="average")
-    with pytest.raises(Exception, match="no such split"):
+    with pytest.raises(ParamError, match="^split='dev': no such split"):
         evaluate(model, kg, "dev")
+
+
+@pytest.mark.parametrize("kwargs, python, cli", [
+    (dict(memory_mb=-5), "memory_mb=-5: must be a positive number of MiB.", "--memory-mb -5: must be a positive number of MiB."),
+    (dict(memory_mb=0), "memory_mb=0: ", "--memory-mb 0: "),
+    (dict(memory_mb="64"), "memory_mb='64': ", "--memory-mb 64: "),
+    (dict(tie_policy="best"), "tie_policy='best': choose", "--tie-policy best: choose"),
+    (dict(protocol="ogb"), "protocol='ogb': choose full or sampled.", "--protocol ogb: choose full or sampled."),
+    (dict(protocol="sampled", candidates=0), "candidates=0: must be a positive integer", "--candidates 0: must be"),
+    (dict(split="dev"), "split='dev': no such split", "--split dev: no such split"),
+])
+def test_errors_name_the_python_parameter(kwargs, python, cli):
+    """The library names its parameters (str of the error); the CLI's rendering of the same error names the flag."""
+    kg = random_graph()
+    model = make_model("TransE", kg)
+    with pytest.raises(ParamError) as err:
+        evaluate(model, kg, **{"split": "test", **kwargs})
+    assert str(err.value).startswith(python) and "--" not in str(err.value)
+    assert err.value.render("cli").startswith(cli)
 
 
 def test_custom_triples_tensor():
@@ -357,6 +378,20 @@ def make_run(tmp_path: Path, dataset: Path, model="TransE", **kw) -> Path:
 def run_cli(*args):
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     return subprocess.run([sys.executable, "-m", "emukg", *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_memory_mb_is_named_as_the_caller_spells_it(tmp_path, tiny_dataset):
+    """Python (``Run.evaluate``) names ``memory_mb``; ``emukg evaluate RUN --memory-mb -5`` names the flag, status 2."""
+    import emukg
+
+    run_dir = make_run(tmp_path, tiny_dataset)
+    with pytest.raises(ParamError) as err:
+        emukg.load(run_dir).evaluate("test", memory_mb=-5)
+    assert str(err.value) == "memory_mb=-5: must be a positive number of MiB."
+    p = run_cli("evaluate", run_dir, "--device", "cpu", "--memory-mb", "-5")
+    assert p.returncode == 2
+    assert p.stderr.strip() == "emukg: error: --memory-mb -5: must be a positive number of MiB."
+    assert "memory_mb" not in p.stderr
 
 
 def test_evaluate_cli(tmp_path, tiny_dataset, capsys):

@@ -11,6 +11,7 @@ Modules (each also runs on its own: ``python -m emukg.bench.<module> --help``; i
 * :mod:`~emukg.bench.scale`         ``emukg bench --scale``: step time and peak RSS at 0.1 M–2.5 M entities, 2-process gloo
 * :mod:`~emukg.bench.scale_eval`    full filtered evaluation and loading at scale (fresh child processes)
 * :mod:`~emukg.bench.onevsall`      1-vs-all step time and working memory at 1 M entities
+* :mod:`~emukg.bench.synthetic`     ``synthetic_problem``: a random graph and model of any size (a fixture, not a benchmark)
 
 Importing ``emukg.bench`` itself imports nothing heavy (``emukg bench`` loads the suite only when it runs).
 """

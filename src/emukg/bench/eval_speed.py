@@ -129,7 +129,8 @@ def run_one(model_name: str, dataset: str = "FB15k-237", device: str = "cpu", re
 def run_synthetic(num_entities: int = 1_000_000, hidden_dim: int = 100, memory_mb: float = 64, num_test: int = 2,
                   backend: str = "auto", model: str = "TransE") -> dict:
     """Evaluate a random graph with ``num_entities`` entities inside ``memory_mb``; report the extra RSS."""
-    from emukg.evaluation import evaluate, synthetic_problem
+    from emukg.bench.synthetic import synthetic_problem
+    from emukg.evaluation import evaluate
 
     kg, m = synthetic_problem(num_entities, num_relations=4, num_train=2000, num_test=num_test, hidden_dim=hidden_dim,
                               model=model)

@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import EmukgError
-
 # emukg.evaluation.TIE_POLICIES, spelled out: building the parser must not import PyTorch (a test compares them)
 TIE_POLICIES = ("optimistic", "pessimistic", "realistic")
 PROTOCOLS = ("full", "sampled")  # emukg.evaluation.PROTOCOLS
@@ -48,23 +46,29 @@ def format_table(res: dict, per_relation: bool = False) -> str:
     return "\n".join(lines)
 
 
+def number(text: str) -> float:
+    """``--memory-mb``'s value (argparse says "invalid number value"): a whole number stays an int, so that an error
+    echoes it as typed (``-5``, not ``-5.0``)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import evaluate
+    from ..evaluation import budget_bytes, check_candidates, evaluate
     from ..io_utils import atomic_write_json, check_writable_file, write_error
     from ..run_folder import checkpoint_file, load_run
     from ..training import resolve_device
 
     if args.json:  # refuse an unwritable --json before the evaluation runs
         check_writable_file(args.json, "--json", create_parents=False)  # like a shell redirection: the folder must exist
-    if args.memory_mb is not None and not args.memory_mb > 0:
-        raise EmukgError(f"--memory-mb {args.memory_mb}: must be positive.")
-    if args.candidates is not None and args.candidates < 1:
-        raise EmukgError(f"--candidates {args.candidates}: must be a positive integer (OGB uses 500).")
+    if args.memory_mb is not None:  # the library's checks (ParamError), said with the flags by emukg.cli.main
+        budget_bytes(args.memory_mb)
+    if args.candidates is not None:
+        check_candidates(args.candidates)
     device = resolve_device(args.device)
     cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device, dataset=args.dataset)
     memory_mb = args.memory_mb if args.memory_mb is not None else cfg.eval_memory_mb
-    if memory_mb <= 0:
-        raise EmukgError(f"--memory-mb {memory_mb}: must be positive.")
+    budget_bytes(memory_mb)
     protocol = args.protocol or getattr(cfg, "eval_protocol", "full")
     candidates = args.candidates if args.candidates is not None else getattr(cfg, "eval_candidates", 500)
     res = evaluate(model, kg, args.split, tie_policy=args.tie_policy, memory_mb=memory_mb,
@@ -103,7 +107,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write every metric (per policy, direction, relation) as JSON")
     p.add_argument("--tie-policy", choices=TIE_POLICIES, default="realistic",
                    help="which policy the headline metrics use (default: realistic; all three are reported)")
-    p.add_argument("--memory-mb", type=float, default=None, metavar="N",
+    p.add_argument("--memory-mb", type=number, default=None, metavar="N",
                    help="working-memory budget of one evaluation step in MiB (default: the run's eval_memory_mb, 512)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="full: rank against every entity; sampled: against --candidates fixed uniform random entities "

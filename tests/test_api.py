@@ -107,3 +107,16 @@ def test_train_from_a_yaml_file_with_overrides_and_tie_policies(tmp_path):
     assert run.config.hidden_dim == 6 and run.config.max_steps == 4 and run.embeddings()["entity"].shape == (30, 6)
     opt, pes = (run.evaluate("valid", tie_policy=p)["MRR"] for p in ("optimistic", "pessimistic"))
     assert pes <= run.evaluate("valid")["MRR"] <= opt
+
+
+def test_export_errors_name_the_parameter(tmp_path):
+    """export_embeddings names its parameter fmt; the command line's flag for it is --format."""
+    from emukg.errors import ParamError
+    from emukg.exports import export_embeddings
+
+    emb = {"entity": np.zeros((2, 3)), "relation": np.zeros((1, 3)), "entity_names": ["a", "b"], "relation_names": ["r"]}
+    with pytest.raises(ParamError) as err:
+        export_embeddings(emb, tmp_path / "out", "tvs")
+    assert str(err.value) == "fmt='tvs': unknown export format; did you mean tsv? choose npy, tsv or word2vec."
+    assert err.value.render("cli").startswith("--format tvs: unknown export format; did you mean tsv?")
+    assert [p.name for p in export_embeddings(emb, tmp_path / "out", "TSV")][0] == "entity_vectors.tsv"  # any case

@@ -66,8 +66,34 @@ def test_unknown_names_suggest(kg_model):
         predict(m, kg, head="bob", relation="like")
     with pytest.raises(EmukgError, match="exactly one"):
         predict(m, kg, head="bob", tail="carol", relation="knows")
-    with pytest.raises(EmukgError, match="top-k"):
+    with pytest.raises(EmukgError, match="top_k=0: must be a positive integer"):  # the Python parameter
         predict(m, kg, head="bob", relation="knows", top_k=0)
+
+
+def test_errors_name_the_parameter_as_the_caller_spells_it(tmp_path, tiny_dataset, kg_model, capsys):
+    """From Python the error names top_k (and head, relation); the command line prints the same error with its flags."""
+    from emukg.cli import main
+    from emukg.errors import ParamError
+
+    kg, m = kg_model
+    with pytest.raises(ParamError) as err:
+        predict(m, kg, head="bob", relation="knows", top_k=0)
+    assert str(err.value) == "top_k=0: must be a positive integer." and "--top-k" not in str(err.value)
+    assert err.value.render("cli") == "--top-k 0: must be a positive integer."
+    with pytest.raises(ParamError, match=r"^head='carl': not a known entity"):
+        predict(m, kg, head="carl", relation="knows")
+    with pytest.raises(ParamError, match=r"^relation: is required"):
+        predict(m, kg, head="bob")
+    with pytest.raises(ParamError, match=r"exactly one of head \(predict tails\) or tail \(predict heads\)"):
+        predict(m, kg, relation="knows")
+    run = make_run(tmp_path, tiny_dataset)
+    assert main(["predict", str(run), "--head", "bob", "--relation", "knows", "--top-k", "0"]) == 2
+    err_line = capsys.readouterr().err.strip()
+    assert err_line == "emukg: error: --top-k 0: must be a positive integer."
+    assert main(["predict", str(run), "--head", "carl", "--relation", "knows"]) == 2
+    assert capsys.readouterr().err.startswith("emukg: error: --head carl: not a known entity")
+    p = run_cli("predict", run, "--head", "bob", "--relation", "knows", "--top-k", "0")
+    assert p.returncode == 2 and p.stderr.strip() == "emukg: error: --top-k 0: must be a positive integer."
 
 
 def make_run(tmp_path: Path, dataset: Path) -> Path:

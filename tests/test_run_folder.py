@@ -97,10 +97,12 @@ def test_create_on_a_file_is_one_sentence(tmp_path):
 def test_check_target_refuses_a_file_and_a_path_under_a_file_and_creates_nothing(tmp_path):
     (tmp_path / "f").write_text("x")
     before = _tree(tmp_path)
-    with pytest.raises(EmukgError, match=r"--save-path .*f: is a file"):
+    with pytest.raises(EmukgError, match=r"^save_path='.*f': is a file"):  # the parameter, as Python spells it
         RunFolder(tmp_path / "f").check_target()
-    with pytest.raises(EmukgError, match=r"--out .*lies under the file"):
-        RunFolder(tmp_path / "f" / "a" / "b").check_target("--out")
+    with pytest.raises(EmukgError, match=r"^out_dir='.*b': lies under the file"):
+        RunFolder(tmp_path / "f" / "a" / "b").check_target("out_dir")
+    with pytest.raises(EmukgError, match=r"^-save .*f: is a file"):  # a flag is named as given (the reference mode's)
+        RunFolder(tmp_path / "f").check_target("-save")
     RunFolder(tmp_path / "new" / "deeper").check_target()  # fine, and still nothing created
     assert _tree(tmp_path) == before
 
@@ -108,7 +110,7 @@ def test_check_target_refuses_a_file_and_a_path_under_a_file_and_creates_nothing
 def test_check_target_refuses_an_unwritable_parent_via_os_access(tmp_path, monkeypatch):
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == tmp_path else real(p, mode, **kw))
-    with pytest.raises(EmukgError, match=r"--save-path .*run.*not writable"):
+    with pytest.raises(EmukgError, match=r"save_path='.*run.*not writable"):
         RunFolder(tmp_path / "run" / "x").check_target()
     assert _tree(tmp_path) == []
 
@@ -211,7 +213,7 @@ def test_readers(tmp_path):
     run.save_torch(BEST, {"step": 2})
     assert run.checkpoint_file("best") == BEST and run.read_checkpoint("best")["step"] == 2
     assert run.read_checkpoint("last")["step"] == 3
-    with pytest.raises(EmukgError, match="--checkpoint middle"):
+    with pytest.raises(EmukgError, match="checkpoint='middle': choose best or last"):
         run.read_checkpoint("middle")
 
 
@@ -363,6 +365,10 @@ def test_report_out_checked_first(tmp_path, monkeypatch, capsys):
     assert main(["report", str(run), "--out", str(tmp_path / "afile"), "--no-plots"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"emukg: error: --out {tmp_path / 'afile'}: is a file") and "\n" not in err
+    from emukg.reporting import write_report
+
+    with pytest.raises(EmukgError, match=r"^out_dir='.*afile': is a file"):  # from Python: the parameter's name
+        write_report([str(run)], tmp_path / "afile", plots=False)
     assert main(["report", str(tmp_path / "not-a-run"), "--out", str(tmp_path / "afile" / "sub")]) == 2
     assert "--out" in capsys.readouterr().err  # the output path is refused before the runs are read
     real = os.access

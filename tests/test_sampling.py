@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -31,8 +33,16 @@ def test_no_import_circle():
     import subprocess
     import sys
 
-    code = ("import sys, emukg.negatives.sans; assert 'emukg.negatives' not in sys.modules, sorted(sys.modules)\n"
-            "import emukg.negatives as s; before = set(sys.modules)\n"
+    import ast
+
+    import emukg.negatives.sans as sans_module
+
+    # sans is a submodule now, so importing it runs the package first: the check is on what sans itself imports
+    tree = ast.parse(Path(sans_module.__file__).read_text(encoding="utf-8"))
+    imported = [(n.level, n.module) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [(0, a.name) for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [i for i in imported if i == (1, None) or (i[0] == 0 and (i[1] or "").startswith("emukg.negatives"))], imported
+    code = ("import sys, emukg.negatives as s; before = set(sys.modules)\n"
             "assert {'uniform', 'filtered', 'sans'} <= set(s.SAMPLERS), s.SAMPLERS\n"
             "assert set(sys.modules) == before")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -117,7 +127,7 @@ def test_fallback_is_sticky_per_row():
     # returns to the primary draw (it was filled by its first fallback round), row 1 never falls back
     assert log == [("draw", [0, 1]), ("draw", [1]), ("fallback", [0]), ("draw", [1]), ("draw", [1])]
     # without a fallback every round uses the primary draw: a row that only ever draws filtered ids is an error
-    with pytest.raises(EmukgError, match="-if_CE 1"):
+    with pytest.raises(EmukgError, match="lower negative_sample_size or use unfiltered negatives \\(loss ce with sampler uniform\\)"):
         filter_and_refill(filt, pos[:1], "tail", 4, draw, max_rounds=5)
 
 
@@ -139,19 +149,37 @@ def test_build_sampler_modes(kg):
     assert s.num_negatives == 9
 
 
-def test_register_sampler_and_from_config(kg):
+def test_register_sampler_and_from_config(kg, monkeypatch):
+    monkeypatch.setattr(SAMPLERS, "_items", dict(SAMPLERS.items()))  # the registration is undone after the test
+
     @register_sampler("test-constant")
     class Constant(NegativeSampler):
         def sample(self, positives, side):
             return torch.zeros(positives.shape[0], self.num_negatives, dtype=torch.long)
 
-    try:
-        s = build_sampler(Config(loss="ce", sampler="filtered"), kg, "cpu", gen())
-        assert isinstance(s, NegativeSampler)
-        c = SAMPLERS["test-constant"].from_config(Config(negative_sample_size=3), kg, "cpu", gen())
-        assert c.sample(kg.train, "tail").shape == (kg.train.shape[0], 3)
-    finally:
-        SAMPLERS.pop("test-constant")
+    s = build_sampler(Config(loss="ce", sampler="filtered"), kg, "cpu", gen())
+    assert isinstance(s, NegativeSampler)
+    c = SAMPLERS["test-constant"].from_config(Config(negative_sample_size=3), kg, "cpu", gen())
+    assert c.sample(kg.train, "tail").shape == (kg.train.shape[0], 3)
+    assert SAMPLERS.get("Test-Constant") is Constant and Constant.name == "test-constant"
+    with pytest.raises(ValueError, match="registered twice"):
+        register_sampler("TEST-constant")(Constant)
+
+
+def test_sampler_registry_lookups_and_suggestions():
+    """SAMPLERS is the resolver's Registry: any case, and a near miss suggests the name (Python and CLI spellings)."""
+    from emukg.errors import ParamError
+    from emukg.resolver import Registry
+
+    assert isinstance(SAMPLERS, Registry) and list(SAMPLERS) == ["uniform", "filtered", "sans"]
+    assert SAMPLERS.get("SANS") is SAMPLERS["sans"] and "Filtered" in SAMPLERS
+    with pytest.raises(ParamError) as err:
+        SAMPLERS.get("filterd")
+    assert str(err.value) == ("sampler='filterd': unknown negative sampler; did you mean filtered? "
+                              "choose uniform, filtered or sans.")
+    assert err.value.render("cli").startswith("--sampler filterd: unknown negative sampler; did you mean filtered?")
+    with pytest.raises(ParamError, match="did you mean uniform\\?"):
+        SAMPLERS.get("unifrom")
 
 
 @pytest.mark.parametrize("side", ["tail", "head"])

@@ -125,7 +125,7 @@ def test_exact_refuses_over_budget_and_names_random_walks():
     N = 300
     rng = np.random.default_rng(1)
     tr = np.stack([rng.integers(0, N, 3000), np.zeros(3000, dtype=np.int64), rng.integers(0, N, 3000)], 1)
-    with pytest.raises(EmukgError, match=r"-nrw 1000 / --num-random-walks"):
+    with pytest.raises(EmukgError, match=r"^khop=3: .*instead \(num_random_walks 1000\), a smaller khop"):
         sans.build_neighbourhood(tr, N, 3, 0, memory_budget_bytes=50_000)
     # the same graph fits a sufficient budget, and random walks fit the small one
     indptr, _ = sans.build_neighbourhood(tr, N, 3, 0, memory_budget_bytes=10**7)
@@ -147,11 +147,11 @@ def test_exact_refusal_happens_before_the_full_build(monkeypatch):
 
 def test_invalid_parameters():
     tr = triples([(0, 1)])
-    with pytest.raises(EmukgError, match="-khop"):
+    with pytest.raises(EmukgError, match="^khop=0: "):
         sans.build_neighbourhood(tr, 2, 0, 0)
-    with pytest.raises(EmukgError, match="-nrw"):
+    with pytest.raises(EmukgError, match="^num_random_walks=-1: "):
         sans.build_neighbourhood(tr, 2, 2, -1)
-    with pytest.raises(EmukgError, match="walk-mode"):
+    with pytest.raises(EmukgError, match="^walk_mode='loop': unknown walk mode; choose restart or chained"):
         sans.build_neighbourhood(tr, 2, 2, 3, walk_mode="loop")
     with pytest.raises(EmukgError, match="entity ids"):
         sans.build_neighbourhood(tr, 1, 2, 0)
@@ -423,7 +423,8 @@ def test_sampler_registered_and_built_from_config(tiny_dataset):
 
 
 def test_memory_budget_setting_reaches_the_sampler(tiny_dataset, monkeypatch):
-    """--sans-memory-mb is the budget of an exact build; over it, the error names the flags that fix it."""
+    """sans_memory_mb is the budget of an exact build; over it, the error names the settings that fix it (the flags
+    on the command line)."""
     from emukg.config import Config
     from emukg.data import load_dataset
     from emukg.errors import EmukgError
@@ -444,6 +445,9 @@ def test_memory_budget_setting_reaches_the_sampler(tiny_dataset, monkeypatch):
     assert seen == [1 << 20]
     with pytest.raises(EmukgError) as err:
         SANSSampler.from_config(cfg, kg, "cpu", torch.Generator(), memory_budget_bytes=16, use_cache=False)
-    assert "--num-random-walks" in str(err.value) and "--sans-memory-mb" in str(err.value)
+    assert "num_random_walks" in str(err.value) and "sans_memory_mb" in str(err.value) and "--" not in str(err.value)
+    cli = err.value.render("cli")
+    assert cli.startswith("--khop 2: ") and "--num-random-walks 1000" in cli and "--sans-memory-mb" in cli
+    assert "-nrw 1000), a smaller -khop" in err.value.render("legacy")  # the reference mode's flags
     with pytest.raises(EmukgError, match="sans_memory_mb"):  # named as the caller spells it (Python here)
         Config(sans_memory_mb=0).validate()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .config import Config
-from .errors import EmukgError
+from .errors import ParamError
 
 
 class Prediction(NamedTuple):
@@ -86,12 +86,10 @@ class Run:
         """The ``top_k`` best tails of (head, relation, ?) — or heads of (?, relation, tail) — best first."""
         import torch
 
-        from .prediction import predict, resolve_name
+        from .prediction import predict, resolve_query
 
         rows = predict(self.model, self.kg, head=head, relation=relation, tail=tail, top_k=top_k, filter_known=filter_known)
-        rel = resolve_name(relation, self.kg.relation_to_id, "relation", "relation", self.kg.name)
-        side = "tail" if head is not None else "head"
-        anchor = resolve_name(head if head is not None else tail, self.kg.entity_to_id, "entity", side, self.kg.name)
+        side, rel, anchor = resolve_query(self.kg, head, relation, tail)
         _, known = self.kg.filter.answers(torch.tensor([anchor]), torch.tensor([rel]), side)
         known = set(known.tolist())
         return [Prediction(name, self.kg.entity_to_id[name], float(score), self.kg.entity_to_id[name] in known)
@@ -107,7 +105,7 @@ class Run:
 
 def load(run_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu", dataset: str | None = None) -> Run:
     """A saved run: ``checkpoint`` 'best' (best validation MRR; the last checkpoint when there is none) or 'last';
-    ``dataset`` points at moved data (as ``--dataset``)."""
+    ``dataset`` points at moved data (a registered name or a folder)."""
     from .run_folder import load_run
     from .training import resolve_device
 
@@ -132,7 +130,7 @@ def train(dataset: str | None = None, model: str | None = None, *, config: Confi
     """Train a run and return it loaded at its best checkpoint.
 
     Settings: ``config`` (a :class:`Config` or a YAML file), then ``dataset``/``model`` and keyword ``settings``
-    (Config fields) on top.  ``resume=RUN_DIR`` continues a run (overrides as ``emukg train --resume``).
+    (Config fields) on top.  ``resume=RUN_DIR`` continues a run (the settings given here override the saved ones).
     """
     from .training import train as _train
 
@@ -150,7 +148,7 @@ def train(dataset: str | None = None, model: str | None = None, *, config: Confi
             settings[key] = value
     cfg = Config.from_dict({**base, **settings}, source="emukg.train")
     if not cfg.dataset:
-        raise EmukgError("emukg.train: dataset is required: a registered name or a dataset folder.")
+        raise ParamError("dataset", "", "is required: a registered name or a dataset folder.")
     if not cfg.save_path:
         cfg = cfg.replace(save_path=str(default_run_dir(cfg)))
         print(f"emukg: run folder {cfg.save_path}", file=sys.stderr)

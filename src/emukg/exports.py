@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EmukgError
-from .io_utils import atomic_write_bytes, atomic_write_text
+from .errors import ParamError
+from .io_utils import atomic_write_bytes, atomic_write_text, os_reason
+from .resolver import choose
 
 FORMATS = ("npy", "tsv", "word2vec")
 
@@ -44,9 +45,14 @@ def _word2vec(names, array: np.ndarray) -> str:
 
 
 def export_embeddings(embeddings: dict, out: str | os.PathLike, fmt: str = "tsv") -> list[Path]:
-    """Write ``embeddings`` (:meth:`emukg.api.Run.embeddings`) to folder ``out`` in ``fmt``; returns the files."""
-    if fmt not in FORMATS:
-        raise EmukgError(f"--format {fmt}: choose npy, tsv or word2vec.")
+    """Write ``embeddings`` (:meth:`emukg.api.Run.embeddings`) to folder ``out`` in ``fmt`` (one of ``FORMATS``, any
+    case); returns the files.  A bad ``fmt`` or an unwritable ``out`` is a :class:`ParamError` (``--format`` and
+    ``--out`` on the command line)."""
+    try:
+        fmt = choose("fmt", fmt, FORMATS, "export format")
+    except ParamError as exc:
+        exc.flags["fmt"] = "--format"  # the command line's name for it
+        raise
     out = Path(out)
     written = []
     for kind in ("entity", "relation"):
@@ -66,6 +72,6 @@ def export_embeddings(embeddings: dict, out: str | os.PathLike, fmt: str = "tsv"
             try:
                 (atomic_write_bytes if isinstance(data, bytes) else atomic_write_text)(path, data)
             except OSError as exc:
-                raise EmukgError(f"{path}: cannot write the export ({exc.strerror or exc}); pass a writable --out folder.") from None
+                raise ParamError("out", str(path), f"cannot write the export ({os_reason(exc)}); pass a writable {{out}} folder.") from None
             written.append(path)
     return written

@@ -28,7 +28,8 @@ from .config import Config
 from .errors import EmukgError
 from .spellings import loss_settings
 
-MODELS = {
+# each model's settings in the paper's runs (its learning rate, regularisation and doubled tables)
+PAPER_MODEL_SETTINGS = {
     "DistMult": dict(learning_rate=0.1, regularization=1e-5),
     "TransE": dict(learning_rate=0.05, regularization=1e-3),
     "ComplEx": dict(learning_rate=0.1, regularization=1e-5, double_entity_embedding=True, double_relation_embedding=True),
@@ -57,7 +58,7 @@ def experiments() -> dict[str, dict]:
     """Name → Config settings (without dataset-independent run paths)."""
     out: dict[str, dict] = {}
     for dataset in DATASETS:
-        for model, settings in MODELS.items():
+        for model, settings in PAPER_MODEL_SETTINGS.items():
             base = dict(COMMON, dataset=dataset, model=model, **settings)
             emu_base = {k: v for k, v in base.items() if k != "regularization"}
             uniform, sans = loss_settings(1, sans=True), loss_settings(2, sans=True)

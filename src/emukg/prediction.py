@@ -7,16 +7,16 @@ import difflib
 import torch
 
 from .data.graph import KnowledgeGraph
-from .errors import EmukgError
+from .errors import ParamError
 
 
-def resolve_name(name, table: dict[str, int], what: str, flag: str, dataset: str = "") -> int:
-    """Id of ``name`` in ``table`` (an int is taken as an id); unknown names raise an :class:`EmukgError` that
-    suggests the closest names."""
+def resolve_name(name, table: dict[str, int], what: str, param: str, dataset: str = "") -> int:
+    """Id of ``name`` in ``table`` (an int is taken as an id); unknown names raise a :class:`ParamError` about the
+    parameter ``param`` (``head``, ``relation``, ``tail``) that suggests the closest names."""
     if isinstance(name, int) and not isinstance(name, bool):
         if 0 <= name < len(table):
             return name
-        raise EmukgError(f"{flag} {name}: {what} id out of range; ids run from 0 to {len(table) - 1}.")
+        raise ParamError(param, name, f"{what} id out of range; ids run from 0 to {len(table) - 1}.")
     if name in table:
         return table[name]
     where = f" of {dataset}" if dataset else ""
@@ -27,17 +27,26 @@ def resolve_name(name, table: dict[str, int], what: str, flag: str, dataset: str
         hint = "did you mean " + ", ".join(repr(c) for c in close[:3]) + "?"
     else:
         hint = f"no similar name; the {what} names are listed in the dataset's {'entities' if what == 'entity' else 'relations'}.dict."
-    raise EmukgError(f"{flag} {name!r}: not a known {what}{where}; {hint}")
+    raise ParamError(param, name, f"not a known {what}{where}; {hint}")
 
 
 def check_query(head, relation, tail, top_k: int) -> None:
-    """The query's shape: a relation, exactly one of head/tail, a positive top_k (an :class:`EmukgError` otherwise)."""
+    """The query's shape: a relation, exactly one of head/tail, a positive top_k (a :class:`ParamError` otherwise)."""
     if relation is None:
-        raise EmukgError("--relation is required: give the relation name of the query.")
+        raise ParamError("relation", "", "is required: give the relation name of the query.")
     if (head is None) == (tail is None):
-        raise EmukgError("give exactly one of --head NAME (predict tails) or --tail NAME (predict heads).")
-    if top_k < 1:
-        raise EmukgError(f"--top-k {top_k}: must be at least 1.")
+        raise ParamError("head" if head is None else "tail", "",
+                         "give exactly one of {head} (predict tails) or {tail} (predict heads) with {relation}.")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ParamError("top_k", top_k, "must be a positive integer.")
+
+
+def resolve_query(kg: KnowledgeGraph, head, relation, tail) -> tuple[str, int, int]:
+    """``(side, relation id, anchor id)`` of a query: side 'tail' when ``head`` is given, else 'head'."""
+    rel = resolve_name(relation, kg.relation_to_id, "relation", "relation", kg.name)
+    if head is not None:
+        return "tail", rel, resolve_name(head, kg.entity_to_id, "entity", "head", kg.name)
+    return "head", rel, resolve_name(tail, kg.entity_to_id, "entity", "tail", kg.name)
 
 
 def predict(model, kg: KnowledgeGraph, head=None, relation=None, tail=None, top_k: int = 10,
@@ -49,11 +58,7 @@ def predict(model, kg: KnowledgeGraph, head=None, relation=None, tail=None, top_
     triple (train ∪ valid ∪ test) with the query.  NaN scores rank last.  Ties keep entity-id order.
     """
     check_query(head, relation, tail, top_k)
-    rel = resolve_name(relation, kg.relation_to_id, "relation", "--relation", kg.name)
-    if head is not None:
-        side, anchor = "tail", resolve_name(head, kg.entity_to_id, "entity", "--head", kg.name)
-    else:
-        side, anchor = "head", resolve_name(tail, kg.entity_to_id, "entity", "--tail", kg.name)
+    side, rel, anchor = resolve_query(kg, head, relation, tail)
     device = model.entity_embedding.device
     a = torch.tensor([anchor], device=device)
     r = torch.tensor([rel], device=device)

@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 
 from .config import Config
-from .errors import EmukgError
-from .io_utils import atomic_write_bytes, atomic_write_text, check_writable_dir, write_error
-from .run_folder import CONFIG, RunFolder
+from .errors import EmukgError, ParamError
+from .io_utils import atomic_write_bytes, atomic_write_text, os_reason
+from .run_folder import CONFIG, RunFolder, check_output_dir
 
 METRICS = ("MRR", "HITS@1", "HITS@3", "HITS@10")
 
@@ -146,21 +146,29 @@ def plot_curves(rows: list[dict], path: Path) -> bool:
     return True
 
 
+OUT_FLAG = {"out_dir": "--out"}  # write_report's out_dir is emukg report's --out
+
+
+def _write_error(path: Path, exc: OSError) -> ParamError:
+    return ParamError("out_dir", str(path), f"cannot write ({os_reason(exc)}); make it writable or pass another "
+                      "{out_dir} folder.", flags=OUT_FLAG)
+
+
 def write_report(run_dirs: list[str], out_dir: str | os.PathLike, plots: bool = True) -> dict:
     """Write results.md, results.csv and (with ``plots``) one PNG per dataset into ``out_dir``.
 
-    ``out_dir`` is checked first (a file, under a file, or not writable → :class:`EmukgError` naming ``--out``),
-    so nothing is read or computed in vain.
+    ``out_dir`` is checked first (a file, under a file, or not writable → :class:`ParamError` about ``out_dir``,
+    ``--out`` on the command line), so nothing is read or computed in vain.
     """
     out = Path(out_dir)
-    check_writable_dir(out, "--out")
+    check_output_dir(out, "out_dir", flags=OUT_FLAG)
     rows = [read_run(d) for d in run_dirs]
     md, csv_text = build_tables(rows)
     try:
         atomic_write_text(out / "results.md", md)
         atomic_write_text(out / "results.csv", csv_text)
     except OSError as exc:
-        raise write_error(out, exc, "make it writable or pass another --out folder") from None
+        raise _write_error(out, exc) from None
     written = {"markdown": str(out / "results.md"), "csv": str(out / "results.csv")}
     if plots:
         datasets = sorted({r["dataset"] for r in rows})
@@ -169,7 +177,7 @@ def write_report(run_dirs: list[str], out_dir: str | os.PathLike, plots: bool = 
             try:
                 drawn = plot_curves([r for r in rows if r["dataset"] == d], p)
             except OSError as exc:
-                raise write_error(p, exc, "make it writable or pass another --out folder") from None
+                raise _write_error(p, exc) from None
             if drawn:
                 written[f"plot_{d}"] = str(p)
     return {"rows": rows, "markdown_text": md, "files": written}

@@ -20,7 +20,8 @@ Layout (the reference's §6, plus machine-readable extras)::
 :class:`RunFolder` is the one owner of this layout and of its I/O: every file but the appended logs is written
 atomically (temp file + rename, see :mod:`emukg.io_utils`), a write that fails (permission denied, read-only
 or full disk) raises one-sentence :class:`EmukgError` naming the file, and checkpoints are read with
-``torch.load(..., weights_only=True)``.
+``torch.load(..., weights_only=True)``.  Errors about a parameter (``checkpoint``, ``dataset``, ``save_path``) are
+:class:`~emukg.errors.ParamError` objects: the command line prints them with its flags.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .errors import EmukgError
+from .errors import EmukgError, ParamError
 from .io_utils import atomic_write_with, check_writable_dir, os_reason, temp_files, write_error
+from .resolver import choose
 
 CHECKPOINT = "checkpoint"
 BEST = "best_model"
@@ -49,11 +51,20 @@ log = logging.getLogger(__name__)
 
 
 def _checkpoint_name(which: str) -> str:
-    if which == "last":
-        return CHECKPOINT
-    if which == "best":
-        return BEST
-    raise EmukgError(f"--checkpoint {which}: choose 'best' or 'last'.")
+    return CHECKPOINT if choose("checkpoint", which, ("best", "last")) == "last" else BEST
+
+
+def check_output_dir(path: str | os.PathLike, param: str, flags: dict | None = None) -> None:
+    """:func:`emukg.io_utils.check_writable_dir`, its refusal a :class:`ParamError` about ``param`` (the folder
+    ``path``; ``flags`` as for :class:`ParamError`)."""
+    shown = Path(os.path.abspath(Path(path).expanduser()))
+    try:
+        check_writable_dir(shown, "")
+    except EmukgError as exc:
+        prefix = f" {shown}: "  # check_writable_dir's sentence is "{flag} {path}: {reason}"
+        if not str(exc).startswith(prefix):
+            raise
+        raise ParamError(param, str(shown), str(exc)[len(prefix):], flags=flags) from None
 
 
 class RunFolder:
@@ -77,10 +88,14 @@ class RunFolder:
         return self.path / name
 
     # --- state --------------------------------------------------------------------------------
-    def check_target(self, flag: str = "--save-path") -> None:
+    def check_target(self, param: str = "save_path") -> None:
         """Refuse the folder as a place to write a run, creating nothing: it is a file, lies under a file, or it
-        (or the nearest existing ancestor) is not writable.  One sentence naming ``flag`` and the path."""
-        check_writable_dir(self.path, flag)
+        (or the nearest existing ancestor) is not writable.  A :class:`ParamError` about ``param`` and the path;
+        a ``param`` spelled as a flag (``-save``) is named as given, in a plain :class:`EmukgError`."""
+        if param.startswith("-"):
+            check_writable_dir(self.path, param)
+        else:
+            check_output_dir(self.path, param)
 
     def has_run(self) -> bool:
         """True when a run was written here (config.json or a checkpoint is present)."""
@@ -92,8 +107,8 @@ class RunFolder:
 
     def checkpoint_file(self, which: str = "best") -> str:
         """The file ``which`` names: ``best_model`` when asked for and present, else the last ``checkpoint``."""
-        _checkpoint_name(which)
-        return BEST if which == "best" and self.file(BEST).is_file() else CHECKPOINT
+        name = _checkpoint_name(which)
+        return BEST if name == BEST and self.file(BEST).is_file() else CHECKPOINT
 
     # --- creation and cleaning ------------------------------------------------------------------
     def create(self, overwrite: bool = False) -> None:
@@ -102,10 +117,11 @@ class RunFolder:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise EmukgError(f"{self.path}: cannot create the run folder (a file is in the way); pass another --save-path.") from None
+            raise ParamError("save_path", str(self.path),
+                             "cannot create the run folder (a file is in the way); pass another {save_path}.") from None
         except OSError as exc:
-            raise EmukgError(f"{self.path}: cannot create the run folder ({os_reason(exc)}); "
-                             "make its parent writable or pass another --save-path.") from None
+            raise ParamError("save_path", str(self.path), f"cannot create the run folder ({os_reason(exc)}); "
+                             "make its parent writable or pass another {save_path}.") from None
         self.clean_temp()
         if overwrite:
             for name in RUN_FILES:
@@ -134,7 +150,8 @@ class RunFolder:
         try:
             path.unlink(missing_ok=True)
         except IsADirectoryError:
-            raise EmukgError(f"{path}: is a folder where the run writes a file; remove it or pass another --save-path.") from None
+            raise ParamError("save_path", str(self.path), f"its {name} is a folder where the run writes a file; "
+                             "remove it or pass another {save_path}.") from None
         except OSError as exc:
             raise EmukgError(f"{path}: cannot remove ({os_reason(exc)}); make the run folder writable.") from None
 
@@ -246,10 +263,10 @@ def _try_resolve(name_or_path: str) -> Path | None:
 def find_run_data(run: RunFolder, cfg: Config, dataset: str | os.PathLike | None = None) -> tuple[Path, str, bool]:
     """Where the run's data is: ``(folder, display name, given)``.
 
-    Order: ``dataset`` (``--dataset``; a name or a folder) when given; else the absolute path in config.json's
+    Order: ``dataset`` (a name or a folder) when given; else the absolute path in config.json's
     ``"dataset_record"`` if it still exists (a warning is logged when its files' sha256 differ from the record);
     else the recorded name through the dataset resolver; else the ``dataset`` string as recorded.  Nothing found
-    → :class:`EmukgError` asking for ``--dataset``.
+    → :class:`ParamError` asking for ``dataset``.
     """
     from .data.registry import file_digests, find_registered, resolve_dataset
 
@@ -258,7 +275,8 @@ def find_run_data(run: RunFolder, cfg: Config, dataset: str | os.PathLike | None
         try:
             folder = resolve_dataset(text, download=find_registered(text) is not None)
         except EmukgError as exc:
-            raise EmukgError(f"--dataset {exc}") from None
+            reason = str(exc)
+            raise ParamError("dataset", text, reason[len(text) + 2:] if reason.startswith(f"{text}: ") else reason) from None
         info = None if Path(text).expanduser().is_dir() else find_registered(text)
         return folder, info.name if info else folder.name, True
     raw = run.read_json(CONFIG)
@@ -283,7 +301,8 @@ def find_run_data(run: RunFolder, cfg: Config, dataset: str | os.PathLike | None
                 return folder, info.name if info else folder.name, False
     name = record.get("name") or cfg.dataset
     where = f" (recorded at {recorded_path})" if isinstance(recorded_path, str) else ""
-    raise EmukgError(f"{run.file(CONFIG)}: the run's dataset {name!r}{where} is not found; pass --dataset NAME_OR_FOLDER.")
+    raise ParamError("dataset", "", f"{run.file(CONFIG)}: the run's dataset {name!r}{where} is not found; "
+                     "pass {dataset} NAME_OR_FOLDER.")
 
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
@@ -291,7 +310,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
     """Load ``(config, kg, model)`` from a run folder.
 
     ``checkpoint='best'`` uses ``best_model`` when it exists (else the last checkpoint); ``'last'`` the
-    last ``checkpoint``.  The data is found by :func:`find_run_data` (``dataset`` is ``--dataset``: a
+    last ``checkpoint``.  The data is found by :func:`find_run_data` (``dataset``: a
     registered name or a folder); data whose entity or relation count differs from the checkpoint's is refused.
     """
     from .data import load_folder
@@ -299,7 +318,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
 
     run = RunFolder(run_dir)
     if not run.path.is_dir():
-        raise EmukgError(f"{run.path}: run folder not found; pass the folder given to 'emukg train --save-path'.")
+        raise EmukgError(f"{run.path}: run folder not found; pass a folder written by a training run.")
     name = run.checkpoint_file(checkpoint)
     cfg = run.read_config()
     state = read_checkpoint(run.file(name))
@@ -311,9 +330,10 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
     for what, have, table in (("entities", kg.num_entities, weights.get("entity_embedding")),
                               ("relations", kg.num_relations, weights.get("relation_embedding"))):
         if table is not None and getattr(table, "ndim", 0) >= 1 and int(table.shape[0]) != have:
-            where = f"--dataset {dataset}:" if given else f"{run.file(CONFIG)}: the run's data at {folder}"
-            raise EmukgError(f"{where} has {have} {what} but the checkpoint {name} has {int(table.shape[0])}; "
-                             "pass the data the run was trained on with --dataset NAME_OR_FOLDER.")
+            where = "" if given else f"{run.file(CONFIG)}: the run's data at {folder} "
+            raise ParamError("dataset", os.fspath(dataset) if given else "",
+                             f"{where}has {have} {what} but the checkpoint {name} has {int(table.shape[0])}; "
+                             "pass the data the run was trained on with {dataset} NAME_OR_FOLDER.")
     model = build_model(cfg.model, kg.num_entities, kg.num_relations, cfg.hidden_dim, cfg.gamma,
                         cfg.double_entity_embedding, cfg.double_relation_embedding, **model_options(cfg))
     try:

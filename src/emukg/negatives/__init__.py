@@ -1,13 +1,15 @@
 """Negative samplers: which entities replace the corrupted side of each positive.
 
-A sampler is looked up by name in :data:`SAMPLERS` and built by :func:`build_sampler`::
+A sampler is looked up by name in :data:`SAMPLERS` (an :class:`emukg.resolver.Registry`: any case, and an unknown
+name is a :class:`~emukg.errors.ParamError` about ``sampler`` that suggests the nearest one) and built by
+:func:`build_sampler`::
 
-    sampler = SAMPLERS["filtered"](kg, num_negatives, device, generator)
+    sampler = SAMPLERS.get("filtered")(kg, num_negatives, device, generator)
     negatives = sampler.sample(positives, side)      # (B, 3) on device -> (B, n) int64 entity ids
 
 ``side='tail'`` replaces the tail (the kept pair is (h, r)), ``side='head'`` replaces the head (kept (r, t)).
 
-* ``"uniform"``: n entities uniformly at random, unfiltered (the CE modes' fresh negatives, ``-if_CE 1``).
+* ``"uniform"``: n entities uniformly at random, unfiltered (the CE loss's fresh negatives, ``sampler='uniform'``).
 * ``"filtered"``: the reference's data-side negatives: draw 2n candidates, drop those that form a
   *training* triple with the kept pair, keep the first n valid ones in draw order, and draw again for the rows
   still short (:func:`filter_and_refill`).
@@ -29,20 +31,24 @@ import numpy as np
 import torch
 
 import emukg.negatives.sans as sans
-from ..errors import EmukgError
+from ..errors import ParamError
+from ..resolver import Registry
 
 log = logging.getLogger("emukg")
 
-SAMPLERS: dict[str, type["NegativeSampler"]] = {}
+SAMPLERS: Registry[type["NegativeSampler"]] = Registry("sampler", "negative sampler")
 
 DrawFn = Callable[[torch.Tensor, int], torch.Tensor]
 
+# the fix for data that leaves no filtered negative, in a ParamError's reason (each caller spells the settings)
+UNFILTERED = "use unfiltered negatives ({loss} ce with {sampler} uniform)"
+
 
 def register_sampler(name: str):
-    """Class decorator: make a :class:`NegativeSampler` subclass available as ``SAMPLERS[name]``."""
+    """Class decorator: make a :class:`NegativeSampler` subclass available as ``SAMPLERS.get(name)`` (any case)."""
 
     def deco(cls):
-        SAMPLERS[name] = cls
+        SAMPLERS.register(cls, name=name)
         cls.name = name
         return cls
 
@@ -72,8 +78,9 @@ def filter_and_refill(kg_filter, positives: torch.Tensor, side: str, n: int, dra
     flagged row draws from ``fallback_fn`` in every later round; a row that keeps getting survivors keeps using
     ``draw_fn`` however many rounds it needs.  Without ``fallback_fn`` every round uses ``draw_fn``.
 
-    Rows whose kept pair is true for every entity can never be filled: they raise :class:`EmukgError` after the
-    first round; ``max_rounds`` is only a safety net against draws that never produce survivors (EmukgError).
+    Rows whose kept pair is true for every entity can never be filled: they raise a :class:`ParamError` after the
+    first round; ``max_rounds`` is only a safety net against draws that never produce survivors (a
+    :class:`ParamError` about ``negative_sample_size``).  Both name the settings of unfiltered negatives.
     Cost per round: ``2n`` draws and lookups per short row.  ``generator`` is unused here (the draw functions carry
     their own) and kept for symmetry with the samplers.  ``native``: None = the CPU kernel when available, False =
     tensor ops only; both give identical results for the same draws.
@@ -112,8 +119,8 @@ def filter_and_refill(kg_filter, positives: torch.Tensor, side: str, n: int, dra
             return out
         if round_ == 0:
             _check_fillable(kg_filter, h[rows], r[rows], t[rows], side)
-    raise EmukgError(f"negative sampling could not find {n} filtered negatives for {rows.numel()} positives after "
-                     f"{max_rounds} rounds; lower -n or use unfiltered negatives (-if_CE 1).")
+    raise ParamError("negative_sample_size", n, f"negative sampling could not find {n} filtered negatives for "
+                     f"{rows.numel()} positives after {max_rounds} rounds; lower {{negative_sample_size}} or {UNFILTERED}.")
 
 
 class _Validity:
@@ -168,8 +175,8 @@ def _check_fillable(kg_filter, h, r, t, side):
     full = kg_filter.counts(anchor, r, side) >= kg_filter.num_entities
     if bool(full.any()):
         i = int(full.nonzero()[0, 0])
-        raise EmukgError(f"negative sampling: ({int(h[i])}, {int(r[i])}, {int(t[i])}) — every entity forms a training "
-                         f"triple with the kept pair, so no filtered negative exists; use unfiltered negatives (-if_CE 1).")
+        raise ParamError("sampler", "", f"negative sampling: ({int(h[i])}, {int(r[i])}, {int(t[i])}) — every entity forms a "
+                         f"training triple with the kept pair, so no filtered negative exists; {UNFILTERED}.")
 
 
 class NegativeSampler:
@@ -357,15 +364,9 @@ class FixedTailNegatives(NegativeSampler):
         return self.table[self.order[pos]]
 
 
-# Config.sampler names → registered samplers
-CONFIG_SAMPLERS = {"uniform": "uniform", "filtered": "filtered", "sans": "sans"}  # Config.sampler -> SAMPLERS (one name each)
-
-
 def _build(name: str, config, kg, device, generator) -> NegativeSampler:
-    key = CONFIG_SAMPLERS[name]
-    if key not in SAMPLERS:
-        raise EmukgError(f"sampler {name}: no negative sampler named {key!r} is available; choose one of {', '.join(CONFIG_SAMPLERS)}.")
-    return SAMPLERS[key].from_config(config, kg, device, generator)
+    """The registered sampler ``name`` (a Config.sampler name) built from ``config``."""
+    return SAMPLERS.get(name).from_config(config, kg, device, generator)
 
 
 def build_samplers(config, kg, device, generator: torch.Generator) -> tuple[NegativeSampler | None, NegativeSampler | None]:

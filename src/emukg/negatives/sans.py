@@ -21,8 +21,9 @@ each row sorted and free of duplicates:
   results) or bit-packed breadth-first expansion (dense results, e.g. FB15k-237 with ``k = 3``), whichever a
   cost model predicts to be cheaper; both give the same pattern.  The size of the result is bounded from walk
   counts before anything is built, estimated from a sample of rows when the bound is over the memory budget,
-  and checked again while building: an over-budget build is refused with an :class:`EmukgError` that points
-  to random-walk neighbourhoods (``-nrw 1000``).
+  and checked again while building: an over-budget build is refused with a :class:`~emukg.errors.ParamError` that
+  points to random-walk neighbourhoods (``num_random_walks``).  The errors name the settings a run is given
+  (``khop``, ``num_random_walks``, ``walk_mode``, ``sans_memory_mb``), which the callers spell as flags.
 * **random walk** (``num_walks = w > 0``): ``w`` walks of ``k`` uniform steps per entity; the distinct end nodes
   form the neighbourhood (visit counts are ignored).  ``walk_mode='restart'`` starts every walk at the source
   entity (what SANS describes); ``'chained'`` reproduces the reference code, where walk ``j`` starts where walk
@@ -52,7 +53,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import EmukgError
+from ..errors import EmukgError, ParamError
+from ..resolver import unknown_name
 from ..io_utils import atomic_path, user_cache_dir
 
 log = logging.getLogger("emukg")
@@ -212,12 +214,18 @@ def _exact_rows_bitset(indptr, indices, N: int, k: int, sources: np.ndarray, idx
     return row_counts, ids
 
 
-def _refuse_exact(k: int, N: int, nbytes: float, budget: int, how: str) -> EmukgError:
-    return EmukgError(
+def _refuse_exact(k: int, N: int, nbytes: float, budget: int, how: str) -> ParamError:
+    return ParamError(
+        "khop", k,
         f"the exact {k}-hop SANS neighbourhood of {N} entities would need {how} {_gib(nbytes)}, over the memory budget "
-        f"of {_gib(budget)}; use random-walk neighbourhoods instead (-nrw 1000 / --num-random-walks 1000), a smaller -khop, "
-        f"or raise the budget (--sans-memory-mb)."
+        f"of {_gib(budget)}; use random-walk neighbourhoods instead ({{num_random_walks}} 1000), a smaller {{khop}}, "
+        f"or raise the budget ({{sans_memory_mb}})."
     )
+
+
+def _check_khop(k: int) -> None:
+    if int(k) < 1:
+        raise ParamError("khop", k, "the SANS neighbourhood radius must be at least 1.")
 
 
 def exact_neighbourhood(
@@ -236,9 +244,8 @@ def exact_neighbourhood(
     """
     import scipy.sparse as sp
 
+    _check_khop(k)
     N, k = int(num_entities), int(k)
-    if k < 1:
-        raise EmukgError(f"-khop {k}: the SANS neighbourhood radius must be at least 1.")
     if method not in ("auto", "sparse", "bitset"):
         raise ValueError(f"method must be 'auto', 'sparse' or 'bitset', not {method!r}")
     idx_dtype = _index_dtype(N)
@@ -301,9 +308,8 @@ def exact_neighbourhood(
 
 def _check_walks(k: int, walk_mode: str) -> None:
     if walk_mode not in WALK_MODES:
-        raise EmukgError(f"--walk-mode {walk_mode}: choose 'restart' or 'chained'.")
-    if k < 1:
-        raise EmukgError(f"-khop {k}: the SANS neighbourhood radius must be at least 1.")
+        raise unknown_name("walk_mode", walk_mode, WALK_MODES, "walk mode")
+    _check_khop(k)
 
 
 def walk_rng(seed: int) -> np.random.Generator:
@@ -443,9 +449,11 @@ def walk_neighbourhood(
         c, ids = _distinct_rows(ends)
         total += ids.size
         if _table_bytes(total, N) > memory_budget_bytes:
-            raise EmukgError(
-                f"the random-walk SANS neighbourhood of {N} entities with -nrw {num_walks} would need about "
-                f"{_gib(_table_bytes(total * N / c1, N))}, over the memory budget of {_gib(memory_budget_bytes)}; use fewer walks (-nrw)."
+            raise ParamError(
+                "num_random_walks", num_walks,
+                f"the random-walk SANS neighbourhood of {N} entities would need about "
+                f"{_gib(_table_bytes(total * N / c1, N))}, over the memory budget of {_gib(memory_budget_bytes)}; "
+                "use fewer walks (a smaller {num_random_walks}) or raise the budget ({sans_memory_mb})."
             )
         counts.append(c)
         pieces.append(ids)
@@ -474,9 +482,8 @@ def build_neighbourhood(
     see :func:`load_or_build_neighbourhood`.
     """
     if int(num_walks) < 0:
-        raise EmukgError(f"-nrw {num_walks}: the number of random walks must be 0 (exact neighbourhood) or positive.")
-    if int(k) < 1:
-        raise EmukgError(f"-khop {k}: the SANS neighbourhood radius must be at least 1.")
+        raise ParamError("num_random_walks", num_walks, "the number of random walks must be 0 (exact neighbourhood) or positive.")
+    _check_khop(k)
     indptr, indices = undirected_adjacency(train_triples, num_entities)
     if int(num_walks) == 0:
         return exact_neighbourhood(indptr, indices, num_entities, k, memory_budget_bytes, method=method)

@@ -48,7 +48,8 @@ def test_emukg_help_runs_without_torch():
 
 def test_parser_choices_match_the_library():
     """The choices spelled out in the command modules (to keep torch/numpy out of start-up) are the library's."""
-    from emukg import evaluation, export
+    from emukg import evaluation
+    from emukg import exports as export
     from emukg.commands import evaluate as evaluate_cmd
     from emukg.commands import export as export_cmd
 

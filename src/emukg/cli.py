@@ -1,7 +1,9 @@
 """The ``emukg`` command line.
 
-Every sub-command lives in ``emukg/commands/<name>.py`` and provides ``add_parser(subparsers)`` (which sets
-``func``).  An :class:`~emukg.errors.EmukgError` anywhere becomes one line on stderr and exit status 2.
+Every sub-command lives in ``emukg/commands/<name>.py`` and provides ``add_parser(subparsers)``, which sets
+``func`` to the module's ``handle(args) -> exit status``.  An :class:`~emukg.errors.EmukgError` anywhere becomes one
+line on stderr and exit status 2; a :class:`~emukg.errors.ParamError` (a library error about a parameter) is said
+with its flag (``--memory-mb``), the library having named the parameter (``memory_mb``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The speed benchmarks behind ``emukg bench``, shipped inside the package so that an installed wheel runs them.
 
-Modules (each also runs on its own: ``python -m emukg.bench.<module> --help``; in a source checkout
-``python benchmarks/<module>.py`` is the same):
+Modules (each also runs on its own: ``python -m emukg.bench.<module> --help``; this package is the one home of
+emukg's benchmarks — the accuracy studies of docs/results.md are the scripts in ``studies/``):
 
 * :mod:`~emukg.bench.suite`         ``run_suite``: the four benchmarks below in one table (``emukg bench``)
 * :mod:`~emukg.bench.train_step`    ``bench_train_steps``: median ms per full training step

@@ -10,7 +10,7 @@ evaluated ``--repeats`` more times and the best and the median speed are reporte
     EMUKG_DATA_DIR=/work/shared/datasets python -m emukg.bench.eval_speed --json eval_speed.json
     python -m emukg.bench.eval_speed --synthetic        # 1,000,000 entities, d=100, 64 MiB budget
 
-(``python benchmarks/eval_speed.py`` in a source checkout is the same.)  The children run
+The children run
 ``python -m emukg.bench.eval_speed --child SPEC`` with the parent's ``emukg`` first on the import path, so an
 installed wheel and a source checkout both work.  Other benchmark runners import :func:`bench_eval` from
 ``emukg.bench.eval_speed``.

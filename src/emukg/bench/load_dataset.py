@@ -12,7 +12,7 @@ Datasets are found as ``emukg`` finds them ($EMUKG_DATA_DIR, then the cache); ``
 $EMUKG_DATA_DIR, else ``<repo>/../shared/datasets`` when run from a source checkout) sets the data directory.  Nothing is downloaded.
 Target: FB15k-237 under 3 s on a 2-core machine.
 
-(``python benchmarks/load_dataset.py`` in a source checkout is the same.)  Other benchmark runners
+Other benchmark runners
 ``from emukg.bench.load_dataset import bench_load``.
 """
 

@@ -16,7 +16,7 @@ B×N×D floats (TransE, B = 100, N = 10⁶, D = 100: 40 GB for one tensor).
 
     python -m emukg.bench.onevsall --models TransE DistMult RotatE --json onevsall.json
 
-(``python benchmarks/onevsall_memory.py`` in a source checkout is the same.)  Not part of ``emukg bench``'s quick
+Not part of ``emukg bench``'s quick
 suite: a case needs a few GB of memory and minutes on a small machine.
 """
 

@@ -8,7 +8,7 @@ k-hop neighbourhood (``-nrw 0``).
 
     EMUKG_DATA_DIR=/work/shared/datasets python -m emukg.bench.sans_build --json out.json
 
-(``python benchmarks/sans_build.py`` in a source checkout is the same.)  Other benchmark runners import
+Other benchmark runners import
 :func:`bench_sans_build` from ``emukg.bench.sans_build``.
 """
 

@@ -103,7 +103,7 @@ def run_suite(quick: bool = False, device: str = "cpu", log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    """``python -m emukg.bench.suite`` (or ``python benchmarks/suite.py``): the suite without the ``emukg`` command."""
+    """``python -m emukg.bench.suite`` (or ``python -m emukg.bench.suite``): the suite without the ``emukg`` command."""
     import argparse
 
     p = argparse.ArgumentParser(description="emukg benchmark suite")

@@ -17,7 +17,7 @@ spin-wait suffer most; ``OMP_WAIT_POLICY=passive`` helps there); the fastest ste
 
     EMUKG_DATA_DIR=/work/shared/datasets python -m emukg.bench.train_step --models TransE --losses emu --json out.json
 
-(``python benchmarks/train_step.py`` in a source checkout is the same.)  Other benchmark runners import
+Other benchmark runners import
 :func:`bench_train_steps` from ``emukg.bench.train_step``.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     from ..bench.suite import run_suite
     from ..io_utils import atomic_write_json
     from ..training import resolve_device
@@ -35,4 +35,4 @@ def add_parser(sub) -> None:
     p.add_argument("--scale", action="store_true", help="instead of the suite: training step time and peak memory at "
                    "0.1 M, 1 M and 2.5 M entities, evaluation memory, and the 2-process gloo speed-up (emukg.bench.scale)")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)

@@ -53,7 +53,7 @@ def number(text: str) -> float:
     return int(value) if value.is_integer() else value
 
 
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     from ..evaluation import budget_bytes, check_candidates, evaluate
     from ..io_utils import atomic_write_json, check_writable_file, write_error
     from ..run_folder import checkpoint_file, load_run
@@ -117,5 +117,5 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--unfiltered", action="store_true", help="raw ranking: do not remove the other known answers")
     p.add_argument("--per-relation", action="store_true", help="also print metrics per relation")
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)
     return p

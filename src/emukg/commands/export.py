@@ -9,7 +9,7 @@ from pathlib import Path
 FORMATS = ("npy", "tsv", "word2vec")
 
 
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     from ..api import load
     from ..exports import export_embeddings
     from ..io_utils import check_writable_dir
@@ -30,4 +30,4 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/export-FORMAT)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="best_model (default) or the last checkpoint")
     p.add_argument("--dataset", metavar="NAME_OR_FOLDER", help="the run's data, when it moved")
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     from ..search import hpo
 
     search = hpo(config=args.config, space=args.space, trials=args.trials, storage=args.storage, study=args.study,
@@ -56,4 +56,4 @@ def add_parser(sub) -> None:
     p.add_argument("--study", metavar="NAME", help="study name (default: the base config's file name)")
     p.add_argument("--out", metavar="DIR", help="folder of the trials and results (default: hpo/STUDY)")
     p.add_argument("--seed", type=_whole(0), default=0, help="seed of the TPE sampler")
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)

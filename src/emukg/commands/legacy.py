@@ -316,7 +316,7 @@ def run_legacy(argv: list[str] | None, prog: str = "run.py") -> int:
 
 
 # --- the 'emukg legacy' sub-command -------------------------------------------------------------------
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     return run_legacy(args.legacy_args, prog="emukg legacy")
 
 
@@ -325,4 +325,4 @@ def add_parser(sub) -> None:
                        description="Run with the RotatE/SANS/EMU reference's flags; 'emukg legacy --help' lists them.",
                        add_help=False, prefix_chars="\0")
     p.add_argument("legacy_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)

@@ -14,7 +14,7 @@ DESCRIPTION = (
 )
 
 
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     import torch
 
     from ..prediction import check_query, predict
@@ -59,5 +59,5 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dataset", metavar="NAME_OR_FOLDER",
                    help="the run's data (a registered name or a folder), when it is no longer where config.json says")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)
     return p

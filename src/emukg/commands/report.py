@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     from ..reporting import write_report
 
     result = write_report(args.run_dirs, args.out, plots=not args.no_plots)
@@ -23,4 +23,4 @@ def add_parser(sub) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", default="report", help="output folder (default ./report)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)

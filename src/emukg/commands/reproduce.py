@@ -6,7 +6,7 @@ import argparse
 import sys
 
 
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     import yaml
 
     from ..paper import experiment_config, experiments
@@ -50,4 +50,4 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in the run folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in the run folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)

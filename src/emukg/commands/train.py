@@ -52,7 +52,7 @@ def config_from_args(args: argparse.Namespace, base: dict | None = None) -> Conf
         raise EmukgError(exc.render("cli")) from None
 
 
-def run(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "nproc", 1) != 1:
             return _launch(args)
@@ -162,4 +162,4 @@ def add_parser(sub) -> None:
                    help="data-parallel training with P processes on this machine (gloo on CPU, NCCL on GPUs; the same as "
                         "torchrun --nproc_per_node P -m emukg train ...); --batch-size stays the global batch")
     add_config_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=handle)

@@ -1,6 +1,6 @@
-"""The schedule study's table and validation curves (issue 14; runs made by benchmarks/schedule_study.sh).
+"""The schedule study's table and validation curves (issue 14; runs made by studies/schedule_study.sh).
 
-usage: python benchmarks/schedule_table.py OUTDIR    (prints Markdown; draws OUTDIR/curves.png with matplotlib)
+usage: python studies/schedule_table.py OUTDIR    (prints Markdown; draws OUTDIR/curves.png with matplotlib)
 
 Per run (folder OUTDIR/NAME--SCHEDULE): the best validation step, valid and test MRR and Hits@1/3/10 of the best
 model (results.json), the training wall-clock (the sum over the logged windows of steps / steps-per-second in

@@ -6,8 +6,8 @@
 # model (by valid MRR) is tested.  "ce" = cross-entropy over [positive, n negatives]; "emu" = the same plus EMU with
 # the paper's p=0.39, λ=0.53 and CE weight 0.11.  Seeds 0 1 2.
 #
-# usage: bash benchmarks/hake_small_study.sh OUTDIR [STEPS=2000] [JOBS=2]
-#   then python benchmarks/hake_small_table.py OUTDIR
+# usage: bash studies/hake_small_study.sh OUTDIR [STEPS=2000] [JOBS=2]
+#   then python studies/hake_small_table.py OUTDIR
 set -euo pipefail
 OUTDIR=${1:?usage: hake_small_study.sh OUTDIR [STEPS] [JOBS]}
 STEPS=${2:-2000}

@@ -1,6 +1,6 @@
 """The walk-mode study's table (docs/results.md): one row per run folder written by walk_mode_study.sh.
 
-usage: python benchmarks/walk_mode_table.py OUTDIR [--json FILE]
+usage: python studies/walk_mode_table.py OUTDIR [--json FILE]
 Columns: best validation MRR and its step, the best model's test MRR / HITS@1 / HITS@10, and the wall-clock time.
 """
 

@@ -6,9 +6,9 @@
 # reference's chained walks, at the same step budget.  Everything else is the reference mode (codes/run.py flags).
 # --warm_up_steps 50000 keeps a shortened run a prefix of the paper's 100,000-step run.
 #
-# usage: bash benchmarks/walk_mode_study.sh OUTDIR [STEPS=10000] [--cuda]
+# usage: bash studies/walk_mode_study.sh OUTDIR [STEPS=10000] [--cuda]
 # The eight runs go in parallel (they are small; on a GPU one run leaves the card mostly idle); then
-#   python benchmarks/walk_mode_table.py OUTDIR      prints the Markdown table of docs/results.md.
+#   python studies/walk_mode_table.py OUTDIR      prints the Markdown table of docs/results.md.
 set -euo pipefail
 OUTDIR=${1:?usage: walk_mode_study.sh OUTDIR [STEPS] [--cuda]}
 STEPS=${2:-10000}

@@ -3,7 +3,7 @@
 # each model for the same number of steps, on FB15k-237 (truncated; the paper runs 100k steps) and to
 # convergence on kinships and umls (the same configs with the dataset swapped and a schedule fitted to the
 # shorter run).  Run from the repository root:
-#   EMUKG_DATA_DIR=../shared/datasets bash benchmarks/evidence_cpu.sh [OUT_DIR]      (then: emukg report OUT_DIR/*)
+#   EMUKG_DATA_DIR=../shared/datasets bash studies/evidence_cpu.sh [OUT_DIR]      (then: emukg report OUT_DIR/*)
 # Every run is an ordinary run folder; an interrupted run is continued by running the script again.
 set -euo pipefail
 OUT=${1:-runs/evidence}

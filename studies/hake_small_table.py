@@ -1,6 +1,6 @@
-"""Table of benchmarks/hake_small_study.sh: test metrics of the best-valid model, mean ± sd over seeds.
+"""Table of studies/hake_small_study.sh: test metrics of the best-valid model, mean ± sd over seeds.
 
-usage: python benchmarks/hake_small_table.py OUTDIR
+usage: python studies/hake_small_table.py OUTDIR
 """
 
 from __future__ import annotations

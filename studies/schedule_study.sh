@@ -10,10 +10,10 @@
 #   plateau    Adagrad, lr/10 after 4 validations (2,000 steps) without a better valid MRR
 # Everything else is the named run's config (`emukg reproduce NAME --show`), in the reference's step numbering.
 #
-# usage: bash benchmarks/schedule_study.sh OUTDIR [STEPS=100000] [DEVICE=cpu] [JOBS=1]
+# usage: bash studies/schedule_study.sh OUTDIR [STEPS=100000] [DEVICE=cpu] [JOBS=1]
 # Re-running the same command continues every unfinished run from its last checkpoint (runs this long are meant to
 # go to the background and across sessions); finished runs are skipped. Then
-#   python benchmarks/schedule_table.py OUTDIR      prints the Markdown table and draws OUTDIR/curves.png.
+#   python studies/schedule_table.py OUTDIR      prints the Markdown table and draws OUTDIR/curves.png.
 set -euo pipefail
 OUTDIR=${1:?usage: schedule_study.sh OUTDIR [STEPS] [DEVICE] [JOBS]}
 STEPS=${2:-100000}

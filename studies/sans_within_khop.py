@@ -24,7 +24,7 @@ Restart walks of exactly k steps end inside the ball by construction (1.0 is a c
 the previous walk ended and wander further.  Cost: the exact build (seconds to a minute for FB15k-237, k=3) and
 one dense ``block x N`` boolean mask per block of sources.
 
-    EMUKG_DATA_DIR=/work/shared/datasets python benchmarks/sans_within_khop.py [--k 3 --walks 1000]
+    EMUKG_DATA_DIR=/work/shared/datasets python studies/sans_within_khop.py [--k 3 --walks 1000]
 """
 
 from __future__ import annotations

@@ -147,8 +147,11 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(graph, tmp_path):
 def test_existing_run_is_not_overwritten(graph, tmp_path):
     cfg = small_config(graph, tmp_path / "run", max_steps=2, do_valid=False, do_test=False)
     train(cfg)
-    with pytest.raises(EmukgError, match="--resume"):
-        train(cfg)
+    with pytest.raises(EmukgError, match="^save_path=.*continue it with init_checkpoint .*pass overwrite") as exc:
+        train(cfg)  # the library names its parameters ...
+    assert "continue it with --resume " in exc.value.render("cli")  # ... emukg train its flags
+    assert exc.value.render("cli").startswith("--save-path ") and "pass --overwrite" in exc.value.render("cli")
+    assert exc.value.render("legacy").startswith("-save ") and "continue it with -init " in exc.value.render("legacy")
     train(cfg, overwrite=True)
 
 

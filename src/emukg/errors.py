@@ -26,7 +26,8 @@ class EmukgError(Exception):
 class ParamError(EmukgError):
     """A value of the parameter ``param`` that a library call refuses, with the ``reason`` (one sentence).
 
-    ``reason`` may name other parameters as ``{name}``; :meth:`render` spells every name for the caller's
+    ``reason`` may name other parameters as ``{name}`` (``{{`` and ``}}`` are literal braces); :meth:`render`
+    spells every name for the caller's
     ``style`` (``"python"``, ``"cli"``, ``"legacy"`` or ``"yaml"``); ``flags`` maps names whose CLI flag is not
     the parameter's own (``{"run": "RUN"}``).  ``str(error)`` is the Python spelling.
     """
@@ -43,7 +44,8 @@ class ParamError(EmukgError):
 
     def render(self, style: str = "python", source: str | None = None) -> str:
         """The message with every parameter spelled for ``style`` (see the class docstring)."""
-        reason = re.sub(r"\{(\w+)\}", lambda m: self._name(m.group(1), style), self.reason)
+        reason = re.sub(r"\{\{|\}\}|\{(\w+)\}", lambda m: self._name(m.group(1), style) if m.group(1) else m.group(0)[0],
+                        self.reason)
         value = self.value if isinstance(self.value, str) and style in ("cli", "legacy") else repr(self.value)
         where = source or self.source
         if style == "yaml" and where:

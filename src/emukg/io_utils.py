@@ -21,7 +21,7 @@ import secrets
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from .errors import EmukgError
+from .errors import EmukgError, ParamError
 
 TEMP_PATTERN = ".{name}.*.tmp"
 """Glob (``str.format`` it with ``name``) of the temporary files :func:`atomic_path` creates beside ``name``."""
@@ -142,41 +142,50 @@ def _writable_dir(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
-def check_writable_dir(path: str | os.PathLike, flag: str) -> None:
+def _refuse(name: str, path: Path, reason: str, flags: dict | None) -> EmukgError:
+    """The refusal of ``path``: a :class:`ParamError` about the parameter ``name`` (rendered per caller), or, when
+    the caller names it by its flag (``--json``, ``-save``), a plain :class:`EmukgError` spelled as given."""
+    if name.startswith("-"):
+        return EmukgError(f"{name} {path}: {reason}")
+    return ParamError(name, str(path), reason, flags=flags)
+
+
+def check_writable_dir(path: str | os.PathLike, param: str, flags: dict | None = None) -> None:
     """Refuse ``path`` as an output folder, creating nothing: it is a file, lies under a file, or the folder (or
-    its nearest existing ancestor, where it would be created) is not writable.  One sentence naming ``flag``."""
+    its nearest existing ancestor, where it would be created) is not writable.  One sentence naming ``param`` (a
+    library parameter such as ``save_path``, or a flag such as ``--out``; see :func:`_refuse`)."""
     path = Path(os.path.abspath(Path(path).expanduser()))
     existing = _nearest_existing(path)
     if existing == path:
         if not path.is_dir():
-            raise EmukgError(f"{flag} {path}: is a file, not a folder; pass a folder path.")
+            raise _refuse(param, path, "is a file, not a folder; pass a folder path.", flags)
         if not _writable_dir(path):
-            raise EmukgError(f"{flag} {path}: the folder is not writable; make it writable or pass another folder.")
+            raise _refuse(param, path, "the folder is not writable; make it writable or pass another folder.", flags)
         return
     if not existing.is_dir():
-        raise EmukgError(f"{flag} {path}: lies under the file {existing}, not a folder; pass another folder path.")
+        raise _refuse(param, path, f"lies under the file {existing}, not a folder; pass another folder path.", flags)
     if not _writable_dir(existing):
-        raise EmukgError(f"{flag} {path}: cannot be created because {existing} is not writable; "
-                         "make it writable or pass another folder.")
+        raise _refuse(param, path, f"cannot be created because {existing} is not writable; "
+                      "make it writable or pass another folder.", flags)
 
 
-def check_writable_file(path: str | os.PathLike, flag: str, create_parents: bool = True) -> None:
+def check_writable_file(path: str | os.PathLike, param: str, create_parents: bool = True, flags: dict | None = None) -> None:
     """Refuse ``path`` as an output file, creating nothing: it is a folder, it lies under a file, or its folder
     (or, when that is missing and ``create_parents``, the nearest existing ancestor where it would be created, as
     the atomic writers do) is not writable; without ``create_parents`` a missing folder is refused too.  One
-    sentence naming ``flag``."""
+    sentence naming ``param`` (a parameter, or a flag; see :func:`_refuse`)."""
     path = Path(os.path.abspath(Path(path).expanduser()))
     if path.is_dir():
-        raise EmukgError(f"{flag} {path}: is a folder; pass a file path.")
+        raise _refuse(param, path, "is a folder; pass a file path.", flags)
     parent = path.parent
     existing = _nearest_existing(parent)
     if not existing.is_dir():
-        raise EmukgError(f"{flag} {path}: lies under the file {existing}, not a folder; pass another file path.")
+        raise _refuse(param, path, f"lies under the file {existing}, not a folder; pass another file path.", flags)
     if existing != parent and not create_parents:
-        raise EmukgError(f"{flag} {path}: the folder {parent} does not exist; create it or pass another file path.")
+        raise _refuse(param, path, f"the folder {parent} does not exist; create it or pass another file path.", flags)
     if not _writable_dir(existing):
         what = f"the folder {parent}" if existing == parent else f"{parent} cannot be created because {existing}"
-        raise EmukgError(f"{flag} {path}: {what} is not writable; make it writable or pass another file path.")
+        raise _refuse(param, path, f"{what} is not writable; make it writable or pass another file path.", flags)
 
 
 def read_yaml(path: str | os.PathLike, flag: str) -> Any:

@@ -55,16 +55,9 @@ def _checkpoint_name(which: str) -> str:
 
 
 def check_output_dir(path: str | os.PathLike, param: str, flags: dict | None = None) -> None:
-    """:func:`emukg.io_utils.check_writable_dir`, its refusal a :class:`ParamError` about ``param`` (the folder
+    """:func:`emukg.io_utils.check_writable_dir`: its refusal a :class:`ParamError` about ``param`` (the folder
     ``path``; ``flags`` as for :class:`ParamError`)."""
-    shown = Path(os.path.abspath(Path(path).expanduser()))
-    try:
-        check_writable_dir(shown, "")
-    except EmukgError as exc:
-        prefix = f" {shown}: "  # check_writable_dir's sentence is "{flag} {path}: {reason}"
-        if not str(exc).startswith(prefix):
-            raise
-        raise ParamError(param, str(shown), str(exc)[len(prefix):], flags=flags) from None
+    check_writable_dir(path, param, flags)
 
 
 class RunFolder:
@@ -88,14 +81,11 @@ class RunFolder:
         return self.path / name
 
     # --- state --------------------------------------------------------------------------------
-    def check_target(self, param: str = "save_path") -> None:
+    def check_target(self, param: str = "save_path", flags: dict | None = None) -> None:
         """Refuse the folder as a place to write a run, creating nothing: it is a file, lies under a file, or it
         (or the nearest existing ancestor) is not writable.  A :class:`ParamError` about ``param`` and the path;
         a ``param`` spelled as a flag (``-save``) is named as given, in a plain :class:`EmukgError`."""
-        if param.startswith("-"):
-            check_writable_dir(self.path, param)
-        else:
-            check_output_dir(self.path, param)
+        check_writable_dir(self.path, param, flags)
 
     def has_run(self) -> bool:
         """True when a run was written here (config.json or a checkpoint is present)."""

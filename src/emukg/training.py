@@ -42,7 +42,7 @@ import torch
 
 from .version import __version__
 from .config import Config, ConfigError
-from .errors import EmukgError
+from .errors import EmukgError, ParamError
 from .run_folder import BEST, CHECKPOINT, CONFIG, RunFolder
 from .parallel import FollowerFolder, SilentLogger, setup as setup_parallel
 from .memory import release_free_memory, rehome_huge
@@ -54,14 +54,23 @@ log = logging.getLogger("emukg.train")
 
 def resolve_device(name: str) -> torch.device:
     """``cpu``, ``cuda[:i]`` or ``auto`` (a GPU when there is one) as a torch.device; anything else, or CUDA on a
-    machine without it, is an :class:`EmukgError` naming ``--device``."""
+    machine without it, is a :class:`ParamError` about ``device`` (``--device`` on the command line)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise EmukgError(f"--device {name}: no CUDA GPU is available on this machine; use --device cpu.")
+        raise ParamError("device", name, "no CUDA GPU is available on this machine; use {device} cpu.")
     if name != "cpu" and not name.startswith("cuda"):
-        raise EmukgError(f"--device {name}: choose cpu, cuda or auto.")
+        raise ParamError("device", name, "choose cpu, cuda or auto.")
     return torch.device(name)
+
+
+# the flags of emukg train whose names are not the settings' own (the reference mode's come from emukg.spellings)
+RUN_FLAGS = {"init_checkpoint": "--resume"}
+
+
+def _braces(path) -> str:
+    """A path inside a ParamError reason, its braces doubled so that they are not read as parameter names."""
+    return str(path).replace("{", "{{").replace("}", "}}")
 
 
 class SideIterator:
@@ -223,17 +232,17 @@ class Trainer:
         if not cfg.save_path:
             raise ConfigError("save_path", cfg.save_path, "is required: the run folder for checkpoints, embeddings and logs.")
         self.folder = folder = (RunFolder if self.dist.is_main else FollowerFolder)(cfg.save_path)
-        # flags as the caller spells them: emukg train's, or the reference's for its command line
-        save_flag, resume_flag = ("-save", "-init") if resume == "reference" else ("--save-path", "--resume")
-        folder.check_target(save_flag)
+        # errors name the settings; emukg train says --save-path / --resume, the reference mode -save / -init
+        folder.check_target("save_path", RUN_FLAGS)
         source = RunFolder(cfg.init_checkpoint) if cfg.init_checkpoint else None
         same_folder = source is not None and source.path.resolve() == folder.path.resolve()
         if folder.has_run() and not same_folder and not overwrite:
-            raise EmukgError(f"{save_flag} {folder.path}: a run already exists there; continue it with {resume_flag} {folder.path}, "
-                             "pick another folder, or pass --overwrite to replace it.")
+            raise ParamError("save_path", str(folder.path), f"a run already exists there; continue it with {{init_checkpoint}} "
+                             f"{_braces(folder.path)}, pick another folder, or pass {{overwrite}} to replace it.", flags=RUN_FLAGS)
         if source is not None and not source.has_checkpoint("last"):
             if not (same_folder and resume == "strict" and source.file(CONFIG).is_file()):
-                raise EmukgError(f"{resume_flag} {source.path}: no checkpoint there yet; start the run again without {resume_flag}.")
+                raise ParamError("init_checkpoint", str(source.path), "no checkpoint there yet; start the run again "
+                                 "without {init_checkpoint}.", flags=RUN_FLAGS)
             source, same_folder, overwrite = None, False, True  # stopped before its first checkpoint: start again
         return source, same_folder, overwrite
 
@@ -257,8 +266,8 @@ class Trainer:
         old_sums = (saved_info.get("dataset_record") or {}).get("sha256")
         new_sums = self.dataset_record.get("sha256")
         if source is not None and resume == "strict" and old_sums and new_sums and new_sums != old_sums:
-            raise EmukgError(f"--dataset {self.dataset_record.get('path') or cfg.dataset}: its files differ (SHA-256) from the data "
-                             f"the run in {source.path} was trained on; resume with that data, or start a new run.")
+            raise ParamError("dataset", str(self.dataset_record.get('path') or cfg.dataset), "its files differ (SHA-256) from "
+                             f"the data the run in {_braces(source.path)} was trained on; resume with that data, or start a new run.")
 
     def _wire(self) -> None:
         """Every part of the run, seeded in a fixed order: the model, the samplers, the objective, the schedule,

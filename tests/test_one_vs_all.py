@@ -213,7 +213,7 @@ def test_emu_with_one_vs_all_is_refused_in_one_sentence():
         Config.from_dict(dict(model="DistMult", loss="1vsall", emu=0.5, neg_label=0.5))
     msg = str(info.value)
     assert msg.startswith("emu=0.5: EMU is not defined for 1-vs-all")
-    assert "loss ce" in msg and msg.count(". ") == 0 and msg.endswith(".")
+    assert "loss='ce'" in msg and "--loss ce" in info.value.render("cli") and msg.count(". ") == 0 and msg.endswith(".")
 
 
 def test_cli_refuses_emu_with_one_vs_all(tmp_path, capsys):

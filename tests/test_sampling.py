@@ -127,7 +127,7 @@ def test_fallback_is_sticky_per_row():
     # returns to the primary draw (it was filled by its first fallback round), row 1 never falls back
     assert log == [("draw", [0, 1]), ("draw", [1]), ("fallback", [0]), ("draw", [1]), ("draw", [1])]
     # without a fallback every round uses the primary draw: a row that only ever draws filtered ids is an error
-    with pytest.raises(EmukgError, match="lower negative_sample_size or use unfiltered negatives \\(loss ce with sampler uniform\\)"):
+    with pytest.raises(EmukgError, match="lower negative_sample_size or use unfiltered negatives \\(loss='ce', sampler='uniform'\\)"):
         filter_and_refill(filt, pos[:1], "tail", 4, draw, max_rounds=5)
 
 

@@ -304,12 +304,12 @@ class Config:
         if self.tracker is not None:
             from .tracking import TRACKERS
 
-            self.tracker = _choose("tracker", self.tracker, TRACKERS, "unknown tracker", " (or leave it unset)")
+            self.tracker = _choose("tracker", self.tracker, TRACKERS, "tracker", " (or leave it unset)")
         if self.device not in ("cpu", "cuda", "auto") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ConfigError("device", self.device, "choose cpu, cuda, cuda:N or auto.")
         from .models import MODELS
 
-        self.model = _choose("model", self.model, MODELS, "unknown model")
+        self.model = _choose("model", self.model, MODELS, "model")
         cls = MODELS[self.model]
         if cls.requires_double_entity and not self.double_entity_embedding:
             raise ConfigError("model", self.model, "needs complex entity embeddings; add {double_entity_embedding}.")
@@ -344,9 +344,9 @@ class Config:
             self.fixed_tail_negatives = False  # no data-side negatives are drawn: the table would never be read
         if self.emu is not None:
             if self.loss == "1vsall":
-                raise ConfigError("emu", self.emu, "EMU is not defined for 1-vs-all, which scores every entity and has no sampled negatives to mutate; use EMU with {loss} ce, or drop {emu} to keep 1-vs-all.")
+                raise ConfigError("emu", self.emu, "EMU is not defined for 1-vs-all, which scores every entity and has no sampled negatives to mutate; use EMU with {loss=ce}, or drop {emu} to keep 1-vs-all.")
             if self.loss != "ce":
-                raise ConfigError("emu", self.emu, "needs the cross-entropy loss; set {loss} ce.")
+                raise ConfigError("emu", self.emu, "needs the cross-entropy loss; set {loss=ce}.")
             if self.neg_label is None:
                 raise ConfigError("emu", self.emu, "needs the soft label of the negatives; add {neg_label} (the paper uses 0.53).")
         if (self.mixup or self.only_ls) and self.emu is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .spellings import flag_name, one_to_one
+from .spellings import flag_name, one_to_one, setting_values
 
 
 class EmukgError(Exception):
@@ -26,8 +26,8 @@ class EmukgError(Exception):
 class ParamError(EmukgError):
     """A value of the parameter ``param`` that a library call refuses, with the ``reason`` (one sentence).
 
-    ``reason`` may name other parameters as ``{name}`` (``{{`` and ``}}`` are literal braces); :meth:`render`
-    spells every name for the caller's
+    ``reason`` may name other parameters as ``{name}``, settings with values as ``{loss=ce,sampler=uniform}``
+    (``{{`` and ``}}`` are literal braces); :meth:`render` spells every name for the caller's
     ``style`` (``"python"``, ``"cli"``, ``"legacy"`` or ``"yaml"``); ``flags`` maps names whose CLI flag is not
     the parameter's own (``{"run": "RUN"}``).  ``str(error)`` is the Python spelling.
     """
@@ -42,10 +42,17 @@ class ParamError(EmukgError):
             return self.flags[param]
         return flag_name(param, style)
 
+    def _spell(self, match, style: str) -> str:
+        if match.group(1):  # {name}: the parameter
+            return self._name(match.group(1), style)
+        if match.group(2):  # {name=value,other=value}: settings with their values (the reference spells -if_CE 1)
+            pairs = dict(part.split("=", 1) for part in match.group(2).split(","))
+            return setting_values(pairs, style)
+        return match.group(0)[0]  # {{ or }}: a literal brace
+
     def render(self, style: str = "python", source: str | None = None) -> str:
         """The message with every parameter spelled for ``style`` (see the class docstring)."""
-        reason = re.sub(r"\{\{|\}\}|\{(\w+)\}", lambda m: self._name(m.group(1), style) if m.group(1) else m.group(0)[0],
-                        self.reason)
+        reason = re.sub(r"\{\{|\}\}|\{(\w+)\}|\{(\w+=[^{}]+)\}", lambda m: self._spell(m, style), self.reason)
         value = self.value if isinstance(self.value, str) and style in ("cli", "legacy") else repr(self.value)
         where = source or self.source
         if style == "yaml" and where:

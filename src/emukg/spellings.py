@@ -57,3 +57,25 @@ def flag_name(param: str, style: str = "python") -> str:
     if style == "legacy":
         return LEGACY_FLAGS.get(param, "--" + param)
     return param
+
+
+# settings with values as the reference's -if_CE spells them (one flag holds the loss and the sampler together)
+REFERENCE_VALUES = {
+    frozenset({("loss", "sigmoid")}): "-if_CE 0",
+    frozenset({("loss", "ce"), ("sampler", "uniform")}): "-if_CE 1",
+    frozenset({("loss", "ce")}): "-if_CE 1 or 2",
+    frozenset({("loss", "1vsall")}): "-if_CE 3",
+}
+
+
+def setting_values(settings: dict, style: str = "python") -> str:
+    """Settings with their values, spelled for ``style``: ``loss='ce', sampler='uniform'`` (python),
+    ``--loss ce --sampler uniform`` (cli), ``-if_CE 1`` (legacy, where the reference's flags hold them together)."""
+    if style == "cli":
+        return " ".join(f"{flag_name(k, style)} {v}" for k, v in settings.items())
+    if style == "legacy":
+        known = REFERENCE_VALUES.get(frozenset((k, str(v)) for k, v in settings.items()))
+        if known is not None:
+            return known
+        return " ".join(f"{flag_name(k, style)} {v}" for k, v in settings.items())
+    return ", ".join(f"{k}={v!r}" for k, v in settings.items())

@@ -55,7 +55,7 @@ def check_tracker_available(config) -> None:
     if tracker is None:
         return
     if tracker not in TRACKERS:
-        err = unknown_name("tracker", tracker, TRACKERS, "unknown tracker")
+        err = unknown_name("tracker", tracker, TRACKERS, "tracker")
         raise ParamError("tracker", tracker, err.reason[:-1] + " (or leave it unset).")
     tracker = TRACKERS.canonical(tracker)
     missing = ParamError("tracker", tracker, f"needs the {tracker} package; pip install 'emukg[{tracker}]'.")

@@ -1,9 +1,14 @@
 """The training loop: read it top to bottom.
 
-One step takes B training triples and corrupts one side: the first step corrupts the tail ("tail-batch"),
-the next the head ("head-batch"), alternating; each side has its own shuffled pass over the training triples
-(the reference's bidirectional iterator).  The objective (:mod:`emukg.objectives`) computes the loss — sigmoid,
-cross-entropy, 1-vs-all, EMU — from the model's single score function and the negative sampler.
+One step (:meth:`Trainer.train_step`) reads draw → score → loss → backward → reduce → step → schedule → log, each a
+named call: :meth:`~Trainer.draw_batch` takes B training triples and the side they corrupt — the first step the
+tail ("tail-batch"), the next the head ("head-batch"), alternating, each side with its own shuffled pass over the
+training triples (the reference's bidirectional iterator); :meth:`~Trainer.compute_loss` runs the objective
+(:mod:`emukg.objectives`: it draws the negatives, scores them through :mod:`emukg.scoring` and forms the loss —
+sigmoid, cross-entropy, 1-vs-all, with EMU and the adversarial term); then the backward pass, the data-parallel
+gradient reduction (:mod:`emukg.parallel`; nothing in one process), the optimiser step, the schedule and
+:meth:`~Trainer.log_training`.  :meth:`Trainer.__init__` is set-up in named pieces: the folder policy, the resume
+policy, the data, the wiring of every part, and the first write to the run folder.
 
 The optimiser and its learning rate belong to a :class:`emukg.schedule.Schedule` (``Config.schedule``): by default
 the reference's — Adagrad at ``learning_rate`` (or Adam with ``optimizer='adam'``, the reference's

@@ -41,7 +41,7 @@ SAMPLERS: Registry[type["NegativeSampler"]] = Registry("sampler", "negative samp
 DrawFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 # the fix for data that leaves no filtered negative, in a ParamError's reason (each caller spells the settings)
-UNFILTERED = "use unfiltered negatives ({loss} ce with {sampler} uniform)"
+UNFILTERED = "use unfiltered negatives ({loss=ce,sampler=uniform})"
 
 
 def register_sampler(name: str):

@@ -24,7 +24,7 @@ from emukg import cli
 from emukg.data import registry
 from emukg.data.registry import (
     SOURCE_FILE,
-    cache_dir,
+    dataset_cache_dir,
     download_dataset,
     find_registered,
     get_dataset,
@@ -220,7 +220,7 @@ def test_resolution_order(tiny_registered, tiny_dataset, tmp_path, monkeypatch, 
 
     base, _ = serve(tiny_dataset.parent)
     cached = resolve_dataset("tinytest", download=True, mirror=base)  # 4. download into the cache
-    assert cached == cache_dir() / TINY
+    assert cached == dataset_cache_dir() / TINY
     assert resolve_dataset(TINY) == cached  # 3. the cache
 
     data = tmp_path / "data"

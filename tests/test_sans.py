@@ -284,10 +284,10 @@ def test_cache_hit_miss_and_location(monkeypatch, tmp_path):
 def test_cache_dir_fallbacks(monkeypatch, tmp_path):
     monkeypatch.delenv("EMUKG_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert sans.cache_dir() == tmp_path / "xdg" / "emukg" / "sans"
+    assert sans.neighbourhood_cache_dir() == tmp_path / "xdg" / "emukg" / "sans"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert sans.cache_dir() == tmp_path / "home" / ".cache" / "emukg" / "sans"
+    assert sans.neighbourhood_cache_dir() == tmp_path / "home" / ".cache" / "emukg" / "sans"
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "stale", "inconsistent"])

@@ -119,7 +119,7 @@ def cmd_list(args) -> int:
         records.append({**info.to_dict(), "local_path": str(local) if local else None})
     print(_table(rows, ["NAME", "ENTITIES", "RELATIONS", "TRIPLES (train / valid / test)", "VERIFIED", "LOCAL COPY"]))
     if args.json:
-        _write_json(args.json, {"datasets": records, "cache_dir": str(registry.cache_dir())})
+        _write_json(args.json, {"datasets": records, "cache_dir": str(registry.dataset_cache_dir())})
     return 0
 
 
@@ -181,7 +181,7 @@ def cmd_download(args) -> int:
     from ..data import registry
 
     info = registry.get_dataset(args.dataset)
-    cached = registry.cache_dir() / info.name
+    cached = registry.dataset_cache_dir() / info.name
     if cached.is_dir() and not args.force:
         print(f"{info.name}: already in the cache at {cached} (pass --force to download again)")
         return 0

@@ -218,7 +218,7 @@ def data_dirs() -> list[Path]:
     return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
 
 
-def cache_dir() -> Path:
+def dataset_cache_dir() -> Path:
     """Where downloaded datasets live: ``<$EMUKG_CACHE_DIR | $XDG_CACHE_HOME/emukg | ~/.cache/emukg>/datasets``."""
     return user_cache_dir("datasets")
 
@@ -251,7 +251,7 @@ def find_local(name: str) -> Path | None:
         if found is not None:
             return found
     if info is not None:
-        cached = cache_dir() / info.name
+        cached = dataset_cache_dir() / info.name
         if cached.is_dir():
             return cached
     return None
@@ -283,7 +283,7 @@ def resolve_dataset(name_or_path: str | os.PathLike, *, download: bool = False, 
     if download:
         return download_dataset(info.name, mirror=mirror, verify=verify)
     where = [f"EMUKG_DATA_DIR={os.pathsep.join(map(str, data_dirs()))}"] if data_dirs() else ["EMUKG_DATA_DIR (not set)"]
-    where.append(str(cache_dir()))
+    where.append(str(dataset_cache_dir()))
     raise EmukgError(
         f"dataset {info.name!r} is not available locally (looked in {' and '.join(where)}); "
         f"run 'emukg datasets download {info.name}' or set EMUKG_DATA_DIR to a folder that holds it."
@@ -421,7 +421,7 @@ def download_dataset(name: str, *, mirror: str | None = None, force: bool = Fals
     even then.  An existing cached copy is returned as is unless ``force=True``.
     """
     info = get_dataset(name)
-    parent = cache_dir()
+    parent = dataset_cache_dir()
     target = parent / info.name
     if target.is_dir() and not force:
         return target
@@ -629,6 +629,6 @@ del _entry
 
 __all__ = [
     "DatasetFile", "DatasetInfo", "register_dataset", "unregister_dataset", "list_datasets", "find_registered",
-    "get_dataset", "data_dirs", "cache_dir", "find_local", "resolve_dataset", "load_dataset", "file_urls",
+    "get_dataset", "data_dirs", "dataset_cache_dir", "find_local", "resolve_dataset", "load_dataset", "file_urls",
     "download_dataset", "read_source_record", "SOURCE_FILE",
 ]

@@ -494,7 +494,7 @@ def build_neighbourhood(
 # disk cache
 
 
-def cache_dir() -> Path:
+def neighbourhood_cache_dir() -> Path:
     """``$EMUKG_CACHE_DIR`` or ``$XDG_CACHE_HOME/emukg`` or ``~/.cache/emukg``, then ``sans/``."""
     return user_cache_dir("sans")
 
@@ -518,7 +518,7 @@ def neighbourhood_key(train_triples, num_entities: int, k: int, num_walks: int, 
 def cache_file(key: dict, directory: str | os.PathLike | None = None) -> Path:
     """The cache file of a key (a hash of the key, never a dataset's folder name)."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:32]
-    return Path(directory) / f"{digest}.npz" if directory is not None else cache_dir() / f"{digest}.npz"
+    return Path(directory) / f"{digest}.npz" if directory is not None else neighbourhood_cache_dir() / f"{digest}.npz"
 
 
 def check_csr(indptr: np.ndarray, indices: np.ndarray, num_entities: int) -> str | None:

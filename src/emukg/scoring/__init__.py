@@ -10,17 +10,17 @@ function; every fast path is tested against it.
 
 * fused kernel (CPU; TransE, DistMult, ComplEx, RotatE, pRotatE, TransD, HAKE): no B·C·D tensor at all — scores
   4·B·C bytes per pass, candidate ids 8·B·C, the query rows (and TransD's rₚ / HAKE's modulus factor, B·D/2 floats),
-  and the step's entity-gradient table (:class:`~emukg.scoring.step_rows.StepRows`): 4·N·D bytes in dense training, 4·U·D for the U
-  distinct rows a step reads in row-sparse training — the kernels add to it in place, threads owning rows by
+  and the step's entity-gradient table (:class:`~emukg.scoring.step_rows.StepRows`): 4·N·D bytes in dense training,
+  4·U·D for the U distinct rows a step reads in row-sparse training — the kernels add to it in place, threads owning rows by
   entity id, so there are no per-thread copies; per thread the backward keeps 2·B·⌈D/16⌉·16 floats of partial
   query sums (pRotatE/TransD/HAKE 5·B·⌈L/16⌉·16 plus 10 rows).  FB15k-237, B=1000, n=256, d=100: ≈1 MB scores +
   2 MB ids per pass, 5.8 MB gradient table, 0.9 MB partial sums per thread; 2.5 M entities, sparse: U ≈ 465,000
   rows, 186 MB.
-* PyTorch path (:func:`~emukg.scoring.torch_path.torch_scores`): the gathered candidates 4·B·C·D bytes, the mask B·C·D bytes (bool) plus
-  bounded int64 hash temporaries (:data:`HASH_CHUNK` elements at a time), the mutated copy 4·B·C·D, and autograd
+* PyTorch path (:func:`~emukg.scoring.torch_path.torch_scores`): the gathered candidates 4·B·C·D bytes, the mask
+  B·C·D bytes (bool) plus bounded int64 hash temporaries (:data:`emukg.emu.HASH_CHUNK` elements at a time), the mutated copy 4·B·C·D, and autograd
   keeps k × 4·B·C·D bytes for the backward, k measured with ``saved_tensors_hooks`` (EMU mask included): TransE
   1.3, DistMult 1.6, pRotatE 2.4, HAKE 2.6, ComplEx 2.9, RotatE 3.3, TransD 3.7 — for the configuration above
-  ≈103 MB per B·C·D float tensor, ≈0.3–0.6 GB in all.  Beyond :data:`TORCH_PATH_BUDGET` bytes of one gathered
+  ≈103 MB per B·C·D float tensor, ≈0.3–0.6 GB in all.  Beyond :data:`~emukg.scoring.torch_path.TORCH_PATH_BUDGET` bytes of one gathered
   tensor the batch goes in row chunks under ``torch.utils.checkpoint``: then the forward keeps only the chunks'
   inputs and scores, and about (k + 3) × budget bytes of one chunk are alive at a time, in the forward and again in
   the backward's recomputation.  Measured on the CPU (HAKE, B=512, n=256, d=250: 251 MiB per B·C·D tensor; peak

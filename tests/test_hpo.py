@@ -212,3 +212,31 @@ def test_combination_refused_by_config_fails_the_trial_with_its_reason(tmp_path)
         hpo(config=write_base(tmp_path), space=space, trials=2, out=out)
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert rows and all(r["state"] == "FAIL" and "double_entity_embedding" in r["note"] for r in rows)
+
+
+def test_refusals_name_the_parameter_and_the_cli_its_flag(tmp_path, capsys):
+    """hpo(out=FILE) is refused about ``out`` (``--out`` from emukg hpo); likewise storage, space and config."""
+    from emukg.errors import ParamError
+
+    base, space, file = write_base(tmp_path), write_space(tmp_path), tmp_path / "a-file"
+    file.write_text("x")
+    with pytest.raises(ParamError) as exc:
+        hpo(config=base, space=space, trials=1, out=file)
+    assert str(exc.value) == f"out={str(file)!r}: is a file; give a folder for the trials and results."
+    assert exc.value.render("cli") == f"--out {file}: is a file; give a folder for the trials and results."
+    assert main(["hpo", "--config", str(base), "--space", str(space), "--trials", "1", "--out", str(file)]) == 2
+    assert f"emukg: error: --out {file}: is a file;" in capsys.readouterr().err
+    with pytest.raises(ParamError, match=r"^storage='study\.db': not a database URL;"):
+        hpo(config=base, space=space, trials=1, out=tmp_path / "o", storage="study.db")
+    assert main(["hpo", "--config", str(base), "--space", str(space), "--trials", "1", "--out", str(tmp_path / "o"),
+                 "--storage", "study.db"]) == 2
+    assert "emukg: error: --storage study.db: not a database URL;" in capsys.readouterr().err
+    missing = tmp_path / "missing.yaml"
+    for kwargs, python, flag in ((dict(config=base, space=missing), "space", "--space"),
+                                 (dict(config=missing, space=space), "config", "--config")):
+        with pytest.raises(ParamError) as exc:
+            hpo(trials=1, out=tmp_path / "o", **kwargs)
+        assert str(exc.value) == f"{python}={str(missing)!r}: file not found; give the path of a YAML file."
+        argv = ["hpo", "--config", str(kwargs["config"]), "--space", str(kwargs["space"]), "--trials", "1"]
+        assert main(argv + ["--out", str(tmp_path / "o")]) == 2
+        assert f"emukg: error: {flag} {missing}: file not found;" in capsys.readouterr().err

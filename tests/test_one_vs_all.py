@@ -170,8 +170,9 @@ def test_tiny_budget_lowers_the_query_chunk_then_refuses():
     model = make_model("TransD", n=2000, dim=8, dtype=torch.float32)
     plan = plan_one_vs_all(model, 64, 0.5)
     assert plan.query_chunk < 64 and plan.block_bytes <= 0.5 * 2**20
-    with pytest.raises(EmukgError, match="--train-memory-mb"):
+    with pytest.raises(EmukgError, match=r"^memory_mb=0\.001: too small for a 1-vs-all block") as exc:
         plan_one_vs_all(model, 64, 0.001)
+    assert exc.value.render("cli").startswith("--train-memory-mb 0.001: too small")  # a run's train_memory_mb
 
 
 # --- the objective, Config, training -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import emukg.data.synthetic as syn
 from emukg.cli import main as cli_main
 from emukg.data import load_folder
 from emukg.data.synthetic import generate, synthetic_graph, write_synthetic
-from emukg.errors import EmukgError
+from emukg.errors import EmukgError, ParamError
 
 
 def _keys(t: torch.Tensor, N: int, R: int) -> set:
@@ -36,7 +36,7 @@ def test_split_guarantees(N, R, M, V, T):
 def test_every_possible_triple_when_asked_for_all():
     kg = synthetic_graph(3, 2, 10, valid=1, test=1, seed=0)  # 3·2·2 = 12 possible triples
     assert len(_keys(kg.all_triples, 3, 2)) == 12
-    with pytest.raises(EmukgError, match=r"--triples 11: 13 distinct triples .* = 12 without self-loops"):
+    with pytest.raises(EmukgError, match=r"^triples=11: 13 distinct triples .* = 12 without self-loops"):
         synthetic_graph(3, 2, 11, valid=1, test=1)
 
 
@@ -106,7 +106,7 @@ def test_rejection_path_streams_chunks(monkeypatch):
 def test_out_folder_rules(tmp_path):
     out = tmp_path / "g"
     write_synthetic(out, 50, 2, 100)
-    with pytest.raises(EmukgError, match="already holds a dataset; pass --overwrite"):
+    with pytest.raises(EmukgError, match="already holds a dataset; pass overwrite to replace it"):
         write_synthetic(out, 50, 2, 100)
     before = (out / "train.txt").read_bytes()
     write_synthetic(out, 50, 2, 100, seed=5, overwrite=True)
@@ -153,6 +153,26 @@ def test_cli_refuses_bad_sizes_with_one_sentence(tmp_path, capsys, argv, fragmen
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("emukg: error: ") and fragment in err[0], err
     assert not (tmp_path / "g").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_library_names_the_parameter_and_the_cli_its_flag(tmp_path, capsys):
+    """write_synthetic(entities=1) is refused about ``entities``; emukg datasets synthetic says ``--entities``."""
+    with pytest.raises(ParamError) as exc:
+        write_synthetic(tmp_path / "g", 1, 1, 1)
+    assert str(exc.value).startswith("entities=1: must be at least 2") and exc.value.param == "entities"
+    assert exc.value.render("cli").startswith("--entities 1: must be at least 2")
+    with pytest.raises(ParamError) as exc:
+        write_synthetic(tmp_path / "g", 5, 1, 3, relation_exponent=-1.0)
+    assert str(exc.value).startswith("relation_exponent=-1.0: must be a finite number")
+    assert exc.value.render("cli").startswith("--relation-exponent -1.0: must be a finite number")
+    write_synthetic(tmp_path / "g", 50, 2, 100)
+    with pytest.raises(ParamError) as exc:
+        write_synthetic(tmp_path / "g", 50, 2, 100)
+    assert str(exc.value) == f"out={str(tmp_path / 'g')!r}: already holds a dataset; pass overwrite to replace it, or another folder."
+    assert cli_main(["datasets", "synthetic", "--entities", "50", "--relations", "2", "--triples", "100",
+                     "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'g'}: already holds a dataset; pass --overwrite to replace it" in err
 
 
 def test_cli_writes_a_dataset(tmp_path, capsys):

@@ -166,7 +166,7 @@ class Config:
         from .io_utils import read_yaml
 
         path = Path(path)
-        data = read_yaml(path, "--config")
+        data = read_yaml(path, "path", flags={"path": "--config"})  # the CLI gives it as --config
         if data is None:
             data = {}
         if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):

@@ -8,7 +8,8 @@ the process umask, exactly as ``open(path, "w")`` would, so the renamed file get
 other file the user writes (``tempfile.mkstemp`` would force ``0o600``).
 
 :func:`check_writable_file` and :func:`check_writable_dir` refuse an output path up front, before any long
-computation, with one sentence naming the flag.
+computation, with one sentence naming the parameter (a :class:`~emukg.errors.ParamError`, which the CLI renders as
+its flag); :func:`read_yaml` does the same for an input YAML file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -142,11 +144,18 @@ def _writable_dir(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
+def braces(text) -> str:
+    """``text`` (a path, a value, another library's message) inside a :class:`ParamError` reason: its braces
+    doubled, so that they are not read as parameter names."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
 def _refuse(name: str, path: Path, reason: str, flags: dict | None) -> EmukgError:
     """The refusal of ``path``: a :class:`ParamError` about the parameter ``name`` (rendered per caller), or, when
-    the caller names it by its flag (``--json``, ``-save``), a plain :class:`EmukgError` spelled as given."""
+    the caller names it by its flag (``--json``, ``-save``), a plain :class:`EmukgError` spelled as given.
+    ``reason`` is a ParamError reason (paths in it quoted with :func:`braces`)."""
     if name.startswith("-"):
-        return EmukgError(f"{name} {path}: {reason}")
+        return EmukgError(f"{name} {path}: {re.sub(r'{{|}}', lambda m: m.group(0)[0], reason)}")
     return ParamError(name, str(path), reason, flags=flags)
 
 
@@ -163,9 +172,9 @@ def check_writable_dir(path: str | os.PathLike, param: str, flags: dict | None =
             raise _refuse(param, path, "the folder is not writable; make it writable or pass another folder.", flags)
         return
     if not existing.is_dir():
-        raise _refuse(param, path, f"lies under the file {existing}, not a folder; pass another folder path.", flags)
+        raise _refuse(param, path, f"lies under the file {braces(existing)}, not a folder; pass another folder path.", flags)
     if not _writable_dir(existing):
-        raise _refuse(param, path, f"cannot be created because {existing} is not writable; "
+        raise _refuse(param, path, f"cannot be created because {braces(existing)} is not writable; "
                       "make it writable or pass another folder.", flags)
 
 
@@ -180,33 +189,33 @@ def check_writable_file(path: str | os.PathLike, param: str, create_parents: boo
     parent = path.parent
     existing = _nearest_existing(parent)
     if not existing.is_dir():
-        raise _refuse(param, path, f"lies under the file {existing}, not a folder; pass another file path.", flags)
+        raise _refuse(param, path, f"lies under the file {braces(existing)}, not a folder; pass another file path.", flags)
     if existing != parent and not create_parents:
-        raise _refuse(param, path, f"the folder {parent} does not exist; create it or pass another file path.", flags)
+        raise _refuse(param, path, f"the folder {braces(parent)} does not exist; create it or pass another file path.", flags)
     if not _writable_dir(existing):
-        what = f"the folder {parent}" if existing == parent else f"{parent} cannot be created because {existing}"
+        what = f"the folder {braces(parent)}" if existing == parent else f"{braces(parent)} cannot be created because {braces(existing)}"
         raise _refuse(param, path, f"{what} is not writable; make it writable or pass another file path.", flags)
 
 
-def read_yaml(path: str | os.PathLike, flag: str) -> Any:
-    """The parsed content of the YAML file ``path`` (given as ``flag``, e.g. ``--config``); a missing file, a folder,
-    unreadable or non-UTF-8 bytes and invalid YAML are one-sentence :class:`~emukg.errors.EmukgError` naming the
-    flag or the file and line."""
+def read_yaml(path: str | os.PathLike, param: str = "path", flags: dict | None = None) -> Any:
+    """The parsed content of the YAML file ``path``, given as the parameter ``param`` (``flags`` maps it to a CLI
+    flag that is not ``--param``, e.g. ``{"path": "--config"}``; a ``param`` starting with ``-`` is a flag, named
+    as given); a missing file, a folder, unreadable or non-UTF-8 bytes are each one sentence (a
+    :class:`~emukg.errors.ParamError`) about ``param``, invalid YAML an :class:`~emukg.errors.EmukgError` naming
+    the file and line."""
     import yaml
-
-    from .errors import EmukgError
 
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise EmukgError(f"{flag} {path}: file not found; give the path of a YAML file.") from None
+        raise _refuse(param, path, "file not found; give the path of a YAML file.", flags) from None
     except IsADirectoryError:
-        raise EmukgError(f"{flag} {path}: is a folder; give the path of a YAML file.") from None
+        raise _refuse(param, path, "is a folder; give the path of a YAML file.", flags) from None
     except UnicodeDecodeError:
-        raise EmukgError(f"{flag} {path}: not UTF-8 text; give a YAML file.") from None
+        raise _refuse(param, path, "not UTF-8 text; give a YAML file.", flags) from None
     except OSError as exc:
-        raise EmukgError(f"{flag} {path}: cannot be read ({exc.strerror or exc}).") from None
+        raise _refuse(param, path, f"cannot be read ({braces(exc.strerror or exc)}).", flags) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -66,7 +66,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError
-from .errors import EmukgError
+from .errors import EmukgError, ParamError
+from .io_utils import braces, read_yaml
 
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 60  # a RUNNING trial without a heartbeat for this long is marked FAIL
@@ -203,10 +204,8 @@ def load_space(space: str | os.PathLike | dict) -> tuple[list[Param], str]:
     """The parsed space and the name its errors use (the file's path, or ``space``)."""
     if isinstance(space, dict):
         return parse_space(space, "space"), "space"
-    from .io_utils import read_yaml
-
     path = Path(space)
-    data = read_yaml(path, "--space")
+    data = read_yaml(path, "space")
     return parse_space(data, str(path)), str(path)
 
 
@@ -232,7 +231,12 @@ def load_base(config) -> tuple[dict, str, str | None]:
     if isinstance(config, dict):
         return {k.replace("-", "_"): v for k, v in config.items()}, "config", None
     path = Path(config)
-    return Config.from_yaml(path), str(path), path.stem
+    try:
+        return Config.from_yaml(path), str(path), path.stem
+    except ConfigError:
+        raise
+    except ParamError as exc:  # the file itself (missing, a folder, unreadable): hpo's parameter is config
+        raise ParamError("config", exc.value, exc.reason) from None
 
 
 def _base_config(base: dict, source: str) -> Config:
@@ -282,12 +286,15 @@ def _make_sampler(seed: int):
     return PerTrialTPE()
 
 
-def _open_storage(url: str | None, out: Path, flag: str):
+def _open_storage(url: str | None, out: Path, flags: dict | None = None):
+    """The Optuna storage at ``url`` (default: ``out``/study.db); a bad URL is a ParamError about ``storage``
+    (``flags``: its CLI flag, when not ``--storage``)."""
     optuna = _optuna()
     if url is None:
         url = f"sqlite:///{(out / 'study.db').resolve()}"
     if "://" not in url:
-        raise EmukgError(f"{flag} {url}: not a database URL; give one such as sqlite:///study.db or postgresql://user@host/db.")
+        raise ParamError("storage", url, "not a database URL; give one such as sqlite:///study.db or postgresql://user@host/db.",
+                         flags=flags)
     kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     try:
         with warnings.catch_warnings():
@@ -296,7 +303,7 @@ def _open_storage(url: str | None, out: Path, flag: str):
                                               grace_period=GRACE_PERIOD)
     except Exception as exc:  # SQLAlchemy's many errors (bad URL, missing driver, unreachable server)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EmukgError(f"{flag} {url}: cannot open the study storage ({first}).") from None
+        raise ParamError("storage", url, f"cannot open the study storage ({braces(first)}).", flags=flags) from None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -394,6 +401,9 @@ def hpo(config, space, trials: int, storage: str | None = None, study: str | Non
     ``out``: the output folder (default ``hpo/<study>``); ``seed``: the TPE sampler's seed; ``n_startup_trials``
     and ``n_warmup_steps`` (default: the base's ``valid_steps``): the MedianPruner's.  ``verbose`` shows each
     trial's training log (always in its ``train.log``); ``log`` (default: stderr) gets one line per trial.
+    A refused ``out``, ``storage``, ``study``, ``space`` or ``config`` is a :class:`~emukg.errors.ParamError` naming
+    the parameter (the CLI renders its flag); ``flag_names`` maps ``trials``, ``storage`` and ``seed`` to the
+    caller's flags.
     """
     flags = {"trials": "trials", "storage": "storage", "seed": "seed", **(flag_names or {})}
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -410,14 +420,14 @@ def hpo(config, space, trials: int, storage: str | None = None, study: str | Non
     name = study or base_stem or "emukg-study"
     out = Path(out) if out is not None else Path("hpo") / name
     if out.exists() and not out.is_dir():
-        raise EmukgError(f"--out {out}: is a file; give a folder for the trials and results.")
+        raise ParamError("out", str(out), "is a file; give a folder for the trials and results.")
     warmup = base_cfg.valid_steps if n_warmup_steps is None else n_warmup_steps
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     space_json = [p.to_json() for p in params]
     base_json = {k: v for k, v in base_cfg.to_dict().items() if k not in NOT_SEARCHABLE}
     # --- open (or create) the study ------------------------------------------------------------------
     out.mkdir(parents=True, exist_ok=True)
-    rdb = _open_storage(storage, out, "--" + flags["storage"] if flags["storage"] == "storage" else flags["storage"])
+    rdb = _open_storage(storage, out, {k: v for k, v in flags.items() if v.startswith("-")})
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
@@ -425,14 +435,14 @@ def hpo(config, space, trials: int, storage: str | None = None, study: str | Non
                                  sampler=_make_sampler(seed),
                                  pruner=optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=warmup))
         if st.direction != optuna.study.StudyDirection.MAXIMIZE:
-            raise EmukgError(f"--study {name}: that study minimises; emukg hpo maximises the validation MRR, so pick another study name.")
+            raise ParamError("study", name, "that study minimises; emukg hpo maximises the validation MRR, so pick another study name.")
         saved = st.user_attrs
-        for key, value, what in (("emukg_space", space_json, "--space"), ("emukg_base", base_json, "--config")):
+        for key, value, what in (("emukg_space", space_json, "space"), ("emukg_base", base_json, "config")):
             if key not in saved:
                 st.set_user_attr(key, value)
             elif json.loads(json.dumps(saved[key])) != json.loads(json.dumps(value)):
-                raise EmukgError(f"{what}: differs from what study {name!r} was started with; continue it with the same files, "
-                                 "or start another study with --study NAME.")
+                raise ParamError(what, "", f"differs from what study {braces(repr(name))} was started with; continue it with "
+                                 "the same files, or start another study with {study} NAME.")
         orphans = _fail_orphans(st)
         if orphans:
             log(f"hpo: trials {', '.join(map(str, orphans))} were left running by a process that ended; marked FAIL")
@@ -527,7 +537,8 @@ def _search(st, params, base, base_source, n_trials, out, verbose, log) -> int:
         if last is not None and last.state == TrialState.FAIL:
             fails, last_reason = fails + 1, last.user_attrs.get("fail_reason", "")
             if fails >= MAX_FAILS_IN_A_ROW:
-                raise EmukgError(f"--space: {fails} trials in a row failed (last: {last_reason}); fix the space or the base config.")
+                raise ParamError("space", "", f"{fails} trials in a row failed (last: {braces(last_reason)}); "
+                                 "fix the space or the base config.")
         else:
             fails = 0
         _write_table(st, params, out)

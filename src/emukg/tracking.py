@@ -31,6 +31,7 @@ import re
 from pathlib import Path
 
 from .errors import EmukgError, ParamError
+from .io_utils import braces
 from .resolver import Registry, unknown_name
 
 log = logging.getLogger("emukg.tracking")
@@ -300,8 +301,8 @@ class MlflowTracker(_Tracker):
             run = client.create_run(experiment_id, run_name=Path(self.folder.path).resolve().name, tags=tags)
         except Exception as exc:  # noqa: BLE001 - bad URI, unreachable server, unwritable store
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise EmukgError(f"--tracking-uri {self.uri}: MLflow cannot start a run there ({reason}); pass a reachable "
-                             "tracking URI or a writable folder.") from None
+            raise ParamError("tracking_uri", self.uri, f"MLflow cannot start a run there ({braces(reason)}); pass a "
+                             "reachable tracking URI or a writable folder.") from None
         self.run_id = run.info.run_id
         params = []
         for key, value in sorted(flatten(resolved_config(trainer)).items()):

@@ -43,7 +43,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import EmukgError
+from ..errors import ParamError
+from ..io_utils import braces
 
 ROUND = 1 << 20  # draws per round of the rejection sampler (fixed: the output depends on it)
 DENSE_KEYS = 1 << 23  # key spaces up to this size are sampled exactly over all keys
@@ -58,26 +59,27 @@ def default_holdout(triples: int) -> int:
 
 
 def check_sizes(entities, relations, triples, valid, test, seed=0, exponent=0.75, relation_exponent=1.0) -> None:
-    """EmukgError (one sentence naming the flag) unless the sizes describe a graph that can exist."""
-    for flag, v, low in (("--entities", entities, 2), ("--relations", relations, 1), ("--triples", triples, 1),
-                         ("--valid", valid, 0), ("--test", test, 0), ("--seed", seed, 0)):
+    """A :class:`~emukg.errors.ParamError` (one sentence naming the parameter: ``entities``, ``triples``, ``seed``,
+    ...; the CLI says ``--entities``) unless the sizes describe a graph that can exist."""
+    for name, v, low in (("entities", entities, 2), ("relations", relations, 1), ("triples", triples, 1),
+                         ("valid", valid, 0), ("test", test, 0), ("seed", seed, 0)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise EmukgError(f"{flag} {v!r}: must be an integer.")
+            raise ParamError(name, v, "must be an integer.")
         if v < low:
             need = {2: "at least 2 (a graph without self-loops needs two entities)", 1: "at least 1", 0: "≥ 0"}[low]
-            raise EmukgError(f"{flag} {v}: must be {need}.")
+            raise ParamError(name, int(v), f"must be {need}.")
     if seed >= 2**63:
-        raise EmukgError(f"--seed {seed}: must be below 2**63.")
-    for flag, v in (("--exponent", exponent), ("--relation-exponent", relation_exponent)):
+        raise ParamError("seed", int(seed), "must be below 2**63.")
+    for name, v in (("exponent", exponent), ("relation_exponent", relation_exponent)):
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
-            raise EmukgError(f"{flag} {v!r}: must be a finite number ≥ 0 (0 = uniform).")
+            raise ParamError(name, v, "must be a finite number ≥ 0 (0 = uniform).")
     space = entities * (entities - 1) * relations
     if space >= 2**62:
-        raise EmukgError(f"--entities {entities} with --relations {relations}: the triple keys (h·R + r)·N + t must fit in "
-                         "64 bits; use fewer entities or relations.")
+        raise ParamError("entities", int(entities), f"with {{relations}} {relations} the triple keys (h·R + r)·N + t do not "
+                         "fit in 64 bits; use fewer entities or relations.")
     total = triples + valid + test
     if total > space:
-        raise EmukgError(f"--triples {triples}: {total:,} distinct triples (train + valid + test) do not exist with "
+        raise ParamError("triples", int(triples), f"{total:,} distinct triples (train + valid + test) do not exist with "
                          f"{entities:,} entities and {relations:,} relations (at most N·(N−1)·R = {space:,} without "
                          "self-loops); ask for fewer triples or more entities.")
 
@@ -180,7 +182,7 @@ class _Sampler:
         while left > 0:
             if self.dense:
                 if self.pos >= self.order.size:
-                    raise EmukgError(f"--{what} {count}: only {count - left:,} such triples exist here (valid and test "
+                    raise ParamError(what, int(count), f"only {count - left:,} such triples exist here (valid and test "
                                      "triples need a head and a tail seen in train); ask for fewer or for more entities.")
                 block = self.order[self.pos:self.pos + ROUND]
                 idx = np.flatnonzero(allowed(block)) if allowed is not None else np.arange(block.size)
@@ -195,8 +197,8 @@ class _Sampler:
                 keys = keys[ok]
                 stalled = stalled + 1 if keys.size * 1000 < min(left, ROUND) else 0
                 if stalled >= STALL_ROUNDS:
-                    raise EmukgError(f"--{what} {count}: after {count - left:,} distinct triples the skewed law yields "
-                                     "almost only repeats; ask for fewer triples, more entities or a smaller --exponent.")
+                    raise ParamError(what, int(count), f"after {count - left:,} distinct triples the skewed law yields "
+                                     "almost only repeats; ask for fewer triples, more entities or a smaller {exponent}.")
             keys = keys[:left]
             if keys.size:
                 if not self.dense:
@@ -292,22 +294,23 @@ def holds_dataset(folder: Path) -> bool:
 
 
 def check_out(out: str | os.PathLike, overwrite: bool = False) -> Path:
-    """The output folder, or EmukgError: it must be new, empty, or (with ``overwrite``) hold a dataset."""
+    """The output folder, or a :class:`~emukg.errors.ParamError` about ``out``: it must be new, empty, or (with
+    ``overwrite``) hold a dataset."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
-        raise EmukgError(f"--out {out}: is a file; pass a new or empty folder.")
+        raise ParamError("out", str(out), "is a file; pass a new or empty folder.")
     if out.is_dir():
         if holds_dataset(out):
             if not overwrite:
-                raise EmukgError(f"--out {out}: already holds a dataset; pass --overwrite to replace it, or another folder.")
+                raise ParamError("out", str(out), "already holds a dataset; pass {overwrite} to replace it, or another folder.")
         elif any(out.iterdir()):
-            raise EmukgError(f"--out {out}: holds other files; pass a new or empty folder.")
+            raise ParamError("out", str(out), "holds other files; pass a new or empty folder.")
     parent = out.parent if out.parent != Path("") else Path(".")
     near = parent
     while not near.exists():
         near = near.parent
     if not os.access(near, os.W_OK):
-        raise EmukgError(f"--out {out}: {near} is not writable; pass a folder you can write to.")
+        raise ParamError("out", str(out), f"{braces(near)} is not writable; pass a folder you can write to.")
     return out
 
 

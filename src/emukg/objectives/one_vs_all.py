@@ -70,7 +70,7 @@ from ..emu import kernel_available
 from ..scoring.fast_paths import query_kind, training_query
 from ..scoring.fused import fused_ext_scores, fused_scores
 import emukg.kernels as kernels
-from ..errors import EmukgError
+from ..errors import ParamError
 
 MIN_BLOCK = 256  # entities per block below which the query chunk is lowered instead
 MATMUL_PAIR_BYTES = 16
@@ -230,8 +230,9 @@ def plan_one_vs_all(model, batch: int, memory_mb: float, side: str = "tail", use
             Q = (budget - floor * e) // (floor * p)
             if Q < 1:
                 need = -(-(floor * (p + e)) // 2**20)
-                raise EmukgError(f"--train-memory-mb {memory_mb:g}: too small for a 1-vs-all block of {floor} entities "
-                                 f"of {type(model).__name__} (width {model.entity_embedding.shape[1]}); give at least {need} MiB.")
+                raise ParamError("memory_mb", memory_mb, f"too small for a 1-vs-all block of {floor} entities of "
+                                 f"{type(model).__name__} (width {model.entity_embedding.shape[1]}); give at least {need} MiB.",
+                                 flags={"memory_mb": "--train-memory-mb"})  # a run's Config.train_memory_mb
         C = int(max(1, min(N, budget // (Q * p + e))))
     direct = C >= N and Q >= B
     return OneVsAllPlan(path, direct, int(Q), int(C), p, e, int(Q * C * p + C * e), budget)

@@ -48,6 +48,7 @@ import torch
 from .version import __version__
 from .config import Config, ConfigError
 from .errors import EmukgError, ParamError
+from .io_utils import braces
 from .run_folder import BEST, CHECKPOINT, CONFIG, RunFolder
 from .parallel import FollowerFolder, SilentLogger, setup as setup_parallel
 from .memory import release_free_memory, rehome_huge
@@ -71,11 +72,6 @@ def resolve_device(name: str) -> torch.device:
 
 # the flags of emukg train whose names are not the settings' own (the reference mode's come from emukg.spellings)
 RUN_FLAGS = {"init_checkpoint": "--resume"}
-
-
-def _braces(path) -> str:
-    """A path inside a ParamError reason, its braces doubled so that they are not read as parameter names."""
-    return str(path).replace("{", "{{").replace("}", "}}")
 
 
 class SideIterator:
@@ -243,7 +239,7 @@ class Trainer:
         same_folder = source is not None and source.path.resolve() == folder.path.resolve()
         if folder.has_run() and not same_folder and not overwrite:
             raise ParamError("save_path", str(folder.path), f"a run already exists there; continue it with {{init_checkpoint}} "
-                             f"{_braces(folder.path)}, pick another folder, or pass {{overwrite}} to replace it.", flags=RUN_FLAGS)
+                             f"{braces(folder.path)}, pick another folder, or pass {{overwrite}} to replace it.", flags=RUN_FLAGS)
         if source is not None and not source.has_checkpoint("last"):
             if not (same_folder and resume == "strict" and source.file(CONFIG).is_file()):
                 raise ParamError("init_checkpoint", str(source.path), "no checkpoint there yet; start the run again "
@@ -272,7 +268,7 @@ class Trainer:
         new_sums = self.dataset_record.get("sha256")
         if source is not None and resume == "strict" and old_sums and new_sums and new_sums != old_sums:
             raise ParamError("dataset", str(self.dataset_record.get('path') or cfg.dataset), "its files differ (SHA-256) from "
-                             f"the data the run in {_braces(source.path)} was trained on; resume with that data, or start a new run.")
+                             f"the data the run in {braces(source.path)} was trained on; resume with that data, or start a new run.")
 
     def _wire(self) -> None:
         """Every part of the run, seeded in a fixed order: the model, the samplers, the objective, the schedule,

@@ -259,7 +259,7 @@ int emukg_adam_rows(int64_t U, int64_t D, const int64_t *idx, const float *grad,
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
- * The rows a row-sparse step touches (emukg.emu.compact_ids): the distinct ids of ids[0..n) in ascending order
+ * The rows a row-sparse step touches (emukg.scoring.step_rows.compact_ids): the distinct ids of ids[0..n) in ascending order
  * (uniq[0..*U_out)) and each id's position among them (inverse), as torch.unique(sorted=True, return_inverse=True)
  * gives them, in linear time and without an N-sized index: mark the ids in a bitmap of the N rows (N/8 bytes: 312
  * KB for 2.5 M rows, cache-resident), count the marks before every 64-bit word, list the marked rows in order, and

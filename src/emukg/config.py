@@ -2,7 +2,7 @@
 
 Every knob has a default and a one-line description here.  ``emukg train`` builds a :class:`Config` from
 ``--config FILE.yaml`` plus flags, ``emukg legacy`` / ``codes/run.py`` map the reference's flags onto it
-(:mod:`emukg.legacy`), ``emukg.paper`` names the paper's runs, and the resolved config is written as
+(:mod:`emukg.commands.legacy`), ``emukg.paper`` names the paper's runs, and the resolved config is written as
 ``config.json`` in the run folder, which is enough to repeat the run.
 
 **Validation.**  :meth:`Config.validate` checks every value's type and range (NaN, infinities, negatives,
@@ -47,7 +47,7 @@ from typing import Any
 
 from .errors import EmukgError, ParamError
 from .resolver import choose, or_list
-from .spellings import flag_name, loss_settings  # noqa: F401  (flag_name: also config's)
+from .spellings import loss_settings
 
 DATA_SIDE = ("filtered", "sans")  # the samplers whose negatives are the data loader's (filtered by training triples)
 
@@ -304,7 +304,7 @@ class Config:
         if self.tracker is not None:
             from .tracking import TRACKERS
 
-            self.tracker = _choose("tracker", self.tracker, TRACKERS, "tracker", " (or leave it unset)")
+            self.tracker = _choose("tracker", self.tracker, TRACKERS, "tracker", also=" (or leave it unset)")
         if self.device not in ("cpu", "cuda", "auto") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ConfigError("device", self.device, "choose cpu, cuda, cuda:N or auto.")
         from .models import MODELS
@@ -324,7 +324,7 @@ class Config:
             value = getattr(self, name)
             if name not in cls.options:
                 if value is not None:
-                    raise ConfigError(name, value, f"is a setting of {_or([k for k, c in MODELS.items() if name in c.options])} only; remove it or choose that {{model}}.")
+                    raise ConfigError(name, value, f"is a setting of {or_list([k for k, c in MODELS.items() if name in c.options])} only; remove it or choose that {{model}}.")
                 continue
             if value is None:
                 setattr(self, name, float(cls.options[name]))
@@ -382,16 +382,9 @@ def _kind_text(kind) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(kind, str(kind))
 
 
-_or = or_list
-
-
-def _choose(name: str, value, choices, what: str | None = None, unset: str = "") -> str:
-    """The canonical spelling of a named choice (one resolver: :func:`emukg.resolver.choose`), as a ConfigError."""
-    try:
-        return choose(name, value, choices, what)
-    except ParamError as exc:
-        reason = exc.reason[:-1] + unset + "." if unset else exc.reason
-        raise ConfigError(name, value, reason) from None
+def _choose(name: str, value, choices, what: str | None = None, also: str = "") -> str:
+    """The canonical spelling of a named choice (one resolver: :func:`emukg.resolver.choose`), else a ConfigError."""
+    return choose(name, value, choices, what, also, error=ConfigError)
 
 
 def _convert(name: str, value, kind, optional: bool):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from .config import Config
 from .errors import EmukgError, ParamError
-from .io_utils import atomic_write_bytes, atomic_write_text, os_reason
-from .run_folder import CONFIG, RunFolder, check_output_dir
+from .io_utils import atomic_write_bytes, atomic_write_text, check_writable_dir, os_reason
+from .run_folder import CONFIG, RunFolder
 
 METRICS = ("MRR", "HITS@1", "HITS@3", "HITS@10")
 
@@ -161,7 +161,7 @@ def write_report(run_dirs: list[str], out_dir: str | os.PathLike, plots: bool = 
     ``--out`` on the command line), so nothing is read or computed in vain.
     """
     out = Path(out_dir)
-    check_output_dir(out, "out_dir", flags=OUT_FLAG)
+    check_writable_dir(out, "out_dir", flags=OUT_FLAG)
     rows = [read_run(d) for d in run_dirs]
     md, csv_text = build_tables(rows)
     try:

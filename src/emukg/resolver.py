@@ -40,23 +40,27 @@ def nearest(name: Any, choices: Iterable[str]) -> str | None:
     return starts[0] if len(starts) == 1 else None
 
 
-def unknown_name(param: str, value: Any, choices: Iterable[str], what: str | None = None) -> ParamError:
-    """The error for a name that is not among ``choices``: the choices, and the nearest one when there is one."""
+def unknown_name(param: str, value: Any, choices: Iterable[str], what: str | None = None, also: str = "",
+                 error: type[ParamError] = ParamError) -> ParamError:
+    """The error for a name that is not among ``choices``: the choices (then ``also``, e.g. " (or leave it unset)"),
+    and the nearest one when there is one; an ``error`` (a :class:`ParamError` class, e.g. the Config's)."""
     choices = list(choices)
     guess = nearest(value, choices) if isinstance(value, str) else None
     hint = f"did you mean {guess}? " if guess is not None else ""
     label = f"unknown {what}; " if what else ""
-    return ParamError(param, value, f"{label}{hint}choose {or_list(choices)}.")
+    return error(param, value, f"{label}{hint}choose {or_list(choices)}{also}.")
 
 
-def choose(param: str, value: Any, choices: Iterable[str], what: str | None = None) -> str:
-    """``value`` as the canonical spelling of one of ``choices`` (case-insensitive), or a :class:`ParamError`."""
+def choose(param: str, value: Any, choices: Iterable[str], what: str | None = None, also: str = "",
+           error: type[ParamError] = ParamError) -> str:
+    """``value`` as the canonical spelling of one of ``choices`` (case-insensitive), or an ``error`` (see
+    :func:`unknown_name`)."""
     choices = list(choices)
     if isinstance(value, str):
         for c in choices:
             if c.lower() == value.lower():
                 return c
-    raise unknown_name(param, value, choices, what)
+    raise unknown_name(param, value, choices, what, also, error)
 
 
 class Registry(Generic[T]):

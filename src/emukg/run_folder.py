@@ -54,12 +54,6 @@ def _checkpoint_name(which: str) -> str:
     return CHECKPOINT if choose("checkpoint", which, ("best", "last")) == "last" else BEST
 
 
-def check_output_dir(path: str | os.PathLike, param: str, flags: dict | None = None) -> None:
-    """:func:`emukg.io_utils.check_writable_dir`: its refusal a :class:`ParamError` about ``param`` (the folder
-    ``path``; ``flags`` as for :class:`ParamError`)."""
-    check_writable_dir(path, param, flags)
-
-
 class RunFolder:
     """One run folder: its layout (``RUN_FILES``), creation, atomic writers and readers.
 

@@ -71,11 +71,8 @@ REFERENCE_VALUES = {
 def setting_values(settings: dict, style: str = "python") -> str:
     """Settings with their values, spelled for ``style``: ``loss='ce', sampler='uniform'`` (python),
     ``--loss ce --sampler uniform`` (cli), ``-if_CE 1`` (legacy, where the reference's flags hold them together)."""
-    if style == "cli":
-        return " ".join(f"{flag_name(k, style)} {v}" for k, v in settings.items())
-    if style == "legacy":
-        known = REFERENCE_VALUES.get(frozenset((k, str(v)) for k, v in settings.items()))
-        if known is not None:
-            return known
+    if style == "legacy" and frozenset((k, str(v)) for k, v in settings.items()) in REFERENCE_VALUES:
+        return REFERENCE_VALUES[frozenset((k, str(v)) for k, v in settings.items())]
+    if style in ("cli", "legacy"):
         return " ".join(f"{flag_name(k, style)} {v}" for k, v in settings.items())
     return ", ".join(f"{k}={v!r}" for k, v in settings.items())

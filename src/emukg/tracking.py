@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .errors import EmukgError, ParamError
 from .io_utils import braces
-from .resolver import Registry, unknown_name
+from .resolver import Registry, choose
 
 log = logging.getLogger("emukg.tracking")
 
@@ -55,10 +55,7 @@ def check_tracker_available(config) -> None:
     tracker = getattr(config, "tracker", None)
     if tracker is None:
         return
-    if tracker not in TRACKERS:
-        err = unknown_name("tracker", tracker, TRACKERS, "tracker")
-        raise ParamError("tracker", tracker, err.reason[:-1] + " (or leave it unset).")
-    tracker = TRACKERS.canonical(tracker)
+    tracker = choose("tracker", tracker, TRACKERS, "tracker", also=" (or leave it unset)")
     missing = ParamError("tracker", tracker, f"needs the {tracker} package; pip install 'emukg[{tracker}]'.")
     for module in _PACKAGES[tracker]:
         try:
@@ -70,7 +67,7 @@ def check_tracker_available(config) -> None:
                              f"reinstall it with pip install --force-reinstall 'emukg[{tracker}]'.") from None
         except ImportError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ParamError("tracker", tracker, f"the {tracker} package cannot be imported ({reason}); "
+            raise ParamError("tracker", tracker, f"the {tracker} package cannot be imported ({braces(reason)}); "
                              f"reinstall it with pip install --force-reinstall 'emukg[{tracker}]'.") from None
 
 

@@ -133,7 +133,7 @@ class RunLogger:
                  record_metrics: bool = True):
         self.folder = folder
         self.record_metrics = record_metrics
-        self.logger = logging.getLogger(f"emukg.run_folder.{folder.path.resolve()}.{log_name}")
+        self.logger = logging.getLogger(f"emukg.run.{folder.path.resolve()}.{log_name}")
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
         self.close()

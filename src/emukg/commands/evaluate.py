@@ -67,8 +67,7 @@ def handle(args: argparse.Namespace) -> int:
         check_candidates(args.candidates)
     device = resolve_device(args.device)
     cfg, kg, model = load_run(args.run_dir, args.checkpoint, device=device, dataset=args.dataset)
-    memory_mb = args.memory_mb if args.memory_mb is not None else cfg.eval_memory_mb
-    budget_bytes(memory_mb)
+    memory_mb = args.memory_mb if args.memory_mb is not None else cfg.eval_memory_mb  # (the run's: checked by its Config)
     protocol = args.protocol or getattr(cfg, "eval_protocol", "full")
     candidates = args.candidates if args.candidates is not None else getattr(cfg, "eval_candidates", 500)
     res = evaluate(model, kg, args.split, tie_policy=args.tie_policy, memory_mb=memory_mb,

@@ -39,7 +39,7 @@ higher than full MRR and comparable only with the same K.
 
 **Modules.**  :mod:`~emukg.evaluation.plan` the memory plan (chunk and slice sizes from ``memory_mb``),
 :mod:`~emukg.evaluation.ranking` the two rankers and :func:`compute_ranks`, :mod:`~emukg.evaluation.hooks` the
-models' fast-path hooks (:func:`fast_query`, the one reader of ``eval_kernel_query`` / ``kernel_query``),
+models' fast paths as the rankers read them (:func:`fast_query`, through :mod:`emukg.scoring.fast_paths`),
 :mod:`~emukg.evaluation.counting` the counts over one score block, :mod:`~emukg.evaluation.sampled` the sampled
 protocol, :mod:`~emukg.evaluation.metrics` :class:`Ranks`, the tie policies and :func:`metrics_report`,
 :mod:`~emukg.evaluation.progress` the progress bar and the NaN warning.  This package holds :func:`evaluate`.

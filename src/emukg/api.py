@@ -111,6 +111,9 @@ def load(run_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cp
 
     import torch
 
+    if not isinstance(run_dir, (str, os.PathLike)) or not os.fspath(run_dir):
+        raise ParamError("run_dir", str(run_dir), "must be the path of a run folder (text or a path).")
+
     with torch.random.fork_rng(devices=[]):  # building the model draws its (then replaced) initial tables
         cfg, kg, model = load_run(run_dir, checkpoint, device=resolve_device(device), dataset=dataset)
     return Run(Path(run_dir), cfg, kg, model, checkpoint)

@@ -52,6 +52,13 @@ from .spellings import loss_settings
 DATA_SIDE = ("filtered", "sans")  # the samplers whose negatives are the data loader's (filtered by training triples)
 
 
+# Upper bounds that keep every accepted value safe to allocate and to compute with (checked before anything is
+# built): an embedding width of 100,000 or 100,000 negatives per positive is already far beyond any published
+# setting, and γ, α or a learning rate above 1e6 only overflows the initialiser or the step.
+LIMITS = {"hidden_dim": 100_000, "negative_sample_size": 100_000, "gamma": 1e6, "learning_rate": 1e6,
+          "adversarial_temperature": 1e6, "regularization": 1e6, "ce_coef": 1e6}
+
+
 def _opt(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
@@ -259,6 +266,9 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, getattr(self, name), "must be a positive integer.")
+        for name, limit in LIMITS.items():
+            if getattr(self, name) is not None and getattr(self, name) > limit:
+                raise ConfigError(name, getattr(self, name), f"is beyond the largest useful value ({limit:g}); give a smaller one.")
         for name in ("max_steps", "num_random_walks", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, getattr(self, name), "must be an integer ≥ 0.")
@@ -387,6 +397,23 @@ def _choose(name: str, value, choices, what: str | None = None, also: str = "") 
     return choose(name, value, choices, what, also, error=ConfigError)
 
 
+def _plain_scalar(value):
+    """A NumPy scalar or a 0-d tensor as the Python number it holds (so ``np.int64(8)`` is an integer, like 8);
+    anything else unchanged."""
+    import numbers
+
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if type(value).__module__.startswith(("numpy", "torch")) and getattr(value, "ndim", None) == 0:
+        item = value.item()
+        return item if isinstance(item, (bool, int, float)) else value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
 def _convert(name: str, value, kind, optional: bool):
     """``value`` as ``kind`` (int, float, bool, str), or a ConfigError saying what is expected.
 
@@ -395,6 +422,7 @@ def _convert(name: str, value, kind, optional: bool):
     text: numeric text is accepted for numbers, integral values such as 1e5 or 8.0 for integers).
     """
     unset = " (or null)" if optional else ""
+    value = _plain_scalar(value)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -405,6 +433,8 @@ def _convert(name: str, value, kind, optional: bool):
         if isinstance(value, bool):
             raise ConfigError(name, value, f"must be an integer{unset}, not true/false.")
         if isinstance(value, int):
+            if abs(value) >= 2**63:
+                raise ConfigError(name, value, "must be an integer below 2**63 in magnitude.")
             return value
         number = value
         if isinstance(value, str):
@@ -413,6 +443,8 @@ def _convert(name: str, value, kind, optional: bool):
             except ValueError:
                 raise ConfigError(name, value, f"must be an integer{unset}.") from None
         if isinstance(number, float) and math.isfinite(number) and number.is_integer():
+            if abs(number) >= 2**63:
+                raise ConfigError(name, value, "must be an integer below 2**63 in magnitude.")
             return int(number)
         raise ConfigError(name, value, f"must be an integer{unset}.")
     if kind is float:

@@ -197,6 +197,23 @@ def check_writable_file(path: str | os.PathLike, param: str, create_parents: boo
         raise _refuse(param, path, f"{what} is not writable; make it writable or pass another file path.", flags)
 
 
+def _unique_key_loader():
+    """PyYAML's safe loader that refuses a key given twice in one mapping (plain PyYAML keeps the last silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def read_yaml(path: str | os.PathLike, param: str = "path", flags: dict | None = None) -> Any:
     """The parsed content of the YAML file ``path``, given as the parameter ``param`` (``flags`` maps it to a CLI
     flag that is not ``--param``, e.g. ``{"path": "--config"}``; a ``param`` starting with ``-`` is a flag, named
@@ -217,8 +234,10 @@ def read_yaml(path: str | os.PathLike, param: str = "path", flags: dict | None =
     except OSError as exc:
         raise _refuse(param, path, f"cannot be read ({braces(exc.strerror or exc)}).", flags) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
+        if "is given twice" in str(getattr(exc, "problem", "")):
+            raise EmukgError(f"{path}{where}: {exc.problem}; keep one of them.") from None
         raise EmukgError(f"{path}{where}: not valid YAML; fix the syntax there.") from None

@@ -1,0 +1,94 @@
+"""Issue 23 (part): settings bounded before anything is allocated, one typing policy for numbers (NumPy scalars and
+0-d tensors are numbers), duplicate YAML keys refused, and emukg.load's run_dir type checked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import emukg
+from emukg.config import LIMITS, Config, ConfigError
+from emukg.errors import EmukgError, ParamError
+from emukg.io_utils import read_yaml
+
+
+@pytest.mark.parametrize("value", [np.int64(8), np.int32(8), torch.tensor(8), np.uint16(8), 8.0, np.float64(8.0)])
+def test_integer_settings_take_numpy_and_torch_scalars(value):
+    cfg = Config(hidden_dim=value)
+    cfg.validate()
+    assert cfg.hidden_dim == 8 and type(cfg.hidden_dim) is int
+
+
+@pytest.mark.parametrize("value", [np.float32(0.5), torch.tensor(0.5), np.float64(0.5), np.int64(1)])
+def test_number_settings_take_numpy_and_torch_scalars(value):
+    cfg = Config(learning_rate=value)
+    cfg.validate()
+    assert type(cfg.learning_rate) is float and cfg.learning_rate == float(value)
+
+
+@pytest.mark.parametrize("value", [np.float64(8.5), torch.tensor([8]), np.array([8]), torch.tensor(8.5)])
+def test_integer_settings_refuse_fractions_and_arrays(value):
+    with pytest.raises(ConfigError, match="hidden_dim"):
+        Config(hidden_dim=value).validate()
+
+
+@pytest.mark.parametrize("name,value", [("hidden_dim", 10**40), ("hidden_dim", -(10**40)), ("batch_size", 2**63),
+                                        ("seed", 10**30), ("max_steps", 1e30)])
+def test_huge_integers_are_refused(name, value):
+    with pytest.raises(ConfigError, match="below 2\\*\\*63"):
+        Config(**{name: value}).validate()
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_every_limit_refuses_above_and_accepts_at_it(name):
+    limit = LIMITS[name]
+    kind = int if isinstance(limit, int) else float
+    with pytest.raises(ConfigError, match=f"{name}=.*largest useful value"):
+        Config(**{name: kind(limit * 10)}).validate()
+    cfg = Config(**{name: kind(limit)})
+    cfg.validate()
+    assert getattr(cfg, name) == limit
+
+
+def test_limits_are_rendered_as_flags_by_the_cli(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "emukg", "train", "--dataset", "nations", "--hidden-dim", "1000000000",
+                          "--save-path", str(tmp_path / "run")], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--hidden-dim 1000000000" in out.stderr and "largest useful value" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_yaml_huge_width_is_refused_before_any_folder(tmp_path):
+    (tmp_path / "c.yaml").write_text("hidden_dim: 1e30\n")
+    out = subprocess.run([sys.executable, "-m", "emukg", "train", "--config", str(tmp_path / "c.yaml"), "--dataset",
+                          "nations", "--save-path", str(tmp_path / "run")], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "hidden_dim" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text,key,line", [("hidden_dim: 8\nhidden_dim: 16\n", "hidden_dim", 2),
+                                           ("model: TransE\ngamma: 1\nmodel: RotatE\n", "model", 3),
+                                           ("a:\n  b: 1\n  b: 2\n", "b", 3)])
+def test_duplicate_yaml_keys_are_refused_with_their_line(tmp_path, text, key, line):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(EmukgError) as info:
+        read_yaml(path)
+    message = str(info.value)
+    assert f"line {line}" in message and repr(key) in message and "twice" in message and message.count(".") >= 1
+
+
+def test_distinct_yaml_keys_still_read(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("hidden_dim: 8\nnested:\n  a: 1\n  b: [1, 2]\nother:\n  a: 2\n")
+    assert read_yaml(path) == {"hidden_dim": 8, "nested": {"a": 1, "b": [1, 2]}, "other": {"a": 2}}
+
+
+@pytest.mark.parametrize("value", [None, 123, 1.5, ["runs/x"], b"", ""])
+def test_load_refuses_what_is_not_a_path(value):
+    with pytest.raises(ParamError, match="run_dir.*must be the path of a run folder"):
+        emukg.load(value)

@@ -92,3 +92,43 @@ def test_distinct_yaml_keys_still_read(tmp_path):
 def test_load_refuses_what_is_not_a_path(value):
     with pytest.raises(ParamError, match="run_dir.*must be the path of a run folder"):
         emukg.load(value)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from emukg.config import Config as _Config
+    from emukg.training import train
+
+    root = tmp_path_factory.mktemp("tiny")
+    data = root / "data"
+    data.mkdir()
+    rows = [(f"e{i}", f"r{i % 2}", f"e{(3 * i + 1) % 8}") for i in range(24)]
+    for split, part in (("train", rows[:18]), ("valid", rows[18:21]), ("test", rows[21:])):
+        (data / f"{split}.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in part))
+    cfg = _Config(dataset=str(data), model="TransE", hidden_dim=4, batch_size=4, negative_sample_size=2, max_steps=3,
+                  valid_steps=3, save_path=str(root / "run"), seed=0)
+    train(cfg)
+    return emukg.load(root / "run")
+
+
+@pytest.mark.parametrize("head", [np.int64(3), np.int32(3), torch.tensor(3), 3])
+def test_predict_takes_numpy_and_tensor_ids(tiny_run, head):
+    expected = tiny_run.predict(head=3, relation="r0", top_k=3)
+    assert tiny_run.predict(head=head, relation="r0", top_k=3) == expected
+
+
+@pytest.mark.parametrize("top_k", [np.int64(2), torch.tensor(2)])
+def test_predict_takes_numpy_and_tensor_top_k(tiny_run, top_k):
+    assert len(tiny_run.predict(head="e1", relation="r0", top_k=top_k)) == 2
+
+
+@pytest.mark.parametrize("top_k", ["3", 2.5, np.float64(2.0), torch.tensor(2.0), None, [3]])
+def test_predict_refuses_top_k_that_is_not_an_integer(tiny_run, top_k):
+    with pytest.raises(ParamError, match="top_k.*must be a positive integer"):
+        tiny_run.predict(head="e1", relation="r0", top_k=top_k)
+
+
+@pytest.mark.parametrize("head", [2.5, torch.tensor([1, 2]), np.array([1]), b"e1", torch.tensor(1.0), True])
+def test_predict_refuses_heads_that_are_neither_names_nor_ids(tiny_run, head):
+    with pytest.raises(ParamError, match="head.*must be the entity.s name \\(text\\) or its id"):
+        tiny_run.predict(head=head, relation="r0", top_k=2)

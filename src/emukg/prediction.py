@@ -12,8 +12,12 @@ from .errors import ParamError
 
 def resolve_name(name, table: dict[str, int], what: str, param: str, dataset: str = "") -> int:
     """Id of ``name`` in ``table`` (an int is taken as an id); unknown names raise a :class:`ParamError` about the
-    parameter ``param`` (``head``, ``relation``, ``tail``) that suggests the closest names."""
-    if isinstance(name, int) and not isinstance(name, bool):
+    parameter ``param`` (``head``, ``relation``, ``tail``) that suggests the closest names; a NumPy integer or a
+    0-d integer tensor is an id like an int."""
+    name = _plain_int(name)
+    if not isinstance(name, (int, str)) or isinstance(name, bool):
+        raise ParamError(param, name, f"must be the {what}'s name (text) or its id (an integer).")
+    if isinstance(name, int):
         if 0 <= name < len(table):
             return name
         raise ParamError(param, name, f"{what} id out of range; ids run from 0 to {len(table) - 1}.")
@@ -30,6 +34,19 @@ def resolve_name(name, table: dict[str, int], what: str, param: str, dataset: st
     raise ParamError(param, name, f"not a known {what}{where}; {hint}")
 
 
+def _plain_int(value):
+    """``value`` as a Python int when it is a NumPy integer or a 0-d integer tensor; anything else unchanged."""
+    import numbers
+
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        return int(value.item()) if value.ndim == 0 and not value.is_floating_point() and value.dtype != torch.bool else value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_":
+        return int(value)
+    return value
+
+
 def check_query(head, relation, tail, top_k: int) -> None:
     """The query's shape: a relation, exactly one of head/tail, a positive top_k (a :class:`ParamError` otherwise)."""
     if relation is None:
@@ -37,6 +54,7 @@ def check_query(head, relation, tail, top_k: int) -> None:
     if (head is None) == (tail is None):
         raise ParamError("head" if head is None else "tail", "",
                          "give exactly one of {head} (predict tails) or {tail} (predict heads) with {relation}.")
+    top_k = _plain_int(top_k)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ParamError("top_k", top_k, "must be a positive integer.")
 
@@ -58,6 +76,7 @@ def predict(model, kg: KnowledgeGraph, head=None, relation=None, tail=None, top_
     triple (train ∪ valid ∪ test) with the query.  NaN scores rank last.  Ties keep entity-id order.
     """
     check_query(head, relation, tail, top_k)
+    top_k = _plain_int(top_k)
     side, rel, anchor = resolve_query(kg, head, relation, tail)
     device = model.entity_embedding.device
     a = torch.tensor([anchor], device=device)

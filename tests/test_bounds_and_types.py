@@ -132,3 +132,23 @@ def test_predict_refuses_top_k_that_is_not_an_integer(tiny_run, top_k):
 def test_predict_refuses_heads_that_are_neither_names_nor_ids(tiny_run, head):
     with pytest.raises(ParamError, match="head.*must be the entity.s name \\(text\\) or its id"):
         tiny_run.predict(head=head, relation="r0", top_k=2)
+
+
+def test_resume_of_a_run_whose_checkpoint_was_deleted_is_refused_and_changes_nothing(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [(f"e{i}", f"r{i % 2}", f"e{(3 * i + 1) % 8}") for i in range(24)]
+    for split, part in (("train", rows[:18]), ("valid", rows[18:21]), ("test", rows[21:])):
+        (data / f"{split}.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in part))
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "emukg", "train"]
+    first = subprocess.run(base + ["--dataset", str(data), "--model", "TransE", "--hidden-dim", "4", "--batch-size", "4",
+                                   "--negative-sample-size", "2", "--max-steps", "4", "--valid-steps", "2",
+                                   "--save-path", str(run)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    (run / "checkpoint").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    out = subprocess.run(base + ["--resume", str(run)], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "checkpoint file is missing" in out.stderr and "--overwrite" in out.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

@@ -244,6 +244,13 @@ class Trainer:
             if not (same_folder and resume == "strict" and source.file(CONFIG).is_file()):
                 raise ParamError("init_checkpoint", str(source.path), "no checkpoint there yet; start the run again "
                                  "without {init_checkpoint}.", flags=RUN_FLAGS)
+            # the files written only with or after a checkpoint (a step-0 validation writes best_model alone): with
+            # one of them there the checkpoint was lost, not yet written, and starting again would replace the run
+            trained = [name for name in ("entity_embedding.npy", "results.json") if source.file(name).is_file()]
+            if trained and not overwrite:
+                raise ParamError("init_checkpoint", str(source.path), f"its {CHECKPOINT} file is missing while the run "
+                                 f"has trained files ({', '.join(trained)}); restore the checkpoint, or pass {{overwrite}} "
+                                 "to train the run again from step 0.", flags=RUN_FLAGS)
             source, same_folder, overwrite = None, False, True  # stopped before its first checkpoint: start again
         return source, same_folder, overwrite
 

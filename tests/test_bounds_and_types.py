@@ -152,3 +152,48 @@ def test_resume_of_a_run_whose_checkpoint_was_deleted_is_refused_and_changes_not
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "checkpoint file is missing" in out.stderr and "--overwrite" in out.stderr
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def _tiny_data(root):
+    data = root / "data"
+    data.mkdir()
+    rows = [(f"e{i}", f"r{i % 2}", f"e{(3 * i + 1) % 8}") for i in range(24)]
+    for split, part in (("train", rows[:18]), ("valid", rows[18:21]), ("test", rows[21:])):
+        (data / f"{split}.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in part))
+    return data
+
+
+@pytest.mark.parametrize("settings,expected", [
+    (dict(neg_label=0.3), "neg_label=0.3 has no effect without emu"),
+    (dict(batch_size=50), "batch_size=50 is larger than the 18 training triples"),
+    (dict(threads=100_000), "threads=100000 is more than this machine's"),
+])
+def test_settings_without_effect_are_warned_in_the_log(tmp_path, settings, expected):
+    from emukg.training import train
+
+    base = dict(dataset=str(_tiny_data(tmp_path)), model="TransE", hidden_dim=4, batch_size=4, negative_sample_size=2,
+                max_steps=2, valid_steps=2, save_path=str(tmp_path / "run"), seed=0)
+    train(Config(**{**base, **settings}))
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert expected in log and log.count("WARNING") == 1
+
+
+def test_no_warning_for_settings_that_all_take_effect(tmp_path):
+    from emukg.training import train
+
+    train(Config(dataset=str(_tiny_data(tmp_path)), model="TransE", hidden_dim=4, batch_size=4, negative_sample_size=2,
+                 max_steps=2, valid_steps=2, save_path=str(tmp_path / "run"), seed=0, loss="ce", emu=0.5, neg_label=0.3,
+                 threads=1))
+    assert "WARNING" not in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_a_resume_that_trains_nothing_is_warned(tmp_path):
+    from emukg.training import train
+
+    cfg = Config(dataset=str(_tiny_data(tmp_path)), model="TransE", hidden_dim=4, batch_size=4, negative_sample_size=2,
+                 max_steps=4, valid_steps=2, save_path=str(tmp_path / "run"), seed=0)
+    train(cfg)
+    weights = (tmp_path / "run" / "entity_embedding.npy").read_bytes()
+    train(cfg.replace(max_steps=2, init_checkpoint=str(tmp_path / "run")))
+    assert "already at step 4, at or beyond max_steps=2; nothing is trained" in (tmp_path / "run" / "train.log").read_text()
+    assert (tmp_path / "run" / "entity_embedding.npy").read_bytes() == weights

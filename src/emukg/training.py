@@ -153,6 +153,14 @@ class RunLogger:
 
             tqdm.write(message, file=sys.stderr)
 
+    def warning(self, message: str) -> None:
+        """A setting that has no effect or lies outside its useful range: in the log and on the console."""
+        self.logger.warning(message)
+        if self.console:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"warning: {message}", file=sys.stderr)
+
     def metrics(self, mode: str, step: int, metrics: dict) -> None:
         """One line per metric, as the reference logs them, plus one JSON object in metrics.jsonl."""
         flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -219,8 +227,11 @@ class Trainer:
         self._wire()
         if source is not None:
             self._restore(source)
+        warnings = self._settings_without_effect(resume=source is not None)
         # --- now write -------------------------------------------------------------------------
         self._open_run_folder(source, saved_info, overwrite and not same_folder, callbacks)
+        for text in warnings:
+            self.out.warning(text)
         release_free_memory()  # the set-up's temporaries (reading, counting) need not stay resident for the run
 
     # --- set-up, in the order __init__ runs it ---------------------------------------------------
@@ -378,6 +389,23 @@ class Trainer:
         self.folder.save_npy(f"{prefix}relation_embedding.npy", self.model.relation_embedding.detach().cpu().numpy())
         if not best:
             self.saved_step = self.step
+
+    def _settings_without_effect(self, resume: bool) -> list[str]:
+        """Settings that change nothing or lie outside their useful range: warned about (in train.log and on the
+        console), not refused, since a run with them is still well defined."""
+        cfg, said = self.config, []
+        if cfg.neg_label is not None and cfg.emu is None:
+            said.append(f"neg_label={cfg.neg_label:g} has no effect without emu (EMU is off); set emu p or drop neg_label.")
+        n = int(self.kg.train.shape[0])
+        if cfg.batch_size > n:
+            said.append(f"batch_size={cfg.batch_size} is larger than the {n} training triples; each step takes all of them.")
+        cores = os.cpu_count() or 1
+        if cfg.threads is not None and cfg.threads > cores:
+            said.append(f"threads={cfg.threads} is more than this machine's {cores} cores; {cores} are used.")
+        if resume and cfg.do_train and self.step >= cfg.max_steps:
+            said.append(f"the run is already at step {self.step}, at or beyond max_steps={cfg.max_steps}; nothing is "
+                        "trained (raise max_steps to continue it).")
+        return said
 
     def _restore(self, source: RunFolder) -> None:
         path = source.file(CHECKPOINT)

@@ -197,3 +197,25 @@ def test_a_resume_that_trains_nothing_is_warned(tmp_path):
     train(cfg.replace(max_steps=2, init_checkpoint=str(tmp_path / "run")))
     assert "already at step 4, at or beyond max_steps=2; nothing is trained" in (tmp_path / "run" / "train.log").read_text()
     assert (tmp_path / "run" / "entity_embedding.npy").read_bytes() == weights
+
+
+def test_a_huge_name_is_quoted_in_part(tmp_path):
+    from emukg.data import load_dataset
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "entities.dict").write_text("0\ta\n1\tb\n")
+    (data / "relations.dict").write_text("0\tr\n")
+    (data / "train.txt").write_text("a\tr\tb\n" + "x" * 1_000_000 + "\tr\tb\n")
+    (data / "valid.txt").write_text("a\tr\tb\n")
+    (data / "test.txt").write_text("a\tr\tb\n")
+    with pytest.raises(EmukgError) as info:
+        load_dataset(str(data))
+    message = str(info.value)
+    assert "line 2" in message and "1,000,000 characters" in message and len(message) < 400
+
+
+def test_short_values_are_quoted_whole():
+    from emukg.io_utils import quoted
+
+    assert quoted("bob") == "'bob'" and quoted("x" * 100, limit=10) == "'xxxxxxxxx… (100 characters)"

@@ -144,6 +144,15 @@ def _writable_dir(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
+def quoted(value, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters with the full length said when longer (a name
+    taken from a 20 MB line is not echoed whole)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(str(value)):,} characters)"
+
+
 def braces(text) -> str:
     """``text`` (a path, a value, another library's message) inside a :class:`ParamError` reason: its braces
     doubled, so that they are not read as parameter names."""

@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import EmukgError
+from ..io_utils import quoted
 
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 _ID = re.compile(r"[0-9]+")
@@ -161,16 +162,16 @@ def read_dict_lines(path: Path) -> list[str]:
         ident, name = parts
         if not _ID.fullmatch(ident):
             raise EmukgError(
-                f"{path}, line {number}: id {ident!r} is not a non-negative integer; the first column must be the numeric id 0..N-1."
+                f"{path}, line {number}: id {quoted(ident)} is not a non-negative integer; the first column must be the numeric id 0..N-1."
             )
         i = int(ident)
         if i in names:
             raise EmukgError(
-                f"{path}, line {number}: duplicate id {i} (line {lines[i]} already uses it for {names[i]!r}); give every entry its own id."
+                f"{path}, line {number}: duplicate id {i} (line {lines[i]} already uses it for {quoted(names[i])}); give every entry its own id."
             )
         if name in seen_names:
             raise EmukgError(
-                f"{path}, line {number}: duplicate name {name!r} (already id {seen_names[name]}); list each name once."
+                f"{path}, line {number}: duplicate name {quoted(name)} (already id {seen_names[name]}); list each name once."
             )
         names[i] = name
         lines[i] = number
@@ -343,9 +344,9 @@ def _first_unknown(path: Path, numbers, heads, rels, tails, ent: dict, rel: dict
     for number, h, r, t in zip(numbers, heads, rels, tails):
         for name in (h, t):
             if name not in ent:
-                raise EmukgError(f"{path}, line {number}: entity {name!r} is not in entities.dict; add it there or fix the name.")
+                raise EmukgError(f"{path}, line {number}: entity {quoted(name)} is not in entities.dict; add it there or fix the name.")
         if r not in rel:
-            raise EmukgError(f"{path}, line {number}: relation {r!r} is not in relations.dict; add it there or fix the name.")
+            raise EmukgError(f"{path}, line {number}: relation {quoted(r)} is not in relations.dict; add it there or fix the name.")
 
 
 def encode_triples(path: str | os.PathLike, ent: dict | None, rel: dict | None, block_bytes: int | None = None,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import EmukgError
+from ..io_utils import quoted
 from .files import LazyIndex, encode_triples, read_dict, read_dict_prefix, read_triples
 
 log = logging.getLogger("emukg")
@@ -281,11 +282,11 @@ def _encode(path: Path, rows, ent: dict, rel: dict) -> torch.Tensor:
             for name in (h, t):
                 if name not in ent:
                     raise EmukgError(
-                        f"{path}, line {number}: entity {name!r} is not in entities.dict; add it there or fix the name."
+                        f"{path}, line {number}: entity {quoted(name)} is not in entities.dict; add it there or fix the name."
                     )
             if r not in rel:
                 raise EmukgError(
-                    f"{path}, line {number}: relation {r!r} is not in relations.dict; add it there or fix the name."
+                    f"{path}, line {number}: relation {quoted(r)} is not in relations.dict; add it there or fix the name."
                 )
     return torch.from_numpy(np.array(ids, dtype=np.int64).reshape(-1, 3))
 

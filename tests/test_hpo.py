@@ -240,3 +240,30 @@ def test_refusals_name_the_parameter_and_the_cli_its_flag(tmp_path, capsys):
         argv = ["hpo", "--config", str(kwargs["config"]), "--space", str(kwargs["space"]), "--trials", "1"]
         assert main(argv + ["--out", str(tmp_path / "o")]) == 2
         assert f"emukg: error: {flag} {missing}: file not found;" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("storage", ["notadb://x", "study.db"])
+def test_a_refused_storage_leaves_no_output_folder(tmp_path, storage):
+    from emukg.errors import ParamError
+
+    out = tmp_path / "new" / "study"
+    with pytest.raises(ParamError, match="^storage="):
+        hpo(config=write_base(tmp_path), space=write_space(tmp_path), trials=1, out=out, storage=storage)
+    assert not out.exists()
+
+
+def test_a_new_sqlite_storage_opened_by_many_processes_at_once(tmp_path):
+    """Optuna creates the schema on first open; without the lock two processes racing on a new file fail on
+    alembic_version's UNIQUE constraint. Eight processes start together; every one must open the storage."""
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    start = time.time() + 3
+    code = ("import sys, time; from pathlib import Path; from emukg.search import _open_storage; "
+            f"time.sleep(max(0, {start} - time.time())); _open_storage({url!r}, Path({str(tmp_path)!r})); print('ok')")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 and out.strip() == "ok" for p, (out, _) in zip(procs, results)), [e for _, e in results]

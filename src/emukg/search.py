@@ -286,6 +286,26 @@ def _make_sampler(seed: int):
     return PerTrialTPE()
 
 
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """An exclusive lock (``<database>.lock`` beside a SQLite file) around opening the storage: Optuna creates its
+    schema on first open, and two processes doing that at once on a new file race (one fails on
+    ``alembic_version``'s UNIQUE constraint); serialised, the second finds the schema made.  Other databases
+    serialise their own schema creation; no lock there."""
+    path = url.split(":///", 1)[1] if url.startswith("sqlite:///") else ""
+    if not path or path.startswith(":memory:") or not Path(path).parent.is_dir():
+        yield
+        return
+    import fcntl
+
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _open_storage(url: str | None, out: Path, flags: dict | None = None):
     """The Optuna storage at ``url`` (default: ``out``/study.db); a bad URL is a ParamError about ``storage``
     (``flags``: its CLI flag, when not ``--storage``)."""
@@ -297,7 +317,7 @@ def _open_storage(url: str | None, out: Path, flags: dict | None = None):
                          flags=flags)
     kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _schema_lock(url):
             warnings.simplefilter("ignore")
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
                                               grace_period=GRACE_PERIOD)
@@ -426,8 +446,15 @@ def hpo(config, space, trials: int, storage: str | None = None, study: str | Non
     space_json = [p.to_json() for p in params]
     base_json = {k: v for k, v in base_cfg.to_dict().items() if k not in NOT_SEARCHABLE}
     # --- open (or create) the study ------------------------------------------------------------------
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    rdb = _open_storage(storage, out, {k: v for k, v in flags.items() if v.startswith("-")})
+    try:
+        rdb = _open_storage(storage, out, {k: v for k, v in flags.items() if v.startswith("-")})
+    except EmukgError:
+        if created:  # a refused storage leaves no empty output folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:

@@ -16,6 +16,15 @@ from emukg.errors import EmukgError, ParamError
 from emukg.io_utils import read_yaml
 
 
+def _tiny_data(root):
+    data = root / "data"
+    data.mkdir()
+    rows = [(f"e{i}", f"r{i % 2}", f"e{(3 * i + 1) % 8}") for i in range(24)]
+    for split, part in (("train", rows[:18]), ("valid", rows[18:21]), ("test", rows[21:])):
+        (data / f"{split}.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in part))
+    return data
+
+
 @pytest.mark.parametrize("value", [np.int64(8), np.int32(8), torch.tensor(8), np.uint16(8), 8.0, np.float64(8.0)])
 def test_integer_settings_take_numpy_and_torch_scalars(value):
     cfg = Config(hidden_dim=value)
@@ -100,11 +109,7 @@ def tiny_run(tmp_path_factory):
     from emukg.training import train
 
     root = tmp_path_factory.mktemp("tiny")
-    data = root / "data"
-    data.mkdir()
-    rows = [(f"e{i}", f"r{i % 2}", f"e{(3 * i + 1) % 8}") for i in range(24)]
-    for split, part in (("train", rows[:18]), ("valid", rows[18:21]), ("test", rows[21:])):
-        (data / f"{split}.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in part))
+    data = _tiny_data(root)
     cfg = _Config(dataset=str(data), model="TransE", hidden_dim=4, batch_size=4, negative_sample_size=2, max_steps=3,
                   valid_steps=3, save_path=str(root / "run"), seed=0)
     train(cfg)
@@ -135,11 +140,7 @@ def test_predict_refuses_heads_that_are_neither_names_nor_ids(tiny_run, head):
 
 
 def test_resume_of_a_run_whose_checkpoint_was_deleted_is_refused_and_changes_nothing(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    rows = [(f"e{i}", f"r{i % 2}", f"e{(3 * i + 1) % 8}") for i in range(24)]
-    for split, part in (("train", rows[:18]), ("valid", rows[18:21]), ("test", rows[21:])):
-        (data / f"{split}.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in part))
+    data = _tiny_data(tmp_path)
     run = tmp_path / "run"
     base = [sys.executable, "-m", "emukg", "train"]
     first = subprocess.run(base + ["--dataset", str(data), "--model", "TransE", "--hidden-dim", "4", "--batch-size", "4",
@@ -152,15 +153,6 @@ def test_resume_of_a_run_whose_checkpoint_was_deleted_is_refused_and_changes_not
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "checkpoint file is missing" in out.stderr and "--overwrite" in out.stderr
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
-
-
-def _tiny_data(root):
-    data = root / "data"
-    data.mkdir()
-    rows = [(f"e{i}", f"r{i % 2}", f"e{(3 * i + 1) % 8}") for i in range(24)]
-    for split, part in (("train", rows[:18]), ("valid", rows[18:21]), ("test", rows[21:])):
-        (data / f"{split}.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in part))
-    return data
 
 
 @pytest.mark.parametrize("settings,expected", [

@@ -9,7 +9,7 @@ The layer order (top to bottom; a module may import its own layer and the layers
     3 config       config (the settings, validated against the registries of the components below)
     2 components   objectives, negatives, emu, scoring, optim, evaluation, schedule, tracking
     1 foundations  models, kernels, data, memory
-    0 leaves       errors, spellings, resolver, version, io_utils
+    0 leaves       errors, spellings, resolver, version, io_utils, folder_lock
 
 The graph is read from the source with :mod:`ast`: ``import a.b``, ``from a import b`` (an edge to ``a`` and, when
 it is a module, to ``a.b``; so ``from . import x`` inside the package is an edge to the package's facade, which
@@ -28,7 +28,7 @@ SRC = REPO / "src"
 PKG = "emukg"
 
 LAYERS = [  # bottom to top
-    ["emukg.errors", "emukg.spellings", "emukg.resolver", "emukg.version", "emukg.io_utils"],
+    ["emukg.errors", "emukg.spellings", "emukg.resolver", "emukg.version", "emukg.io_utils", "emukg.folder_lock"],
     ["emukg.models", "emukg.kernels", "emukg.data", "emukg.memory"],
     ["emukg.objectives", "emukg.negatives", "emukg.emu", "emukg.scoring", "emukg.optim", "emukg.evaluation",
      "emukg.schedule", "emukg.tracking"],

@@ -138,6 +138,7 @@ class Config:
     save_path: str = _opt("", "run folder (-save)")
     init_checkpoint: str = _opt("", "resume from this run folder (-init)")
     device: str = _opt("auto", "cpu, cuda or auto")
+    max_memory_gb: float | None = _opt(None, "refuse a run whose estimated memory (tables, optimiser state, one step, an evaluation chunk) exceeds this many GB; default: the machine's memory (its cgroup limit where lower)")
     threads: int | None = _opt(None, "CPU threads ≥ 1 (-cpu); None = PyTorch's default")
     progress: bool | None = _opt(None, "tqdm progress bar; None = only when stderr is a terminal")
     tracker: str | None = _opt(None, "experiment tracker besides metrics.jsonl: tensorboard (event files in the run folder) or mlflow")
@@ -239,6 +240,59 @@ class Config:
             adv = self.adversarial_sampler if self.adversarial_draws_own else loss
         return {"loss": loss, "adversarial": adv}
 
+    # --- memory -------------------------------------------------------------------------------
+    def memory_estimate(self, num_entities: int, num_relations: int, num_triples: int) -> dict[str, int]:
+        """Bytes a run of these settings holds at its peak, by part, for a graph of these sizes (a validated Config).
+
+        - ``tables``: the parameters, from the model built on PyTorch's ``meta`` device (shapes, no memory);
+        - ``optimiser``: its state — Adagrad one table, Adam two (the reference schedule ends in Adam) — plus the
+          dense gradient (row-sparse runs: ``B·(n+1)`` rows of it);
+        - ``step``: one step's candidates, ``B × (n+1) × d`` float32 about four times over (gathered rows, EMU's
+          mutated copy, the scores' and rows' gradients), or the 1-vs-all block ``train_memory_mb``;
+        - ``data``: the triples (three int64 ids, about five copies: splits, filter indexes, pass orders) and the
+          SANS table (its budget ``sans_memory_mb`` when used);
+        - ``evaluation``: one chunk (``eval_memory_mb``).
+        """
+        import torch
+
+        from .models import build_model, model_options
+
+        with torch.device("meta"):
+            model = build_model(self.model, num_entities, num_relations, self.hidden_dim, self.gamma,
+                                self.double_entity_embedding, self.double_relation_embedding, **model_options(self))
+        params = sum(p.numel() * p.element_size() for p in model.parameters())
+        entity = model.entity_embedding
+        row = entity.element_size() * (entity.numel() // max(1, entity.shape[0]))
+        candidates = self.batch_size * (self.negative_sample_size + 1)
+        state = 2 if (self.optimizer == "adam" or self.schedule == "reference") else 1
+        sparse = self.sparse is not False and self.loss != "1vsall" and num_entities > candidates * 2
+        gradient = min(params, 2 * candidates * row) if sparse else params
+        mib = 1 << 20
+        step = self.train_memory_mb * mib if self.loss == "1vsall" else 4 * candidates * row
+        sans = self.sans_memory_mb * mib if "sans" in (self.sampler, self.adversarial_sampler) else 0
+        return {"tables": params, "optimiser": state * params + gradient, "step": step,
+                "data": 5 * 3 * 8 * num_triples + sans, "evaluation": self.eval_memory_mb * mib}
+
+    def check_memory(self, num_entities: int, num_relations: int, num_triples: int, available: int | None) -> None:
+        """Refuse the run when :meth:`memory_estimate` exceeds ``max_memory_gb`` (else ``available`` bytes, the
+        machine's; None: no limit known) — one sentence naming the setting that weighs most and the parts."""
+        parts = self.memory_estimate(num_entities, num_relations, num_triples)
+        limit = self.max_memory_gb * 1e9 if self.max_memory_gb is not None else available
+        total = sum(parts.values())
+        if limit is None or total <= limit:
+            return
+        heaviest = max(parts, key=parts.get)
+        param = {"tables": "hidden_dim", "optimiser": "hidden_dim", "step": "train_memory_mb" if self.loss == "1vsall"
+                 else "negative_sample_size", "data": "sans_memory_mb" if parts["data"] > 15 * 8 * num_triples else "dataset",
+                 "evaluation": "eval_memory_mb"}[heaviest]
+        shown = ", ".join(f"{k} {v / 1e9:.3g}" for k, v in parts.items())
+        where = (f"{{max_memory_gb}} {self.max_memory_gb:g} GB" if self.max_memory_gb is not None
+                 else f"this machine's {limit / 1e9:.3g} GB")
+        lower = "{batch_size} or {negative_sample_size}" if heaviest == "step" and self.loss != "1vsall" else f"{{{param}}}"
+        raise ConfigError(param, getattr(self, param, None), f"the run needs about {total / 1e9:.3g} GB ({shown}) for "
+                          f"{num_entities:,} entities, more than {where}; lower {lower}, or set {{max_memory_gb}} higher "
+                          "if the estimate is too cautious.")
+
     # --- validation ----------------------------------------------------------------------------
     def validate(self) -> None:
         """Check and normalise every setting; raise :class:`ConfigError` naming the first one at fault."""
@@ -288,6 +342,8 @@ class Config:
         for name in ("lr_min", "early_stop_min_delta"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(name, getattr(self, name), "must be a finite number ≥ 0.")
+        if self.max_memory_gb is not None and not (math.isfinite(self.max_memory_gb) and self.max_memory_gb > 0):
+            raise ConfigError("max_memory_gb", self.max_memory_gb, "must be a positive number of GB (or unset for the machine's memory).")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("threads", self.threads, "must be at least 1 (or unset for PyTorch's default).")
         if not self.learning_rate > 0:

@@ -518,6 +518,12 @@ def test_case_count():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_malformed_input(case: Case, ws: WS, capsys):
+    run_case(case, ws, capsys)
+
+
+def run_case(case: Case, ws: WS, capsys) -> None:
+    """Run ``case`` and check it: exit status 2, one sentence naming what it expects, no traceback, nothing written
+    under the workspace or the shared data (also used by tests/test_malformed_more.py)."""
     made = case.make(ws)
     capsys.readouterr()
     roots = (ws.root, ws.graph.parent)

@@ -401,6 +401,8 @@ class Config:
             self.sampler = None
         else:
             self.sampler = _choose("sampler", self.sampler, SAMPLERS)
+        if self.adversarial_sampler is not None:  # a name is checked even where the term does not use it
+            self.adversarial_sampler = _choose("adversarial_sampler", self.adversarial_sampler, DATA_SIDE)
         if self.adversarial_draws_own:
             self.adversarial_sampler = self.adversarial_sampler or "filtered"
             self.adversarial_sampler = _choose("adversarial_sampler", self.adversarial_sampler, DATA_SIDE)

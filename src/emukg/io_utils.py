@@ -283,9 +283,9 @@ def too_long_name(path: str | os.PathLike) -> str | None:
         name_max = 255
     for part in path.parts[1:]:
         if len(os.fsencode(part)) > name_max:
-            return f"the name {quoted(part, 40)} is {len(os.fsencode(part))} bytes long, more than the {name_max} the file system allows"
+            return f"the name {quoted(part, 40)} is too long ({len(os.fsencode(part))} bytes; the file system allows {name_max})"
     if len(os.fsencode(str(path))) >= 4096:
-        return f"the path is {len(os.fsencode(str(path)))} bytes long, more than the 4095 the system allows"
+        return f"the path is too long ({len(os.fsencode(str(path)))} bytes; the system allows 4095)"
     return None
 
 
@@ -345,11 +345,11 @@ def check_writable_file(path: str | os.PathLike, param: str, create_parents: boo
     the atomic writers do) is not writable; without ``create_parents`` a missing folder is refused too.  One
     sentence naming ``param`` (a parameter, or a flag; see :func:`_refuse`)."""
     path = Path(os.path.abspath(Path(path).expanduser()))
-    if path.is_dir():
-        raise _refuse(param, path, "is a folder; pass a file path.", flags)
     long = too_long_name(path)
     if long:
         raise _refuse(param, path, f"cannot be created: {braces(long)}; pass a shorter file path.", flags)
+    if path.is_dir():
+        raise _refuse(param, path, "is a folder; pass a file path.", flags)
     parent = path.parent
     existing = _nearest_existing(parent)
     kind = path_kind(path) if os.path.lexists(path) else path_kind(existing)

@@ -489,7 +489,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
         if ids:
             where = f"the data at {braces(folder)}" if given else f"{braces(run.file(CONFIG))}: the run's data at {braces(folder)}"
             raise ParamError("dataset", os.fspath(dataset) if given else "",
-                             f"{where} names its {' and '.join(k.split('_')[0] + 's' for k in ids)} otherwise than the data "
+                             f"{where} names its {' and '.join({'entity_names': 'entities', 'relation_names': 'relations'}[k] for k in ids)} otherwise than the data "
                              f"the checkpoint {name} was trained on (same counts, other names or order), so its ids "
                              "mean other things; pass the run's own data with {dataset} NAME_OR_FOLDER.")
         if saved.get("train") != data["train"]:

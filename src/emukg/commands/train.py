@@ -103,11 +103,15 @@ def _run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from ..io_utils import quoted, too_long_name
     from ..run_folder import CONFIG, RunFolder
     from ..training import train
 
     if args.resume:
         folder = RunFolder(args.resume)
+        long = too_long_name(folder.path)
+        if long:
+            raise EmukgError(f"--resume {quoted(str(folder.path), 120)}: {long}; pass the run folder's path.")
         if not folder.path.is_dir():
             raise EmukgError(f"--resume {folder.path}: no such run folder; pass a folder written by 'emukg train'.")
         if not folder.file(CONFIG).is_file():

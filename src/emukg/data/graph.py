@@ -349,6 +349,10 @@ def load_folder(path: str | os.PathLike, name: str | None = None, *, blocks: boo
             raise EmukgError(f"{path / (s + '.txt')}: is a folder, expected a text file of 'head<TAB>relation<TAB>tail' lines; remove or rename that folder.")
         if not (path / f"{s}.txt").is_file():
             raise EmukgError(f"{path / (s + '.txt')}: file not found; a dataset folder needs train.txt, valid.txt and test.txt.")
+    for dict_file in ("entities.dict", "relations.dict"):
+        kind = path_kind(path / dict_file)
+        if kind:
+            raise EmukgError(f"{path / dict_file}: is {kind}, not a text file; put a file of 'id<TAB>name' lines there, or remove it.")
     has_dicts = (path / "entities.dict").is_file() and (path / "relations.dict").is_file()
     if has_dicts and blocks is not False:
         entities, relations, splits, ent, rel = _load_blocks(path)

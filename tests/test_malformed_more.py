@@ -112,6 +112,23 @@ def _altered(ws: MoreWS, name: str, change) -> str:
     return str(run)
 
 
+def _flip_raw(ws: MoreWS, name: str) -> str:
+    """A copy of the run with one byte of the entity table flipped in the file itself, its zip left as it is (torch
+    checks no CRC when it loads, so only the checkpoint's own checksum can tell)."""
+    import struct
+    import zipfile
+
+    run = ws.copy_run(f"raw_{name}")
+    path = run / name
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith("/data/0"))
+    raw = bytearray(path.read_bytes())
+    n, m = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    raw[info.header_offset + 30 + n + m + 5] ^= 0x40
+    path.write_bytes(bytes(raw))
+    return str(run)
+
+
 def _flip(state):
     table = state["model_state_dict"]["entity_embedding"]
     table.view(-1)[3] = -table.view(-1)[3] + 1.0
@@ -218,6 +235,9 @@ PATH_CASES = [
 
 INTEGRITY_CASES = [
     Case("run:evaluate-tensor-bytes-changed", "cli", lambda ws: _evaluate(_altered(ws, "best_model", _flip)), ("best_model", "checksum")),
+    Case("run:evaluate-byte-flipped-in-the-file", "cli", lambda ws: _evaluate(_flip_raw(ws, "best_model")), ("checksum",)),
+    Case("run:resume-byte-flipped-in-the-file", "cli", lambda ws: _resume(ws, _flip_raw(ws, "checkpoint"), "--max-steps", "6"),
+         ("checksum",)),
     Case("run:evaluate-last-tensor-bytes-changed", "cli",
          lambda ws: _evaluate(_altered(ws, "checkpoint", _flip), "--checkpoint", "last"), ("checkpoint", "checksum")),
     Case("run:predict-tensor-bytes-changed", "cli", lambda ws: _predict(_altered(ws, "best_model", _flip)), ("checksum",)),

@@ -356,3 +356,44 @@ def test_a_write_in_place_instead_of_atomic_makes_the_crash_test_fail(tmp_path, 
     (tmp_path / "mutant").mkdir()
     monkeypatch.setattr(io_utils, "atomic_path", _in_place)
     assert not _old_file_survives_a_failed_write(tmp_path / "mutant")
+
+
+def test_a_killed_report_leaves_each_file_old_or_new_whole(whole, tmp_path):
+    graph, alone = whole
+    other = tmp_path / "other"
+    assert emukg(*train_args(graph, other), *ARGS, "--max-steps", "12", env=env()).returncode == 0
+    out, fresh = tmp_path / "report", tmp_path / "fresh"
+    assert emukg("report", alone, "--out", out, env=env()).returncode == 0
+    old = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert emukg("report", alone, other, "--out", fresh, env=env()).returncode == 0
+    new = {p.name: p.read_bytes() for p in fresh.iterdir()}
+    assert old["results.md"] != new["results.md"]
+    # killed after results.md is renamed into place, before results.csv is
+    res = emukg("report", alone, other, "--out", out, env=env(EMUKG_FAULT="write.written:2"))
+    assert res.returncode == -signal.SIGKILL
+    for name in ("results.md", "results.csv"):
+        assert (out / name).read_bytes() in (old[name], new[name]), name
+    assert (out / "results.md").read_bytes() == new["results.md"] and (out / "results.csv").read_bytes() == old["results.csv"]
+    assert list(out.glob(".*.tmp"))
+    assert emukg("report", alone, other, "--out", out, env=env()).returncode == 0
+    assert not list(out.glob(".*.tmp"))
+    assert {n: (out / n).read_bytes() for n in ("results.md", "results.csv")} == {n: new[n] for n in ("results.md", "results.csv")}
+
+
+def test_a_killed_study_leaves_its_finished_trials_byte_identical(tmp_path):
+    from test_hpo import cli as hpo_cli, finished, write_base, write_space
+
+    base, space, out = write_base(tmp_path, max_steps=30), write_space(tmp_path, "gamma: {float: [3.0, 9.0]}\n"), tmp_path / "out"
+    first = subprocess.run(hpo_cli("--config", str(base), "--space", str(space), "--trials", "2", "--out", str(out)),
+                           cwd=REPO, capture_output=True, text=True, env=env(), timeout=300)
+    assert first.returncode == 0, first.stderr
+    kept = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "study.db"}
+    args = hpo_cli("--config", str(base), "--space", str(space), "--trials", "4", "--out", str(out))
+    res = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env(EMUKG_FAULT="train.step:7"), timeout=300)
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    now = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "study.db"}
+    assert {k: now[k] for k in kept} == kept  # the finished trials and the study's files, byte for byte
+    res = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env(), timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert len(finished(out)) == 4
+    assert all((out / k).read_bytes() == v for k, v in kept.items() if k.startswith("trial-"))

@@ -22,7 +22,7 @@ import torch
 from emukg.config import Config
 
 from test_malformed import (  # noqa: F401  (shared is a fixture)
-    ENTITIES, RELATIONS, TEST, TRAIN, VALID, WS, Case, run_case, shared, train_argv, write_data,
+    ENTITIES, RELATIONS, TEST, TRAIN, VALID, WS, Case, make_ws, run_case, shared, train_argv, write_data,
 )
 from test_malformed import yc as base_yc
 
@@ -87,13 +87,7 @@ class MoreWS(WS):
 
 @pytest.fixture
 def ws(shared, others, tmp_path, monkeypatch):
-    work = tmp_path / "w"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    monkeypatch.setenv("EMUKG_CACHE_DIR", str(work / "cache"))
-    monkeypatch.setenv("EMUKG_DATA_DIR", str(work / "datasets"))
-    monkeypatch.delenv("EMUKG_MIRROR", raising=False)
-    space = MoreWS(work, shared / "g", shared / "run")
+    space = make_ws(shared, tmp_path, monkeypatch, MoreWS)
     space.others, space.holders = others, []
     yield space
     for proc in space.holders:

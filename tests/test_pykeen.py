@@ -399,3 +399,18 @@ def test_missing_pykeen_is_one_sentence_naming_the_extra(tmp_path):
     out = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert 'pip install "emukg[pykeen]"' in out.stderr
+
+
+def test_the_emukg_evaluator_in_a_pipeline(ep, small):
+    """``pipeline(evaluator="emukg")`` gives the metrics PyKEEN's own evaluator gives the same trained model."""
+    from pykeen.evaluation import RankBasedEvaluator, evaluator_resolver
+    from pykeen.pipeline import pipeline
+
+    assert evaluator_resolver.lookup("emukg") is ep.EmukgEvaluator
+    train, valid, test = small
+    result = pipeline(training=train, validation=valid, testing=test, model="ComplEx", model_kwargs=dict(embedding_dim=8),
+                      training_loop="emu", training_kwargs=dict(num_epochs=2, batch_size=32, use_tqdm=False),
+                      evaluator="emukg", random_seed=4, evaluation_kwargs=dict(use_tqdm=False, batch_size=7))
+    ref = RankBasedEvaluator().evaluate(result.model, test.mapped_triples, use_tqdm=False,
+                                        additional_filter_triples=[train.mapped_triples, valid.mapped_triples])
+    assert_same_metrics(ref, result.metric_results)

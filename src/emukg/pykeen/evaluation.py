@@ -28,6 +28,9 @@ import logging
 import numpy as np
 import torch
 
+from pykeen.evaluation import RankBasedEvaluator
+
+from ..errors import ParamError
 from ..evaluation import compute_ranks
 from ..evaluation.ranking import check_triples
 from .convert import to_emukg_model, why_not
@@ -80,8 +83,6 @@ def evaluate(model, mapped_triples: torch.Tensor, *, additional_filter_triples=N
     ``RankBasedEvaluator``.  Returns a ``RankBasedMetricResults``; with ``return_ranks`` also the
     :class:`emukg.evaluation.Ranks` (tail queries first) and the name of the scoring path.
     """
-    from pykeen.evaluation import RankBasedEvaluator
-
     N, R = model.num_entities, model.num_relations
     device = model.device
     triples = torch.as_tensor(mapped_triples).to(device=device, dtype=torch.long).reshape(-1, 3)
@@ -119,3 +120,31 @@ def evaluate(model, mapped_triples: torch.Tensor, *, additional_filter_triples=N
     result = evaluator.finalize()
     log.debug("emukg.pykeen.evaluate: %d queries in %.3f s through %s", 2 * n, ranks.seconds, path)
     return (result, ranks, path) if return_ranks else result
+
+
+class EmukgEvaluator(RankBasedEvaluator):
+    """PyKEEN's ``RankBasedEvaluator`` whose ``evaluate`` is :func:`evaluate`: ``pipeline(evaluator="emukg")`` (and
+    early stopping) then rank through emukg, with the evaluator's metrics.  Other evaluation arguments are accepted
+    and ignored (``batch_size``, ``slice_size``, ``use_tqdm``, ``tqdm_kwargs``, ``device``,
+    ``do_time_consuming_checks``, ``pre_filtered_triples``); entity or relation restrictions and a single target
+    are refused."""
+
+    def evaluate(self, model, mapped_triples, batch_size=None, slice_size=None, device=None, use_tqdm=True,
+                 tqdm_kwargs=None, restrict_entities_to=None, restrict_relations_to=None,
+                 do_time_consuming_checks=True, additional_filter_triples=None, pre_filtered_triples=True,
+                 targets=("head", "tail")):
+        for name, value in (("restrict_entities_to", restrict_entities_to), ("restrict_relations_to", restrict_relations_to)):
+            if value is not None:
+                raise ParamError(name, "", "is not supported by the emukg evaluator; use evaluator='rankbased'.")
+        if set(targets) != {"head", "tail"}:
+            raise ParamError("targets", tuple(targets), "must be both head and tail for the emukg evaluator.")
+        return evaluate(model, mapped_triples, additional_filter_triples=additional_filter_triples,
+                        filtered=self.filtered, metrics=self.metrics, add_defaults=False)
+
+
+def register() -> None:
+    """Make "emukg" a name of PyKEEN's ``evaluator_resolver`` (idempotent)."""
+    from pykeen.evaluation import evaluator_resolver
+
+    if evaluator_resolver.lookup_dict.get("emukg") is not EmukgEvaluator:
+        evaluator_resolver.register(EmukgEvaluator, raise_on_conflict=False)

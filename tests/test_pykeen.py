@@ -75,7 +75,7 @@ def run_pipeline(train, test, model, *, seed=1, loop_kwargs=None, sampler=None, 
                     training_loop="emu", training_loop_kwargs=dict(emu=0.4, neg_label=0.5, ce_coef=0.1, **(loop_kwargs or {})),
                     negative_sampler=sampler, negative_sampler_kwargs=dict(num_negs_per_pos=4, **(sampler_kwargs or {})),
                     training_kwargs=dict(num_epochs=epochs, batch_size=16, use_tqdm=False), random_seed=seed,
-                    evaluation_kwargs=dict(use_tqdm=False))
+                    evaluator="emukg", evaluation_kwargs=dict(use_tqdm=False))
 
 
 # --- training ------------------------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_sans_in_a_pipeline(ep, tiny):
                           training_loop=loop, negative_sampler="sans",
                           negative_sampler_kwargs=dict(num_negs_per_pos=4, khop=2, use_cache=False),
                           training_kwargs=dict(num_epochs=2, batch_size=16, use_tqdm=False), random_seed=0,
-                          evaluation_kwargs=dict(use_tqdm=False))
+                          evaluator="emukg", evaluation_kwargs=dict(use_tqdm=False))
         assert all(math.isfinite(x) for x in result.losses)
 
 
@@ -262,7 +262,7 @@ def test_hpo_pipeline_searches_emu_and_gets_its_sampler(ep, tiny):
                           negative_sampler_kwargs=dict(num_negs_per_pos=3, khop=2, use_cache=False),
                           training_kwargs=dict(num_epochs=1, batch_size=16, use_tqdm=False),
                           training_kwargs_ranges=dict(emu=dict(type=float, low=0.2, high=0.8)),
-                          evaluation_kwargs=dict(use_tqdm=False), n_trials=2)
+                          evaluator="emukg", evaluation_kwargs=dict(use_tqdm=False), n_trials=2)
     study = hpo.study
     assert study.user_attrs["training_loop"] == "emu" and study.user_attrs["negative_sampler"] == "sans"
     values = [t.params["training.emu"] for t in study.trials]
@@ -414,3 +414,19 @@ def test_the_emukg_evaluator_in_a_pipeline(ep, small):
     ref = RankBasedEvaluator().evaluate(result.model, test.mapped_triples, use_tqdm=False,
                                         additional_filter_triples=[train.mapped_triples, valid.mapped_triples])
     assert_same_metrics(ref, result.metric_results)
+
+
+def test_readme_from_pykeen_example_runs(ep):
+    """README.md's "From PyKEEN" block runs (with 1 epoch instead of 20: the API, not the accuracy, is checked here),
+    and examples/pykeen_emu.py holds the same code."""
+    import re
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## From PyKEEN", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    example = (REPO / "examples" / "pykeen_emu.py").read_text(encoding="utf-8")
+    assert block.split("print(")[0].strip() in example
+    assert "num_epochs=20" in block
+    namespace: dict = {}
+    exec(compile(block.replace("num_epochs=20", "num_epochs=1"), "README.md", "exec"), namespace)
+    assert 0 < namespace["metrics"].get_metric("both.realistic.inverse_harmonic_mean_rank") <= 1

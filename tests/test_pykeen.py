@@ -372,6 +372,9 @@ def test_import_pykeen_round_trip(ep, small, tmp_path, capsys):
     assert main(["import-pykeen", str(saved), "--out", str(run)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["import-pykeen", str(saved), "--out", str(run), "--overwrite"]) == 0
+    # a missing split file is refused before anything is written
+    assert main(["import-pykeen", str(saved), "--out", str(tmp_path / "run2"), "--test", str(tmp_path / "nope")]) == 2
+    assert "--test" in capsys.readouterr().err and not (tmp_path / "run2").exists()
 
 
 def test_import_refuses_a_model_emukg_cannot_score(ep, small, tmp_path):

@@ -32,7 +32,7 @@ from .convert import to_emukg_model, why_not
 DATA = "data"
 # the command line's spelling of these parameters (emukg import-pykeen)
 FLAGS = {"out_dir": "--out", "validation": "--valid", "testing": "--test", "directory": "PYKEEN_DIR",
-         "overwrite": "--overwrite"}
+         "overwrite": "--overwrite", "model": "PYKEEN_DIR"}
 
 
 def _labels(mapping, count: int, what: str) -> list[str]:
@@ -70,9 +70,9 @@ def import_model(model, triples_factory, out_dir: str | os.PathLike, *, validati
     """
     conv = to_emukg_model(model)
     if conv is None:
-        raise ParamError("model", type(model).__name__,
-                         f"has no emukg equivalent ({why_not(model) or 'unsupported representations'}); emukg has "
-                         "TransE with p=1, DistMult and ComplEx — rank other models with emukg.pykeen.evaluate.")
+        raise ParamError("model", "", f"the PyKEEN {type(model).__name__} has no emukg equivalent "
+                         f"({why_not(model) or 'unsupported representations'}); emukg has TransE with p=1, DistMult and "
+                         "ComplEx — rank other models with emukg.pykeen.evaluate.", flags=FLAGS)
     run = RunFolder(out_dir)
     run.check_target("out_dir", flags=FLAGS)
     if run.has_run() and not overwrite:
@@ -85,6 +85,10 @@ def import_model(model, triples_factory, out_dir: str | os.PathLike, *, validati
                  double_entity_embedding=conv.double_entity_embedding,
                  double_relation_embedding=conv.double_relation_embedding, save_path=str(run.path), do_train=False)
     cfg.validate()
+    for param, split in (("validation", validation), ("testing", testing)):  # before anything is written
+        if isinstance(split, (str, os.PathLike)) and not Path(split).is_file():
+            raise ParamError(param, str(split), "is not a file; pass a labelled head<TAB>relation<TAB>tail file.",
+                             flags=FLAGS)
     run.create(overwrite=overwrite)
     data.mkdir(exist_ok=True)
     atomic_write_text(data / "entities.dict", "".join(f"{i}\t{n}\n" for i, n in enumerate(ents)))
@@ -92,11 +96,7 @@ def import_model(model, triples_factory, out_dir: str | os.PathLike, *, validati
     atomic_write_text(data / "train.txt", _triples_text(_mapped(triples_factory), ents, rels))
     for name, split in (("valid.txt", validation), ("test.txt", testing)):
         if isinstance(split, (str, os.PathLike)):
-            src = Path(split)
-            if not src.is_file():
-                raise ParamError("validation" if name == "valid.txt" else "testing", str(split),
-                                 "is not a file; pass a labelled head<TAB>relation<TAB>tail file.", flags=FLAGS)
-            shutil.copyfile(src, data / name)
+            shutil.copyfile(split, data / name)
         else:
             mapped = _mapped(split)
             atomic_write_text(data / name, "" if mapped is None else _triples_text(mapped, ents, rels))

@@ -433,3 +433,23 @@ def test_readme_from_pykeen_example_runs(ep):
     namespace: dict = {}
     exec(compile(block.replace("num_epochs=20", "num_epochs=1"), "README.md", "exec"), namespace)
     assert 0 < namespace["metrics"].get_metric("both.realistic.inverse_harmonic_mean_rank") <= 1
+
+
+def test_regularisation_term_is_pykeen_slcwa_s(ep, small):
+    """DistMult's relation Lp regulariser adds the term PyKEEN's own sLCWA loop adds for the same batch."""
+    from pykeen.models import DistMult
+
+    train = small[0]
+    torch.manual_seed(0)
+    model = DistMult(triples_factory=train, embedding_dim=6)
+    pos = train.mapped_triples[:8].long()
+    neg = pos.unsqueeze(1).repeat(1, 5, 1)
+    neg[..., 2] = torch.randint(0, train.num_entities, (8, 5))
+    neg[:4, :, 1] = torch.randint(0, train.num_relations, (4, 5))  # corrupted relations too
+    model.train()
+    model.collect_regularization_term()  # (empty)
+    model.score_hrt(pos)  # what SLCWATrainingLoop._process_batch_static scores before it collects the term
+    model.score_hrt(neg.view(-1, 3))
+    theirs = float(model.collect_regularization_term())
+    ep.training.candidate_representations(model, pos, neg)
+    assert abs(float(model.collect_regularization_term()) - theirs) < 1e-7 and theirs > 0

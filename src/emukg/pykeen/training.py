@@ -123,12 +123,28 @@ def mutate_slot(x, mutation: Mutation, row0: int = 0):
     return _unflatten(mutation.apply(X, row0=row0), layout, isinstance(x, (tuple, list)))
 
 
-def candidate_scores(model, positives: torch.Tensor, negatives: torch.Tensor, mutation: Mutation | None = None,
-                     mode=None, row0: int = 0) -> torch.Tensor:
-    """Scores (B, 1 + n) of [positive, negatives] through the model's representations and interaction, the
-    candidates mutated by ``mutation`` (None: as they are).  ``positives`` (B, 3), ``negatives`` (B, n, 3) ids."""
+def _cat(a, b):
+    """Two slots' representations (tensors or tuples) joined along the candidate axis (dim 1)."""
+    if isinstance(a, (tuple, list)):
+        return tuple(torch.cat([x, y], dim=1) for x, y in zip(a, b))
+    return torch.cat([a, b], dim=1)
+
+
+def candidate_representations(model, positives: torch.Tensor, negatives: torch.Tensor, mode=None):
+    """The candidates' index triples X (B, 1 + n, 3) — [positive, negatives] — and their (h, r, t) representations.
+
+    Gathered as PyKEEN's sLCWA loop gathers them — the positives once, the negatives once — so a representation
+    regulariser (e.g. DistMult's relation Lp term, a mean per gather) adds the same term as in PyKEEN's own loop."""
     X = torch.cat([positives.unsqueeze(1), negatives], dim=1)
-    h, r, t = model._get_representations(h=X[..., 0], r=X[..., 1], t=X[..., 2], mode=mode)
+    pos = model._get_representations(h=X[:, :1, 0], r=X[:, :1, 1], t=X[:, :1, 2], mode=mode)
+    neg = model._get_representations(h=X[:, 1:, 0], r=X[:, 1:, 1], t=X[:, 1:, 2], mode=mode)
+    return X, tuple(_cat(a, b) for a, b in zip(pos, neg))
+
+
+def candidate_scores(model, X: torch.Tensor, reps, mutation: Mutation | None = None, row0: int = 0) -> torch.Tensor:
+    """Scores (B, 1 + n) of the candidates X with representations ``reps`` through the model's interaction, mutated by
+    ``mutation`` first (None: as they are); a slot whose candidates all equal the positive is left alone."""
+    h, r, t = reps
     if mutation is not None:
         slots = []
         for k, rep in enumerate((h, r, t)):
@@ -155,8 +171,9 @@ def emu_loss(model, positives: torch.Tensor, negatives: torch.Tensor, *, generat
         mutation = Mutation.mix(B, 1 + n, generator)
     else:
         mutation = Mutation.emu(s.emu, generator)
-    scores = candidate_scores(model, positives, negatives, None, mode)
-    mutated = scores if mutation is None else candidate_scores(model, positives, negatives, mutation, mode, row0)
+    X, reps = candidate_representations(model, positives, negatives, mode)
+    scores = candidate_scores(model, X, reps)
+    mutated = scores if mutation is None else candidate_scores(model, X, reps, mutation, row0)
     if valid is None:
         target = torch.zeros(B, dtype=torch.int64, device=scores.device)
         emu_term = soft_label_ce(mutated, s.neg_label)

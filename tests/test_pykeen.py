@@ -453,3 +453,26 @@ def test_regularisation_term_is_pykeen_slcwa_s(ep, small):
     theirs = float(model.collect_regularization_term())
     ep.training.candidate_representations(model, pos, neg)
     assert abs(float(model.collect_regularization_term()) - theirs) < 1e-7 and theirs > 0
+
+
+def test_a_sub_batch_mask_is_its_rows_part_of_the_batch_mask(ep, small):
+    """``row0``: the EMU loss of rows 3.. of a batch, computed alone, uses those rows' part of the batch's mask."""
+    from pykeen.models import TransE
+
+    from emukg.emu import Mutation
+
+    train = small[0]
+    torch.manual_seed(0)
+    model = TransE(triples_factory=train, embedding_dim=6)
+    pos = train.mapped_triples[:8].long()
+    neg = pos.unsqueeze(1).repeat(1, 5, 1)
+    neg[..., 2] = torch.randint(0, train.num_entities, (8, 5))
+    X, reps = ep.training.candidate_representations(model, pos, neg)
+    whole = Mutation.emu(0.4, torch.Generator().manual_seed(1))
+    full = ep.training.candidate_scores(model, X, reps, whole)
+    part = Mutation.emu(0.4, torch.Generator().manual_seed(1))
+    part.row0 = 3
+    Xs, reps_s = ep.training.candidate_representations(model, pos[3:], neg[3:])
+    assert torch.allclose(ep.training.candidate_scores(model, Xs, reps_s, part), full[3:], atol=0, rtol=0)
+    settings = ep.EMUSettings(mixup=True).checked()  # Mixup with row0 draws this sub-batch's ratios (no index error)
+    assert torch.isfinite(ep.emu_loss(model, pos[3:], neg[3:], generator=torch.Generator(), settings=settings, row0=3))

@@ -171,9 +171,10 @@ def emu_loss(model, positives: torch.Tensor, negatives: torch.Tensor, *, generat
         mutation = Mutation.mix(B, 1 + n, generator)
     else:
         mutation = Mutation.emu(s.emu, generator)
+        mutation.row0 = row0  # the hash counts rows from the batch's first (Mixup's ratios are this sub-batch's own)
     X, reps = candidate_representations(model, positives, negatives, mode)
     scores = candidate_scores(model, X, reps)
-    mutated = scores if mutation is None else candidate_scores(model, X, reps, mutation, row0)
+    mutated = scores if mutation is None else candidate_scores(model, X, reps, mutation)
     if valid is None:
         target = torch.zeros(B, dtype=torch.int64, device=scores.device)
         emu_term = soft_label_ce(mutated, s.neg_label)

@@ -4,7 +4,7 @@ The layer order (top to bottom; a module may import its own layer and the layers
 
     6 entry        emukg (the package's lazy facade), emukg.__main__, emukg.cli, emukg.commands.* (the reference
                    mode, ``emukg.commands.legacy``, included: nothing but the CLI and codes/run.py imports it)
-    5 workflows    api, search (hpo), paper, reporting, exports, prediction, bench
+    5 workflows    api, search (hpo), paper, reporting, exports, prediction, bench, pykeen (the PyKEEN bridge)
     4 runs         training (the Trainer and its step), run_folder, parallel
     3 config       config (the settings, validated against the registries of the components below)
     2 components   objectives, negatives, emu, scoring, optim, evaluation, schedule, tracking
@@ -34,7 +34,8 @@ LAYERS = [  # bottom to top
      "emukg.schedule", "emukg.tracking"],
     ["emukg.config"],
     ["emukg.training", "emukg.run_folder", "emukg.parallel"],
-    ["emukg.api", "emukg.search", "emukg.paper", "emukg.reporting", "emukg.exports", "emukg.prediction", "emukg.bench"],
+    ["emukg.api", "emukg.search", "emukg.paper", "emukg.reporting", "emukg.exports", "emukg.prediction", "emukg.bench",
+     "emukg.pykeen"],
     ["emukg", "emukg.__main__", "emukg.cli", "emukg.commands"],
 ]
 NAMES = ["leaves", "foundations", "components", "config", "runs", "workflows", "entry"]

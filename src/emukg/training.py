@@ -302,7 +302,8 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.model = build_model(cfg.model, self.kg.num_entities, self.kg.num_relations, cfg.hidden_dim, cfg.gamma,
                                  cfg.double_entity_embedding, cfg.double_relation_embedding,
-                                 **model_options(cfg)).to(self.device)  # HAKE's weights
+                                 **model_options(cfg)).to(self.device)  # HAKE's weights, NBFNet's settings
+        self.model.attach(self.kg)  # the graph of a message-passing model (NBFNet); nothing for embedding models
         self.train_triples = self.kg.train.to(self.device)
         self.weights = self.kg.subsampling_weights().to(self.device)
         self.sampler, self.adversarial_sampler = build_samplers(cfg, self.kg, self.device, self.generator)

@@ -92,7 +92,7 @@ class NBFNetObjective:
         cand, emu_cand, mutation = self.draw(positives, side, generator)
         anchor = positives[:, 0] if side == "tail" else positives[:, 2]
         rel = positives[:, 1] if side == "tail" else positives[:, 1] + R
-        w = None if (cfg.uni_weight or weights is None) else weights.to(torch.float32)
+        w = None if (cfg.uni_weight or weights is None) else weights
         wsum = w.sum() if w is not None else None
         chunk = model.queries_per_pass(model.train_memory_mb, True, "train_memory_mb")
         backward = self.accumulate and torch.is_grad_enabled()

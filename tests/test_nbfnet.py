@@ -361,3 +361,19 @@ def test_defaults_and_too_small_budget():
     m = toy_model()
     with pytest.raises(ConfigError.__mro__[1], match="train_memory_mb.*give at least"):
         m.queries_per_pass(1e-6, True, "train_memory_mb")
+
+
+def test_named_nbfnet_configs():
+    from emukg.paper import experiment_config, experiments
+
+    fb = experiment_config("nbfnet-FB15k-237")
+    assert (fb.model, fb.hidden_dim, fb.num_layers, fb.message_function, fb.aggregation) == ("NBFNet", 32, 6, "distmult", "pna")
+    assert (fb.negative_sample_size, fb.batch_size, fb.learning_rate, fb.optimizer) == (32, 64, 5e-3, "adam")
+    assert (fb.loss, fb.adversarial, fb.adversarial_temperature, fb.query_dependent, fb.remove_edges) == ("sigmoid", True, 0.5, True, "pair")
+    assert fb.max_steps == 20 * -(-272115 // 64) and fb.sampler == "filtered" and fb.emu is None
+    wn = experiment_config("nbfnet-emu-wn18rr")
+    assert (wn.loss, wn.emu, wn.neg_label, wn.ce_coef, wn.query_dependent, wn.remove_edges) == ("ce", 0.39, 0.53, 0.11, False, "query")
+    assert {n for n in experiments() if n.startswith("nbfnet")} == {
+        "nbfnet-FB15k-237", "nbfnet-emu-FB15k-237", "nbfnet-wn18rr", "nbfnet-emu-wn18rr"}
+    short = experiment_config("nbfnet-wn18rr", max_steps=10)  # a shortened run keeps the constant schedule
+    assert short.max_steps == 10 and short.warm_up_steps is None

@@ -42,7 +42,9 @@ width per layer:
     evaluation (no gradients, one layer live): 4 · b · (F_E·E·d + F_N·N·d)     bytes
 
 with F_E, F_N the floats kept per edge and per node and layer (:data:`EDGE_FLOATS`, :data:`NODE_FLOATS`; from the
-tensors each step creates).  :meth:`NBFNet.queries_per_pass` turns a budget in MiB into the number of queries one
+tensors each step creates), plus 40 bytes per edge for the query's int64 edge lists.  Measured on FB15k-237 (N =
+14,541, E = 544,230, d = 32, L = 6, PNA): 2,726 MiB of peak resident memory for a one-query micro-batch against
+this estimate's 2,863 MiB (``studies/nbfnet_fb15k237_cpu.py``; docs/results.md §J).  :meth:`NBFNet.queries_per_pass` turns a budget in MiB into the number of queries one
 pass may hold: ``train_memory_mb`` for the training step (:mod:`emukg.nbfnet.step` runs the batch in such
 micro-batches, accumulating gradients), ``eval_memory_mb`` for :meth:`NBFNet.score_all`.  A budget too small for
 one query is refused in one sentence naming the setting and the MiB it needs.
@@ -278,8 +280,8 @@ class NBFNet(KGEModel):
         """Estimated bytes of one query's pass (see the module docstring); ``training``: every layer kept."""
         E = max(self.graph_edges, 1)
         per_layer = 4 * (EDGE_FLOATS[self.aggregation] * E + NODE_FLOATS[self.aggregation] * self.num_entities) * self.hidden_dim
-        per_layer += 3 * 8 * E  # the batch graph's int64 edge lists
-        return int(per_layer * (self.num_layers if training else 1) + 4 * 2 * self.num_entities * self.hidden_dim)
+        edge_lists = 5 * 8 * E  # the batch graph's int64 lists: query, edge, source, relation, target
+        return int(per_layer * (self.num_layers if training else 1) + edge_lists + 4 * 2 * self.num_entities * self.hidden_dim)
 
     def queries_per_pass(self, memory_mb: float, training: bool, setting: str) -> int:
         """How many queries one pass may hold within ``memory_mb`` MiB; refused (naming ``setting``) below one."""

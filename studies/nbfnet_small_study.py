@@ -3,6 +3,7 @@ training budget (docs/results.md, §NBFNet).
 
     PYTHONPATH=src EMUKG_DATA_DIR=/work/shared/datasets python3 studies/nbfnet_small_study.py --out runs.jsonl
     python3 studies/nbfnet_small_study.py --table runs.jsonl        # mean ± std over the seeds, as markdown
+    ... --out pna.jsonl --aggregation pna --datasets kinships --seeds 0 --variants NBFNet NBFNet+EMU --no-baselines
 
 Every run: one process thread, the test split ranked in full (filtered, realistic ties, head and tail queries),
 the last model (no validation during training).  NBFNet runs a fixed number of steps (:data:`NBF_STEPS`) with the
@@ -77,7 +78,9 @@ def run(name: str, dataset: str, seed: int, settings: dict, steps: int | None = 
     return record
 
 
-def study(out: Path) -> None:
+def study(out: Path, datasets=DATASETS, seeds=SEEDS, variants=None, baselines: bool = True, aggregation: str = "sum") -> None:
+    variants = {k: dict(v, aggregation=aggregation) for k, v in VARIANTS.items() if variants is None or k in variants}
+    tag = "" if aggregation == "sum" else f"/{aggregation}"
     done = set()
     if out.exists():
         done = {(r["name"], r["dataset"], r["seed"]) for r in map(json.loads, out.read_text().splitlines()) if r}
@@ -87,11 +90,13 @@ def study(out: Path) -> None:
             f.flush()
             print(json.dumps(rec), file=sys.stderr)
 
-        for dataset in DATASETS:
-            for seed in SEEDS:
-                for name, settings in VARIANTS.items():
-                    if (name, dataset, seed) not in done:
-                        write(run(name, dataset, seed, settings, steps=NBF_STEPS))
+        for dataset in datasets:
+            for seed in seeds:
+                for name, settings in variants.items():
+                    if (name + tag, dataset, seed) not in done:
+                        write(run(name + tag, dataset, seed, settings, steps=NBF_STEPS))
+                if not baselines:
+                    continue
                 rows = [json.loads(x) for x in out.read_text().splitlines() if x]
                 budget = [r["train_s"] for r in rows if r["dataset"] == dataset and r["seed"] == seed and r["name"] in VARIANTS]
                 seconds = sum(budget) / len(budget)
@@ -104,8 +109,9 @@ def table(path: Path) -> str:
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     lines = ["| dataset | model | seeds | steps | train s | " + " | ".join(METRICS) + " |",
              "|---|---|---|---|---|" + "---|" * len(METRICS)]
+    names = list(dict.fromkeys(r["name"] for r in rows))
     for dataset in DATASETS:
-        for name in [*VARIANTS, *EMBEDDING]:
+        for name in [n for n in [*VARIANTS, *EMBEDDING] if n in names] + [n for n in names if n not in VARIANTS and n not in EMBEDDING]:
             sel = [r for r in rows if r["dataset"] == dataset and r["name"] == name]
             if not sel:
                 continue
@@ -126,10 +132,16 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, help="JSON lines file of the runs (appended; finished runs are skipped)")
     ap.add_argument("--table", type=Path, help="print the markdown table of a runs file")
+    ap.add_argument("--datasets", nargs="+", default=DATASETS)
+    ap.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="NBFNet variants (default: all)")
+    ap.add_argument("--no-baselines", action="store_true", help="skip TransE and RotatE")
+    ap.add_argument("--aggregation", choices=["sum", "pna"], default="sum",
+                    help="NBFNet's aggregation (pna runs are named NAME/pna)")
     a = ap.parse_args()
     if a.table:
         print(table(a.table))
     elif a.out:
-        study(a.out)
+        study(a.out, a.datasets, a.seeds, a.variants, not a.no_baselines, a.aggregation)
     else:
         ap.error("give --out FILE or --table FILE")

@@ -7,8 +7,8 @@ The layer order (top to bottom; a module may import its own layer and the layers
     5 workflows    api, search (hpo), paper, reporting, exports, prediction, bench, pykeen (the PyKEEN bridge)
     4 runs         training (the Trainer and its step), run_folder, parallel
     3 config       config (the settings, validated against the registries of the components below)
-    2 components   objectives, negatives, emu, scoring, optim, evaluation, schedule, tracking
-    1 foundations  models, kernels, data, memory
+    2 components   objectives, negatives, emu, scoring, optim, evaluation, schedule, tracking, nbfnet (its step)
+    1 foundations  models, kernels, data, memory, nbfnet.model (NBFNet's network, registered among the models)
     0 leaves       errors, spellings, resolver, version, io_utils, folder_lock
 
 The graph is read from the source with :mod:`ast`: ``import a.b``, ``from a import b`` (an edge to ``a`` and, when
@@ -29,9 +29,9 @@ PKG = "emukg"
 
 LAYERS = [  # bottom to top
     ["emukg.errors", "emukg.spellings", "emukg.resolver", "emukg.version", "emukg.io_utils", "emukg.folder_lock"],
-    ["emukg.models", "emukg.kernels", "emukg.data", "emukg.memory"],
+    ["emukg.models", "emukg.kernels", "emukg.data", "emukg.memory", "emukg.nbfnet.model"],
     ["emukg.objectives", "emukg.negatives", "emukg.emu", "emukg.scoring", "emukg.optim", "emukg.evaluation",
-     "emukg.schedule", "emukg.tracking"],
+     "emukg.schedule", "emukg.tracking", "emukg.nbfnet"],
     ["emukg.config"],
     ["emukg.training", "emukg.run_folder", "emukg.parallel"],
     ["emukg.api", "emukg.search", "emukg.paper", "emukg.reporting", "emukg.exports", "emukg.prediction", "emukg.bench",

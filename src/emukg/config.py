@@ -76,13 +76,18 @@ class ConfigError(ParamError):
 class Config:
     # data and model
     dataset: str = _opt("", "dataset name (see 'emukg datasets list') or folder path")
-    model: str = _opt("TransE", "model: TransE, DistMult, ComplEx, RotatE, pRotatE, TransD, HAKE")
+    model: str = _opt("TransE", "model: TransE, DistMult, ComplEx, RotatE, pRotatE, TransD, HAKE, NBFNet")
     hidden_dim: int = _opt(500, "embedding width d (-d)")
     gamma: float = _opt(12.0, "margin γ of distance models, ≥ 0 (-g)")
     double_entity_embedding: bool = _opt(False, "complex entity embeddings, 2d wide (-de; RotatE, ComplEx)")
     double_relation_embedding: bool = _opt(False, "complex relation embeddings, 2d wide (-dr; ComplEx)")
     modulus_weight: float | None = _opt(None, "HAKE's modulus weight λ_m ≥ 0 (unset: 1.0); other models refuse it")
     phase_weight: float | None = _opt(None, "HAKE's phase weight λ_p ≥ 0 (unset: 0.5); other models refuse it")
+    num_layers: int | None = _opt(None, "NBFNet's Bellman-Ford layers L ≥ 1 (unset: 6); other models refuse it")
+    message_function: str | None = _opt(None, "NBFNet's message: distmult, transe or rotate (unset: distmult); other models refuse it")
+    aggregation: str | None = _opt(None, "NBFNet's aggregation: sum or pna (unset: pna); other models refuse it")
+    query_dependent: bool | None = _opt(None, "NBFNet's relation representations: a linear function of the query (true, unset) or one table per layer (false); other models refuse it")
+    remove_edges: str | None = _opt(None, "NBFNet's edges removed from a training query's graph: query (its edge and the reciprocal; unset), pair (every edge between h and t) or none; other models refuse it")
     # negatives and loss
     negative_sample_size: int = _opt(128, "negatives per positive n (-n)")
     batch_size: int = _opt(1024, "positives per step B (-b)")
@@ -94,7 +99,7 @@ class Config:
     num_random_walks: int = _opt(0, "SANS random walks per entity w; 0 = exact k-hop neighbourhood (-nrw)")
     walk_mode: str = _opt("restart", "SANS walks: 'restart' at the source (SANS's description) or 'chained' (the reference's code)")
     sans_memory_mb: int = _opt(2048, "memory budget of the SANS neighbourhood table in MiB; a larger exact build is refused")
-    train_memory_mb: int = _opt(512, "memory budget in MiB of one block of the 1vsall loss (queries × entities scored at once; the dense entity gradient is extra)")
+    train_memory_mb: int = _opt(512, "memory budget in MiB of one block of the 1vsall loss (queries × entities scored at once; the dense entity gradient is extra), and of one NBFNet micro-batch (queries × (edges + entities) × width × layers)")
     adversarial: bool = _opt(False, "self-adversarial negative weighting (-adv); with ce/1vsall an extra term")
     adversarial_temperature: float = _opt(1.0, "self-adversarial temperature α ≥ 0 (-a)")
     uni_weight: bool = _opt(False, "plain means instead of subsampling weights (--uni_weight)")
@@ -130,7 +135,7 @@ class Config:
     save_checkpoint_steps: int = _opt(10000, "save a checkpoint every this many steps")
     test_log_steps: int = _opt(1000, "log evaluation progress every this many queries")
     test_batch_size: int = _opt(4, "kept for the reference's command line; the evaluator sizes chunks by eval_memory_mb")
-    eval_memory_mb: int = _opt(512, "memory budget of one evaluation chunk in MiB")
+    eval_memory_mb: int = _opt(512, "memory budget of one evaluation chunk in MiB (NBFNet: of one pass of queries)")
     tie_policy: str = _opt("realistic", "rank ties: optimistic, pessimistic or realistic (mean of the two)")
     eval_protocol: str = _opt("full", "evaluation: full (filtered ranking against every entity) or sampled (against eval_candidates fixed uniform random entities per query, OGB's wikikg2 protocol)")
     eval_candidates: int = _opt(500, "candidate entities per query of the sampled protocol, ≥ 1 (OGB: 500)")
@@ -396,6 +401,7 @@ class Config:
                 setattr(self, name, float(cls.options[name]))
             elif not (math.isfinite(value) and value >= 0):
                 raise ConfigError(name, value, "must be a finite number ≥ 0.")
+        self._check_message_passing(cls)
         # negatives: normalise what this loss does not use, so config.json names what really runs
         if self.loss == "1vsall":  # every model: entities are scored in blocks under train_memory_mb (emukg.objectives.one_vs_all)
             self.sampler = None
@@ -427,6 +433,41 @@ class Config:
         if self.sparse and self.regularization:
             raise ConfigError("sparse", True, "updates the touched entity rows only, but {regularization} reads the whole "
                               "table every step; set {regularization} 0 or leave {sparse} unset (auto).")
+
+    def _check_message_passing(self, cls) -> None:
+        """NBFNet's settings (the model's default when unset, refused by other models) and what NBFNet cannot run."""
+        from .models import MODELS
+        from .nbfnet.model import AGGREGATIONS, MESSAGES, REMOVALS
+
+        choices = {"message_function": MESSAGES, "aggregation": AGGREGATIONS, "remove_edges": REMOVALS}
+        for name in ("num_layers", "message_function", "aggregation", "query_dependent", "remove_edges"):
+            value = getattr(self, name)
+            if name not in cls.options:
+                if value is not None:
+                    raise ConfigError(name, value, f"is a setting of {or_list([k for k, c in MODELS.items() if name in c.options])} only; remove it or choose that {{model}}.")
+                continue
+            if value is None:
+                setattr(self, name, cls.options[name])
+            elif name in choices:
+                setattr(self, name, _choose(name, value, choices[name]))
+            elif name == "num_layers" and not 1 <= value <= 100:
+                raise ConfigError(name, value, "must be an integer from 1 to 100.")
+        if not getattr(cls, "message_passing", False):
+            return
+        m = self.model
+        if self.loss not in ("sigmoid", "ce"):
+            raise ConfigError("loss", self.loss, f"{m} trains with sigmoid (its self-adversarial binary loss, with {{adversarial}}) or ce (also with EMU); choose one of them.")
+        if self.adversarial and self.loss != "sigmoid":
+            raise ConfigError("adversarial", True, f"weights {m}'s negatives in the sigmoid loss only; set {{loss=sigmoid}} or drop {{adversarial}}.")
+        if self.regularization:
+            raise ConfigError("regularization", self.regularization, f"is the L3 norm of embedding tables, which {m} does not have; set it to 0.")
+        if self.sparse:
+            raise ConfigError("sparse", True, f"updates entity rows, which {m} does not have; leave {{sparse}} unset.")
+        self.sparse = False
+        if self.eval_protocol != "full":
+            raise ConfigError("eval_protocol", self.eval_protocol, f"{m} scores every entity from one pass, so it is evaluated with the full protocol; set {{eval_protocol}} full.")
+        if self.message_function == "rotate" and self.hidden_dim % 2:
+            raise ConfigError("hidden_dim", self.hidden_dim, "must be even for NBFNet's rotate message (real and imaginary halves).")
 
     def _check_schedule(self) -> None:
         """Schedule settings that the chosen schedule would silently ignore are refused, not dropped."""

@@ -499,4 +499,6 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
         model.load_state_dict(weights)
     except (KeyError, RuntimeError) as exc:
         raise EmukgError(f"{run.file(name)}: the saved model does not match config.json ({str(exc).splitlines()[0]}).") from None
-    return cfg, kg, model.to(device).eval()
+    model = model.to(device).eval()
+    model.attach(kg)  # the graph of a message-passing model (NBFNet)
+    return cfg, kg, model

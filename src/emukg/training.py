@@ -334,7 +334,8 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.model = build_model(cfg.model, self.kg.num_entities, self.kg.num_relations, cfg.hidden_dim, cfg.gamma,
                                  cfg.double_entity_embedding, cfg.double_relation_embedding,
-                                 **model_options(cfg)).to(self.device)  # HAKE's weights
+                                 **model_options(cfg)).to(self.device)  # HAKE's weights, NBFNet's settings
+        self.model.attach(self.kg)  # the graph of a message-passing model (NBFNet); nothing for embedding models
         # what every checkpoint of this run says it belongs to (emukg.run_folder: checked on resume and on load)
         self.fingerprint = {"model": model_fingerprint(cfg, self.model), "data": data_fingerprint(self.kg)}
         self.train_triples = self.kg.train.to(self.device)

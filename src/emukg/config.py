@@ -120,6 +120,7 @@ class Config:
     early_stop_min_delta: float = _opt(0.0, "early stopping: the improvement of valid MRR that counts, ≥ 0 (absolute)")
     reference_steps: bool = _opt(False, "count steps as the reference's loop: log/checkpoint/validate after 0-based step indices 0, v, 2v…, lr change after index warm_up_steps, no validation before training or of the final model")
     seed: int = _opt(0, "random seed ≥ 0: same seed, same device -> same run")
+    seeds: list[int] | None = _opt(None, "several runs in one process, one per seed (distinct, ≥ 0; replaces seed), stepped in lockstep, each in its own run folder SAVE_PATH/seed<k> and equal to that seed's run trained alone (emukg.multirun); None = one run")
     # evaluation and logging
     do_train: bool = _opt(True, "train")
     do_valid: bool = _opt(True, "evaluate on valid during/after training")
@@ -274,6 +275,14 @@ class Config:
                 raise ConfigError(name, getattr(self, name), "must be an integer ≥ 0.")
         if self.seed >= 2**63:
             raise ConfigError("seed", self.seed, "must be below 2**63.")
+        if self.seeds is not None:
+            if not self.seeds:
+                raise ConfigError("seeds", self.seeds, "needs at least one seed (or leave it unset for one run with {seed}).")
+            bad = next((k for k in self.seeds if not 0 <= k < 2**63), None)
+            if bad is not None:
+                raise ConfigError("seeds", self.seeds, f"holds {bad}; every seed must be an integer ≥ 0 and below 2**63.")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ConfigError("seeds", self.seeds, "holds a seed twice; give each seed once (each has its own run folder).")
         if self.warm_up_steps is not None and self.warm_up_steps <= 0:
             raise ConfigError("warm_up_steps", self.warm_up_steps, "must be a positive number of steps; leave it unset for max_steps // 2.")
         for name in ("lr_decay_steps", "early_stop_patience"):
@@ -422,6 +431,11 @@ def _convert(name: str, value, kind, optional: bool):
     text: numeric text is accepted for numbers, integral values such as 1e5 or 8.0 for integers).
     """
     unset = " (or null)" if optional else ""
+    if typing.get_origin(kind) is list:  # a list of numbers (seeds): each element converted as its kind
+        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+            raise ConfigError(name, value, f"must be a list{unset}, e.g. [0, 1, 2].")
+        (item,) = typing.get_args(kind)
+        return [_convert(name, v, item, False) for v in value]
     value = _plain_scalar(value)
     if kind is bool:
         if isinstance(value, bool):

@@ -277,16 +277,23 @@ class Trainer:
 
     def _load_data(self, kg, source, saved_info: dict, resume: str) -> None:
         """The graph (given, or resolved from ``dataset``) and its record; a strict resume on other data is refused."""
-        from .data import dataset_record, load_dataset
+        from .data import dataset_record
 
         cfg = self.config
-        self.kg = kg if kg is not None else load_dataset(cfg.dataset)
+        self.kg = kg if kg is not None else self._read_graph(cfg.dataset)
         self.dataset_record = dataset_record(cfg.dataset) if kg is None else {"name": getattr(kg, "name", ""), "given": cfg.dataset}
         old_sums = (saved_info.get("dataset_record") or {}).get("sha256")
         new_sums = self.dataset_record.get("sha256")
         if source is not None and resume == "strict" and old_sums and new_sums and new_sums != old_sums:
             raise ParamError("dataset", str(self.dataset_record.get('path') or cfg.dataset), "its files differ (SHA-256) from "
                              f"the data the run in {braces(source.path)} was trained on; resume with that data, or start a new run.")
+
+    @staticmethod
+    def _read_graph(dataset: str):
+        """The graph of ``dataset`` (emukg.multirun's runs share one)."""
+        from .data import load_dataset
+
+        return load_dataset(dataset)
 
     def _wire(self) -> None:
         """Every part of the run, seeded in a fixed order: the model, the samplers, the objective, the schedule,
@@ -568,6 +575,15 @@ class Trainer:
         out.info("Config: " + json.dumps(cfg.to_dict(), sort_keys=True))
 
     def fit(self) -> dict:
+        """Train (and validate, checkpoint) to the end, evaluate the best model; the final results."""
+        for _ in self.fit_steps():
+            pass
+        return self.results
+
+    def fit_steps(self):
+        """:meth:`fit` as a generator that yields after every training step (its validation and checkpoint
+        included), so that :mod:`emukg.multirun` steps several runs in lockstep; at its end ``self.results`` holds
+        the final results.  Closing it early ends the run as an exception would (callbacks, log)."""
         from tqdm.auto import tqdm  # a widget in Jupyter, a text bar on a terminal
 
         cfg, out = self.config, self.out
@@ -599,6 +615,7 @@ class Trainer:
                             self.validate(at_step=mark)
                         if mark % cfg.save_checkpoint_steps == 0:
                             self.save()
+                        yield self.step
                 finally:
                     bar.close()
                 if cfg.do_valid and not ref and self.last_valid_step != self.step:
@@ -610,8 +627,7 @@ class Trainer:
                 out.info(f"The run stopped early at step {self.stopped_step}: {self.stopper.reason()}")
             elif cfg.do_valid and not ref and self.step > 0 and self.last_valid_step != self.step:
                 self.validate()  # the final validation of a run killed between its last checkpoint and that validation
-            results = self._final_evaluation()
-            return results
+            self.results = results = self._final_evaluation()
         except BaseException as exc:
             error = exc
             raise

@@ -186,3 +186,16 @@ def _step(run: Path) -> int:
         return int(torch.load(run / "checkpoint", weights_only=True)["step"])
     except Exception:  # absent, or being replaced
         return -1
+
+
+def test_reproduce_with_seeds_equals_each_seed_alone(tmp_path):
+    if not os.environ.get("EMUKG_DATA_DIR") or not (Path(os.environ["EMUKG_DATA_DIR"]) / "FB15k-237").is_dir():
+        pytest.skip("FB15k-237 not available; set EMUKG_DATA_DIR to ../shared/datasets")
+    name = "emu-TransE-FB15k-237-uniform"
+    common = ["--steps", "2", "--device", "cpu", "--no-progress"]
+    assert main(["reproduce", name, *common, "--seeds", "0", "1", "--save-path", str(tmp_path / "multi")]) == 0
+    assert main(["reproduce", name, *common, "--seed", "1", "--save-path", str(tmp_path / "alone")]) == 0
+    a, b = tmp_path / "multi" / "seed1", tmp_path / "alone"
+    assert np.array_equal(np.load(a / "entity_embedding.npy"), np.load(b / "entity_embedding.npy"))
+    assert untimed(json.loads((a / "results.json").read_text())) == untimed(json.loads((b / "results.json").read_text()))
+    assert (tmp_path / "multi" / "seed0" / "results.json").is_file()

@@ -56,7 +56,7 @@ DATA_SIDE = ("filtered", "sans")  # the samplers whose negatives are the data lo
 # built): an embedding width of 100,000 or 100,000 negatives per positive is already far beyond any published
 # setting, and γ, α or a learning rate above 1e6 only overflows the initialiser or the step.
 LIMITS = {"hidden_dim": 100_000, "negative_sample_size": 100_000, "gamma": 1e6, "learning_rate": 1e6,
-          "adversarial_temperature": 1e6, "regularization": 1e6, "ce_coef": 1e6}
+          "adversarial_temperature": 1e6, "regularization": 1e6, "ce_coef": 1e6, "sampler_rounds": 1000}
 
 
 def _opt(default, help: str, **kw):
@@ -93,6 +93,7 @@ class Config:
     khop: int = _opt(3, "SANS neighbourhood radius k (-khop)")
     num_random_walks: int = _opt(0, "SANS random walks per entity w; 0 = exact k-hop neighbourhood (-nrw)")
     walk_mode: str = _opt("restart", "SANS walks: 'restart' at the source (SANS's description) or 'chained' (the reference's code)")
+    sampler_rounds: int | None = _opt(None, "filtered and SANS negatives with fixed shapes and no host sync: this many rounds of 2n candidates drawn at once, slots still empty then unfiltered uniform (emukg.negatives.device); 0 = the exact refill loop; None = auto: 4 on CUDA, 0 on the CPU")
     sans_memory_mb: int = _opt(2048, "memory budget of the SANS neighbourhood table in MiB; a larger exact build is refused")
     train_memory_mb: int = _opt(512, "memory budget in MiB of one block of the 1vsall loss (queries × entities scored at once; the dense entity gradient is extra)")
     adversarial: bool = _opt(False, "self-adversarial negative weighting (-adv); with ce/1vsall an extra term")
@@ -270,6 +271,8 @@ class Config:
         for name, limit in LIMITS.items():
             if getattr(self, name) is not None and getattr(self, name) > limit:
                 raise ConfigError(name, getattr(self, name), f"is beyond the largest useful value ({limit:g}); give a smaller one.")
+        if self.sampler_rounds is not None and self.sampler_rounds < 0:
+            raise ConfigError("sampler_rounds", self.sampler_rounds, "must be an integer ≥ 0 (0: the exact refill loop), or unset.")
         for name in ("max_steps", "num_random_walks", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, getattr(self, name), "must be an integer ≥ 0.")

@@ -154,7 +154,8 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(tmp_path):
     for attempt in range(20):
         cmd = ([*base, *map(str, cli_args(graph, run)), *KILL, *seeds] if not (run / SEEDS_FILE).exists()
                else [*base, "train", "--resume", str(run)])
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, env=env)
+        err = open(tmp_path / f"stderr{attempt}.txt", "w+")  # a file, not a pipe: a full pipe would block the child
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=env)
         if kills < 3:
             # kill it once some run has written a checkpoint past the last resume point (mid-run, not at its start)
             t0, marks = time.time(), {k: _step(run / f"seed{k}") for k in range(3)}
@@ -169,7 +170,8 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(tmp_path):
         proc.wait(timeout=600)
         if proc.returncode == 0:
             break
-        assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+        err.seek(0)
+        assert proc.returncode == -signal.SIGKILL, err.read()
     assert kills == 3 and proc.returncode == 0
     for k in range(3):
         a, b = whole / f"seed{k}", run / f"seed{k}"

@@ -25,9 +25,12 @@ def test_dry_window_writes_every_output_and_resumes(tmp_path):
     seconds = time.monotonic() - t0
     assert res.returncode == 0, res.stderr
     stages = json.loads((out / "stages.json").read_text())
-    assert {k: v["rc"] for k, v in stages.items() if k != "total"} == {"train_step": 0, "eval": 0, "multirun": 0, "table": 0}
-    # the dry budget is 57 s of stages (plus start-up); a loaded shared machine gets some slack here
-    assert stages["total"]["seconds"] <= 60 and seconds < 120, (stages, seconds)
+    assert {k: v["rc"] for k, v in stages.items() if k != "total"} == {"train_step": 0, "eval": 0, "multirun": 0, "triton": 0,
+                                                                       "table": 0}
+    triton = json.loads((out / "triton.json").read_text())
+    assert "skipped" in triton or set(triton["cases"]) == {"l1", "dot"}
+    # the dry budget is 57 s of stages (50 s measured with other jobs running); a loaded shared machine gets slack
+    assert stages["total"]["seconds"] <= 90 and seconds < 150, (stages, seconds)
     step = json.loads((out / "train_step.json").read_text())
     assert len(step["results"]) == 7 * 3 and all(v > 0 for v in step["results"].values())  # every model and loss
     multi = json.loads((out / "multirun.json").read_text())

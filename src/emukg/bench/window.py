@@ -110,7 +110,7 @@ def summary(out: str | os.PathLike) -> dict:
     runs = {n: _state(out / "table" / n) for n in experiments() if n.startswith(("emu-", "base-"))}
     stages = read("stages.json") or {}
     res = {"stages": stages, "train_step_ms": read("train_step.json"), "eval": read("eval.json"),
-           "multirun": read("multirun.json"), "table": runs,
+           "multirun": read("multirun.json"), "triton": read("triton.json"), "table": runs,
            "table_done": sum(r["state"] == "done" for r in runs.values()), "table_total": len(runs)}
     (out / "summary.json").write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
     return res

@@ -159,25 +159,85 @@ def test_kernel_is_deterministic_and_uses_all_threads_consistently():
     assert torch.equal(grads[0], grads[1])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_mask_and_objective_match_cpu():
+class _ReplaySampler:
+    """Negatives that do not depend on the device's random stream: call k returns the same (B, n) ids on every
+    device (drawn on the CPU from seed k), so a CPU run and a CUDA run of the objective see the same candidates."""
+
+    def __init__(self, N, n, device):
+        self.num_entities, self.num_negatives, self.device, self.calls = N, n, torch.device(device), 0
+
+    def sample(self, positives, side):
+        g = torch.Generator().manual_seed(1000 + self.calls)
+        self.calls += 1
+        return torch.randint(self.num_entities, (positives.shape[0], self.num_negatives), generator=g).to(self.device)
+
+
+OBJECTIVES = [
+    dict(model="TransE", loss="ce", sampler="uniform", emu=0.39, neg_label=0.53, ce_coef=0.11),
+    dict(model="RotatE", loss="ce", sampler="filtered", emu=0.5, neg_label=0.5, double_entity_embedding=True),
+    dict(model="DistMult", loss="sigmoid", sampler="filtered", adversarial=True),
+]
+
+
+def _objective_step(kw, device, use_kernel, monkeypatch, steps=2):
+    """Two optimiser steps (SGD) of the objective on ``device``: the losses, each step's gradients and the
+    final parameters, on the CPU.  The negatives are replayed and the mask seed fixed (the CPU and CUDA
+    generators' streams differ), so only the arithmetic differs between devices."""
     from types import SimpleNamespace
 
     from emukg.config import Config
     from emukg.objectives import build_objective
-    from emukg.negatives import SAMPLERS
 
+    monkeypatch.setattr(emu, "draw_seed", lambda g: torch.tensor([0x1234567, 0x89ABCDE], dtype=torch.int64, device=g.device))
+    cfg = Config(hidden_dim=24, negative_sample_size=8, **kw)
+    cfg.validate()
+    model, pos, _ = _setup(cfg.model, D=24, N=30, B=6)
+    model.to(device)
+    g = torch.Generator(device=device).manual_seed(0)
+    kg = SimpleNamespace(num_entities=30)
+    objective = build_objective(cfg, kg, _ReplaySampler(30, 8, device), use_kernel=use_kernel)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)  # (Adagrad's first step is lr·sign(g): it would amplify 1e-8 noise)
+    losses, grads = [], []
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss, _ = objective(model, pos.to(device), "tail" if step % 2 == 0 else "head", g, torch.ones(6, device=device))
+        loss.backward()
+        losses.append(loss.detach().cpu())
+        grads.append([p.grad.detach().cpu().clone() for p in model.parameters()])
+        opt.step()
+    return torch.stack(losses), grads, [p.detach().cpu().clone() for p in model.parameters()]
+
+
+def _assert_same_step(a, b, atol):
+    (la, ga, pa), (lb, gb, pb) = a, b
+    torch.testing.assert_close(la, lb, atol=atol, rtol=atol)
+    for sa, sb in zip(ga, gb):
+        for x, y in zip(sa, sb):
+            torch.testing.assert_close(x, y, atol=atol, rtol=atol)
+    for x, y in zip(pa, pb):
+        torch.testing.assert_close(x, y, atol=atol, rtol=atol)
+
+
+@pytest.mark.parametrize("kw", OBJECTIVES, ids=lambda kw: f"{kw['model']}-{kw['loss']}")
+def test_objective_comparison_of_the_cuda_test_on_cpu(kw, monkeypatch):
+    """The comparison of test_cuda_mask_and_objective_match_cpu run here: the PyTorch path (the one CUDA runs)
+    against the fused CPU kernel, losses, gradients and parameters after two steps; and the comparison fails
+    when a gradient differs."""
+    torch_path = _objective_step(kw, "cpu", False, monkeypatch)
+    fused = _objective_step(kw, "cpu", None, monkeypatch)
+    _assert_same_step(torch_path, fused, atol=2e-5)
+    assert torch_path[0].ne(0).all() and all(g.abs().sum() > 0 for g in torch_path[1][0])
+    broken = (fused[0], [[g * 1.01 for g in step] for step in fused[1]], fused[2])
+    with pytest.raises(AssertionError):
+        _assert_same_step(torch_path, broken, atol=2e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("kw", OBJECTIVES, ids=lambda kw: f"{kw['model']}-{kw['loss']}")
+def test_cuda_mask_and_objective_match_cpu(kw, monkeypatch):
+    """The mask bit for bit; the objective's losses, gradients and parameters after two steps to 2e-5."""
     s = seed_of(4)
     assert torch.equal(emu.hash_mask(s.cuda(), 7, 13, 50, 0.39).cpu(), emu.hash_mask(s, 7, 13, 50, 0.39, use_kernel=False))
-    cfg = Config(model="TransE", hidden_dim=24, loss="ce", sampler="uniform", emu=0.39, neg_label=0.53, ce_coef=0.11, negative_sample_size=8)
-    losses = []
-    for device in ("cpu", "cuda"):
-        model, pos, _ = _setup(D=24, N=30, B=6)
-        model.to(device)
-        g = torch.Generator(device=device).manual_seed(0)
-        kg = SimpleNamespace(num_entities=30)
-        sampler = SAMPLERS["uniform"](kg, 8, device, g)
-        loss, _ = build_objective(cfg, kg, sampler)(model, pos.to(device), "tail", g, torch.ones(6, device=device))
-        loss.backward()
-        assert model.entity_embedding.grad is not None and torch.isfinite(loss)
-        losses.append(float(loss))
+    cpu = _objective_step(kw, "cpu", None, monkeypatch)
+    cuda = _objective_step(kw, "cuda", None, monkeypatch)
+    _assert_same_step(cpu, cuda, atol=2e-5)

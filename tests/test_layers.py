@@ -33,7 +33,7 @@ LAYERS = [  # bottom to top
     ["emukg.objectives", "emukg.negatives", "emukg.emu", "emukg.scoring", "emukg.optim", "emukg.evaluation",
      "emukg.schedule", "emukg.tracking", "emukg.nbfnet"],
     ["emukg.config"],
-    ["emukg.training", "emukg.run_folder", "emukg.parallel"],
+    ["emukg.training", "emukg.run_folder", "emukg.parallel", "emukg.multirun"],
     ["emukg.api", "emukg.search", "emukg.paper", "emukg.reporting", "emukg.exports", "emukg.prediction", "emukg.bench",
      "emukg.pykeen"],
     ["emukg", "emukg.__main__", "emukg.cli", "emukg.commands"],

@@ -56,7 +56,7 @@ DATA_SIDE = ("filtered", "sans")  # the samplers whose negatives are the data lo
 # built): an embedding width of 100,000 or 100,000 negatives per positive is already far beyond any published
 # setting, and γ, α or a learning rate above 1e6 only overflows the initialiser or the step.
 LIMITS = {"hidden_dim": 100_000, "negative_sample_size": 100_000, "gamma": 1e6, "learning_rate": 1e6,
-          "adversarial_temperature": 1e6, "regularization": 1e6, "ce_coef": 1e6}
+          "adversarial_temperature": 1e6, "regularization": 1e6, "ce_coef": 1e6, "sampler_rounds": 1000}
 
 
 def _opt(default, help: str, **kw):
@@ -98,6 +98,7 @@ class Config:
     khop: int = _opt(3, "SANS neighbourhood radius k (-khop)")
     num_random_walks: int = _opt(0, "SANS random walks per entity w; 0 = exact k-hop neighbourhood (-nrw)")
     walk_mode: str = _opt("restart", "SANS walks: 'restart' at the source (SANS's description) or 'chained' (the reference's code)")
+    sampler_rounds: int | None = _opt(None, "filtered and SANS negatives with fixed shapes and no host sync: this many rounds of 2n candidates drawn at once, slots still empty then unfiltered uniform (emukg.negatives.device); 0 = the exact refill loop; None = auto: 4 on CUDA, 0 on the CPU")
     sans_memory_mb: int = _opt(2048, "memory budget of the SANS neighbourhood table in MiB; a larger exact build is refused")
     train_memory_mb: int = _opt(512, "memory budget in MiB of one block of the 1vsall loss (queries × entities scored at once; the dense entity gradient is extra), and of one NBFNet micro-batch (queries × (edges + entities) × width × layers)")
     adversarial: bool = _opt(False, "self-adversarial negative weighting (-adv); with ce/1vsall an extra term")
@@ -125,6 +126,7 @@ class Config:
     early_stop_min_delta: float = _opt(0.0, "early stopping: the improvement of valid MRR that counts, ≥ 0 (absolute)")
     reference_steps: bool = _opt(False, "count steps as the reference's loop: log/checkpoint/validate after 0-based step indices 0, v, 2v…, lr change after index warm_up_steps, no validation before training or of the final model")
     seed: int = _opt(0, "random seed ≥ 0: same seed, same device -> same run")
+    seeds: list[int] | None = _opt(None, "several runs in one process, one per seed (distinct, ≥ 0; replaces seed), stepped in lockstep, each in its own run folder SAVE_PATH/seed<k> and equal to that seed's run trained alone (emukg.multirun); None = one run")
     # evaluation and logging
     do_train: bool = _opt(True, "train")
     do_valid: bool = _opt(True, "evaluate on valid during/after training")
@@ -328,11 +330,21 @@ class Config:
         for name, limit in LIMITS.items():
             if getattr(self, name) is not None and getattr(self, name) > limit:
                 raise ConfigError(name, getattr(self, name), f"is beyond the largest useful value ({limit:g}); give a smaller one.")
+        if self.sampler_rounds is not None and self.sampler_rounds < 0:
+            raise ConfigError("sampler_rounds", self.sampler_rounds, "must be an integer ≥ 0 (0: the exact refill loop), or unset.")
         for name in ("max_steps", "num_random_walks", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, getattr(self, name), "must be an integer ≥ 0.")
         if self.seed >= 2**63:
             raise ConfigError("seed", self.seed, "must be below 2**63.")
+        if self.seeds is not None:
+            if not self.seeds:
+                raise ConfigError("seeds", self.seeds, "needs at least one seed (or leave it unset for one run with {seed}).")
+            bad = next((k for k in self.seeds if not 0 <= k < 2**63), None)
+            if bad is not None:
+                raise ConfigError("seeds", self.seeds, f"holds {bad}; every seed must be an integer ≥ 0 and below 2**63.")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ConfigError("seeds", self.seeds, "holds a seed twice; give each seed once (each has its own run folder).")
         if self.warm_up_steps is not None and self.warm_up_steps <= 0:
             raise ConfigError("warm_up_steps", self.warm_up_steps, "must be a positive number of steps; leave it unset for max_steps // 2.")
         for name in ("lr_decay_steps", "early_stop_patience"):
@@ -521,6 +533,11 @@ def _convert(name: str, value, kind, optional: bool):
     text: numeric text is accepted for numbers, integral values such as 1e5 or 8.0 for integers).
     """
     unset = " (or null)" if optional else ""
+    if typing.get_origin(kind) is list:  # a list of numbers (seeds): each element converted as its kind
+        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+            raise ConfigError(name, value, f"must be a list{unset}, e.g. [0, 1, 2].")
+        (item,) = typing.get_args(kind)
+        return [_convert(name, v, item, False) for v in value]
     value = _plain_scalar(value)
     if kind is bool:
         if isinstance(value, bool):

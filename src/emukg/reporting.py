@@ -3,6 +3,12 @@
 A replacement for the reference's ``analyse_result.py``.  For each run folder it reads ``config.json``,
 ``results.json`` (final metrics of the best model) and ``metrics.jsonl`` (the validation curve).  Rows are
 grouped by dataset, model and sampler, with baseline and EMU side by side.
+
+Runs that differ only by their seed (``emukg train --seeds``, or separate runs whose settings agree but for
+``seed`` and the folders) form one group: the report adds a table of each group's mean ± sample standard deviation
+(n − 1 in the denominator) per metric over its n runs, as a paper's table needs, and the plot draws a group as its
+mean validation curve with a band of ± one standard deviation (over the steps every run of the group reached).
+A folder written by ``emukg train --seeds`` (``seeds.json``) stands for all its runs.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -19,6 +26,9 @@ from .io_utils import atomic_write_bytes, atomic_write_text, check_writable_dir,
 from .run_folder import CONFIG, RunFolder
 
 METRICS = ("MRR", "HITS@1", "HITS@3", "HITS@10")
+# settings that do not make two runs different experiments: the seed, the folders, and how the run was watched
+NOT_THE_EXPERIMENT = ("seed", "seeds", "save_path", "init_checkpoint", "dataset", "progress", "threads", "tracker",
+                      "tracking_uri", "test_log_steps", "test_batch_size", "device")
 
 
 def describe(cfg: Config, dataset_name: str | None = None) -> dict:
@@ -45,7 +55,10 @@ def read_run(run_dir: str | os.PathLike) -> dict:
     cfg = run.read_config()
     record = run.read_json(CONFIG).get("dataset_record")
     name = record.get("name") if isinstance(record, dict) and isinstance(record.get("name"), str) else None
-    row = {"run": str(run_dir), **describe(cfg, name)}
+    row = {"run": str(run_dir), **describe(cfg, name), "seed": cfg.seed}
+    same = {k: v for k, v in cfg.to_dict().items() if k not in NOT_THE_EXPERIMENT}
+    data = record.get("sha256") if isinstance(record, dict) and record.get("sha256") else row["dataset"]
+    row["group"] = json.dumps({"data": data, **same}, sort_keys=True, default=str)  # runs that differ only by seed
     curve: list[tuple[int, float]] = []
     last_step = 0
     if (run_dir / "metrics.jsonl").is_file():
@@ -75,6 +88,80 @@ def read_run(run_dir: str | os.PathLike) -> dict:
     row["split"] = split or "-"
     row["curve"] = curve
     return row
+
+
+def expand_runs(run_dirs) -> list[str]:
+    """The run folders to report: a folder of ``emukg train --seeds`` (its ``seeds.json``) stands for its runs."""
+    from .multirun import is_multirun, run_folders
+
+    out = []
+    for d in run_dirs:
+        out += [str(p) for p in run_folders(d)] if is_multirun(d) else [str(d)]
+    return out
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """The mean and the sample standard deviation (n − 1 in the denominator; None for one value)."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def seed_groups(rows: list[dict]) -> list[dict]:
+    """The runs grouped by everything but their seed: per group its description, n, the seeds, and for each of
+    :data:`METRICS` and ``valid_MRR`` the mean and sample std over the runs that have it (``{key}_mean``,
+    ``{key}_std``, ``{key}_n``); sorted as the runs' table."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r)
+    out = []
+    for members in groups.values():
+        members = sorted(members, key=lambda r: r["seed"])
+        first = members[0]
+        g = {k: first[k] for k in ("dataset", "model", "loss", "sampler", "method")}
+        steps = sorted({m.get("steps") for m in members}, key=str)
+        g.update(n=len(members), seeds=[m["seed"] for m in members], steps=steps[0] if len(steps) == 1 else "/".join(map(str, steps)),
+                 runs=[m["run"] for m in members], curves=[m["curve"] for m in members])
+        for key in (*METRICS, "valid_MRR"):
+            values = [float(m[key]) for m in members if isinstance(m.get(key), (int, float))]
+            if values:
+                g[f"{key}_mean"], g[f"{key}_std"] = mean_std(values)
+                g[f"{key}_n"] = len(values)
+        out.append(g)
+    return sorted(out, key=lambda g: (g["dataset"], g["model"], g["sampler"], g["method"], g["runs"][0]))
+
+
+def _pm(g: dict, key: str) -> str:
+    if f"{key}_mean" not in g:
+        return "-"
+    std = g[f"{key}_std"]
+    return f"{g[f'{key}_mean']:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+
+def seed_table(groups: list[dict]) -> tuple[str, str]:
+    """Markdown (mean ± std) and CSV (mean, std columns) of the seed groups with at least two runs."""
+    groups = [g for g in groups if g["n"] >= 2]
+    if not groups:
+        return "", ""
+    keys = (*METRICS, "valid_MRR")
+    head = ["dataset", "model", "loss", "sampler", "method", "steps", "n", "seeds", *keys]
+    md = ["", "Runs that differ only by seed (mean ± sample standard deviation over n runs):", "",
+          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = [g["dataset"], g["model"], g["loss"], g["sampler"], g["method"], str(g["steps"]), str(g["n"]),
+                 " ".join(map(str, g["seeds"])), *(_pm(g, k) for k in keys)]
+        md.append("| " + " | ".join(cells) + " |")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["dataset", "model", "loss", "sampler", "method", "steps", "n", "seeds",
+                *(f"{k}_{s}" for k in keys for s in ("mean", "std")), "runs"])
+    for g in groups:
+        w.writerow([g["dataset"], g["model"], g["loss"], g["sampler"], g["method"], g["steps"], g["n"],
+                    " ".join(map(str, g["seeds"])), *(g.get(f"{k}_{s}", "") for k in keys for s in ("mean", "std")),
+                    " ".join(g["runs"])])
+    return "\n".join(md) + "\n", buf.getvalue()
 
 
 def _fmt(v) -> str:
@@ -116,8 +203,9 @@ def build_tables(rows: list[dict]) -> tuple[str, str]:
 
 
 def plot_curves(rows: list[dict], path: Path) -> bool:
-    """PNG of validation MRR over steps, one line per run (a colour per model and sampler; EMU solid, baselines
-    dashed, self-adversarial baselines dotted); False if matplotlib is missing."""
+    """PNG of validation MRR over steps, one line per run, or per group of runs that differ only by seed (its mean,
+    with a band of ± one sample std) (a colour per model and sampler; EMU solid, baselines dashed, self-adversarial
+    baselines dotted); False if matplotlib is missing."""
     try:
         import matplotlib
 
@@ -127,14 +215,27 @@ def plot_curves(rows: list[dict], path: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = {}  # one colour per model and sampler; EMU solid, baselines dashed
-    for r in rows:
-        if r["curve"]:
-            steps, mrr = zip(*r["curve"])
-            key = (r["model"], r["sampler"].replace("-adv", ""))
-            colour = colours.setdefault(key, f"C{len(colours) % 10}")
-            style = "-" if r["method"] == "EMU" else (":" if r["sampler"].endswith("-adv") else "--")
-            ax.plot(steps, mrr, style, color=colour, marker=".", markersize=3,
-                    label=f"{r['model']} {r['method']} {r['sampler']} ({r['dataset']})")
+    for g in seed_groups(rows):  # a group of seeds: its mean curve and a band of ± one sample std
+        curves = [dict(c) for c in g["curves"] if c]
+        if not curves:
+            continue
+        common = sorted(set.intersection(*(set(c) for c in curves)))  # the steps every run of the group reached
+        if len(curves) > 1 and common:
+            stats = [mean_std([c[s] for c in curves]) for s in common]
+            steps, mrr = common, [m for m, _ in stats]
+            band = [sd for _, sd in stats]
+        else:
+            steps, mrr = zip(*g["curves"][0]) if g["curves"][0] else ((), ())
+            band = None
+        key = (g["model"], g["sampler"].replace("-adv", ""))
+        colour = colours.setdefault(key, f"C{len(colours) % 10}")
+        style = "-" if g["method"] == "EMU" else (":" if g["sampler"].endswith("-adv") else "--")
+        seeds = f", mean ± std of {len(curves)} seeds" if band else ""
+        ax.plot(steps, mrr, style, color=colour, marker=".", markersize=3,
+                label=f"{g['model']} {g['method']} {g['sampler']} ({g['dataset']}{seeds})")
+        if band:
+            ax.fill_between(steps, [m - b for m, b in zip(mrr, band)], [m + b for m, b in zip(mrr, band)],
+                            color=colour, alpha=0.2, linewidth=0)
     ax.set_xlabel("step")
     ax.set_ylabel("validation MRR")
     ax.grid(alpha=0.3)
@@ -155,21 +256,28 @@ def _write_error(path: Path, exc: OSError) -> ParamError:
 
 
 def write_report(run_dirs: list[str], out_dir: str | os.PathLike, plots: bool = True) -> dict:
-    """Write results.md, results.csv and (with ``plots``) one PNG per dataset into ``out_dir``.
+    """Write results.md, results.csv, results_by_seed.csv (when some runs differ only by seed) and (with ``plots``)
+    one PNG per dataset into ``out_dir``.
 
     ``out_dir`` is checked first (a file, under a file, or not writable → :class:`ParamError` about ``out_dir``,
     ``--out`` on the command line), so nothing is read or computed in vain.
     """
     out = Path(out_dir)
     check_writable_dir(out, "out_dir", flags=OUT_FLAG)
-    rows = [read_run(d) for d in run_dirs]
+    rows = [read_run(d) for d in expand_runs(run_dirs)]
     md, csv_text = build_tables(rows)
+    seed_md, seed_csv = seed_table(seed_groups(rows))
+    md += seed_md
     try:
         atomic_write_text(out / "results.md", md)
         atomic_write_text(out / "results.csv", csv_text)
+        if seed_csv:
+            atomic_write_text(out / "results_by_seed.csv", seed_csv)
     except OSError as exc:
         raise _write_error(out, exc) from None
     written = {"markdown": str(out / "results.md"), "csv": str(out / "results.csv")}
+    if seed_csv:
+        written["csv_by_seed"] = str(out / "results_by_seed.csv")
     if plots:
         datasets = sorted({r["dataset"] for r in rows})
         for d in datasets:

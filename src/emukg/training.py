@@ -301,10 +301,10 @@ class Trainer:
 
     def _load_data(self, kg, source, saved_info: dict, resume: str) -> None:
         """The graph (given, or resolved from ``dataset``) and its record; a strict resume on other data is refused."""
-        from .data import dataset_record, load_dataset
+        from .data import dataset_record
 
         cfg = self.config
-        self.kg = kg if kg is not None else load_dataset(cfg.dataset)
+        self.kg = kg if kg is not None else self._read_graph(cfg.dataset)
         self.dataset_record = dataset_record(cfg.dataset) if kg is None else {"name": getattr(kg, "name", ""), "given": cfg.dataset}
         for split, used, setting in (("valid", cfg.do_valid, "do_valid"), ("test", cfg.do_test, "do_test")):
             if used and int(self.kg.splits[split].shape[0]) == 0:  # found now, not after the folder or the training
@@ -319,6 +319,13 @@ class Trainer:
         if source is not None and resume == "strict" and old_sums and new_sums and new_sums != old_sums:
             raise ParamError("dataset", str(self.dataset_record.get('path') or cfg.dataset), "its files differ (SHA-256) from "
                              f"the data the run in {braces(source.path)} was trained on; resume with that data, or start a new run.")
+
+    @staticmethod
+    def _read_graph(dataset: str):
+        """The graph of ``dataset`` (emukg.multirun's runs share one)."""
+        from .data import load_dataset
+
+        return load_dataset(dataset)
 
     def _wire(self) -> None:
         """Every part of the run, seeded in a fixed order: the model, the samplers, the objective, the schedule,
@@ -350,6 +357,10 @@ class Trainer:
                                          sparse=self.sparse)
         if self.dist.active:  # every rank draws the global batch and scores its shard of rows
             self.objective.shard = (self.dist.rank, self.dist.world)
+        # on CUDA the step's logged values stay on the device and are read once per log_steps (and before every
+        # validation and checkpoint, where a loss that is no longer finite must stop the run): no sync per step
+        self.deferred_logs = self.device.type == "cuda" and not self.dist.active
+        self.objective.log_on_device = self.deferred_logs
         self.schedule = Schedule(cfg, lambda name, lr: make_optimizer(name, self.model.parameters(), lr), self._mark,
                                  say=lambda text: self.out.info(text))
         self.stopper = EarlyStopping(cfg.early_stop_patience, cfg.early_stop_min_delta)
@@ -576,13 +587,32 @@ class Trainer:
         loss, logs = self.objective(self.model, positives, side, self.generator, weights)
         if self.dist.active:  # each rank logged its share of the global batch: the sums, the same on every rank
             logs = self.dist.sum_logs(logs, self.device)
+        if self.deferred_logs:  # the loss the step optimises, checked when read (read_logs)
+            return loss, {**logs, "loss": loss.detach().reshape(()).float()}
         value = logs["loss"] if self.dist.active else float(loss.detach())
         if not math.isfinite(value):  # (data-parallel: the same decision on every rank)
-            kept = (f"the checkpoint of step {self.saved_step} in {self.folder.path} is intact" if self.saved_step is not None
-                    else f"no checkpoint was saved yet in {self.folder.path}")
-            raise EmukgError(f"step {self.step + 1}: the loss became {value}, so training stopped and {kept}; "
-                             "lower the learning rate or gamma, or add regularisation.")
+            self._stop_on_loss(self.step + 1, value)
         return loss, logs
+
+    def _stop_on_loss(self, step: int, value: float) -> None:
+        kept = (f"the checkpoint of step {self.saved_step} in {self.folder.path} is intact" if self.saved_step is not None
+                else f"no checkpoint was saved yet in {self.folder.path}")
+        raise EmukgError(f"step {step}: the loss became {value}, so training stopped and {kept}; "
+                         "lower the learning rate or gamma, or add regularisation.")
+
+    def read_logs(self) -> None:
+        """Deferred logs (CUDA): the window's device values as floats, in one transfer; a loss that is no longer
+        finite stops the run here, naming its step, before anything of it is validated or saved."""
+        if not self.deferred_logs or not self.window or not isinstance(self.window[-1].get("loss"), torch.Tensor):
+            return
+        first = next(i for i, w in enumerate(self.window) if isinstance(w.get("loss"), torch.Tensor))
+        names = list(self.window[-1])
+        rows = torch.stack([torch.stack([w[k] for k in names]) for w in self.window[first:]]).tolist()
+        for i, row in enumerate(rows):
+            self.window[first + i] = dict(zip(names, row))
+        for i, w in enumerate(self.window):
+            if not math.isfinite(w["loss"]):
+                self._stop_on_loss(self.step - len(self.window) + i + 1, w["loss"])
 
     @staticmethod
     def backward(loss: torch.Tensor) -> None:
@@ -597,6 +627,7 @@ class Trainer:
         mark, last = self._mark(), self.step == cfg.max_steps
         if not (mark % cfg.log_steps == 0 or (last and not cfg.reference_steps)):
             return
+        self.read_logs()
         window = self.window
         avg = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
         avg["steps_per_s"] = len(window) / max(time.perf_counter() - self.window_start, 1e-9)
@@ -638,6 +669,15 @@ class Trainer:
         out.info("Config: " + json.dumps(cfg.to_dict(), sort_keys=True))
 
     def fit(self) -> dict:
+        """Train (and validate, checkpoint) to the end, evaluate the best model; the final results."""
+        for _ in self.fit_steps():
+            pass
+        return self.results
+
+    def fit_steps(self):
+        """:meth:`fit` as a generator that yields after every training step (its validation and checkpoint
+        included), so that :mod:`emukg.multirun` steps several runs in lockstep; at its end ``self.results`` holds
+        the final results.  Closing it early ends the run as an exception would (callbacks, log)."""
         from tqdm.auto import tqdm  # a widget in Jupyter, a text bar on a terminal
 
         cfg, out = self.config, self.out
@@ -662,13 +702,17 @@ class Trainer:
                     while self.step < cfg.max_steps and self.stopped_step is None:
                         logs = self.train_step()
                         bar.update(1)
-                        if "loss" in logs:
+                        if isinstance(logs.get("loss"), float):
                             bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
                         mark, last = self._mark(), self.step == cfg.max_steps
-                        if cfg.do_valid and mark % cfg.valid_steps == 0 and (ref or not last):
+                        validating = cfg.do_valid and mark % cfg.valid_steps == 0 and (ref or not last)
+                        if validating or mark % cfg.save_checkpoint_steps == 0 or last:
+                            self.read_logs()  # (deferred logs: a loss that is no longer finite stops here)
+                        if validating:
                             self.validate(at_step=mark)
                         if mark % cfg.save_checkpoint_steps == 0:
                             self.save()
+                        yield self.step
                 finally:
                     bar.close()
                 if cfg.do_valid and not ref and self.last_valid_step != self.step:
@@ -680,8 +724,7 @@ class Trainer:
                 out.info(f"The run stopped early at step {self.stopped_step}: {self.stopper.reason()}")
             elif cfg.do_valid and not ref and self.step > 0 and self.last_valid_step != self.step:
                 self.validate()  # the final validation of a run killed between its last checkpoint and that validation
-            results = self._final_evaluation()
-            return results
+            self.results = results = self._final_evaluation()
         except BaseException as exc:
             error = exc
             raise

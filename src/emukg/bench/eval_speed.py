@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default="FB15k-237")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--backend", choices=["auto", "native", "torch"], default="auto")
+    ap.add_argument("--backend", choices=["auto", "native", "torch", "device"], default="auto")
     ap.add_argument("--memory-mb", type=float, default=512)
     ap.add_argument("--synthetic", action="store_true", help="also run the 1,000,000-entity check (64 MiB budget)")
     ap.add_argument("--synthetic-only", action="store_true", help="only the 1,000,000-entity check")

@@ -113,10 +113,11 @@ def time_case(cfg, kg, steps: int = 10, warmup: int = 3, device="cpu", seed: int
 
 def bench_train_steps(models=MODELS, losses=LOSSES, samplers=("uniform",), steps: int = 10, device="cpu", *,
                       warmup: int = 3, use_kernel: bool | None = None, kg=None, dataset: str = "FB15k-237",
-                      details: dict | None = None, progress=None) -> dict[str, float]:
+                      details: dict | None = None, progress=None, shapes: dict | None = None) -> dict[str, float]:
     """Median ms per full training step for every ``MODEL/loss/sampler`` case (FB15k-237, the paper's config).
 
-    ``details``, if given, receives per case the step/forward+backward/forward medians.
+    ``details``, if given, receives per case the step/forward+backward/forward medians; ``shapes`` overrides the
+    paper's ``hidden_dim``, ``batch_size`` and ``negatives`` (the GPU window's dry mode).
     """
     from emukg.data import load_dataset
 
@@ -127,7 +128,7 @@ def bench_train_steps(models=MODELS, losses=LOSSES, samplers=("uniform",), steps
         for model in models:
             for loss in losses:
                 name = f"{model}/{loss}/{sampler}"
-                cfg = make_config(model, loss, sampler, dataset=dataset)
+                cfg = make_config(model, loss, sampler, dataset=dataset, **(shapes or {}))
                 r = time_case(cfg, kg, steps=steps, warmup=warmup, device=device, use_kernel=use_kernel, split=True)
                 results[name] = r["step_ms"]
                 if details is not None:
@@ -148,8 +149,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--dataset", default="FB15k-237")
     ap.add_argument("--no-kernel", action="store_true", help="force the plain PyTorch path (no native kernel)")
+    ap.add_argument("--hidden-dim", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=1000)
+    ap.add_argument("--negatives", type=int, default=256)
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = ap.parse_args(argv)
+    shapes = dict(hidden_dim=args.hidden_dim, batch_size=args.batch_size, negatives=args.negatives)
     if args.threads:
         torch.set_num_threads(args.threads)
     import emukg.emu as emu
@@ -165,10 +170,10 @@ def main(argv=None) -> int:
     details: dict = {}
     results = bench_train_steps(args.models, args.losses, args.samplers, args.steps, args.device, warmup=args.warmup,
                                 use_kernel=False if args.no_kernel else None, dataset=args.dataset, details=details,
-                                progress=show)
+                                progress=show, shapes=shapes)
     if args.json:
         payload = {"benchmark": "train_step", "unit": "ms (median full step: forward, backward, Adagrad)",
-                   "dataset": args.dataset, "hidden_dim": 100, "batch_size": 1000, "negatives": 256,
+                   "dataset": args.dataset, "hidden_dim": args.hidden_dim, "batch_size": args.batch_size, "negatives": args.negatives,
                    "device": args.device, "threads": torch.get_num_threads(), "native_kernel": kernel,
                    "torch": torch.__version__, "machine": platform.machine(), "python": sys.version.split()[0],
                    "steps": args.steps, "warmup": args.warmup, "results": results, "details": details}

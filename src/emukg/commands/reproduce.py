@@ -24,6 +24,8 @@ def handle(args: argparse.Namespace) -> int:
             overrides["warm_up_steps"] = full.max_steps // 2
         overrides["valid_steps"] = max(1, min(500, args.steps))
     cfg = experiment_config(args.name, **overrides)
+    if args.seeds:
+        cfg = cfg.replace(seeds=args.seeds)
     if args.show:
         yaml.safe_dump(cfg.to_dict(), sys.stdout, sort_keys=True)
         return 0
@@ -34,7 +36,13 @@ def handle(args: argparse.Namespace) -> int:
     from ..training import train
     from .train import print_results
 
-    print_results(train(cfg, overwrite=args.overwrite))
+    if cfg.seeds:  # one run per seed in one process (emukg.multirun): SAVE/seed<k>
+        from ..multirun import train_seeds
+
+        for seed, results in train_seeds(cfg, overwrite=args.overwrite).items():
+            print_results(results, prefix=f"seed {seed} ")
+    else:
+        print_results(train(cfg, overwrite=args.overwrite))
     print(f"run folder: {save}")
     return 0
 
@@ -48,6 +56,8 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, help="override max_steps (e.g. a short CPU run)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="training device")
     p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                   help="one run per seed in one process, each in SAVE_PATH/seed<k> (see emukg train --seeds)")
     p.add_argument("--save-path", help="run folder (default runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue the run in the run folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in the run folder")

@@ -28,6 +28,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         names = [flag, *SHORT.get(f.name, [])]
         if kind is bool:
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        elif typing.get_origin(kind) is list:  # --seeds 0 1 2
+            parser.add_argument(*names, dest=f.name, type=typing.get_args(kind)[0], nargs="+", default=argparse.SUPPRESS,
+                                metavar=f.name.upper()[:-1], help=help_text)
         else:
             parser.add_argument(*names, dest=f.name, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
 
@@ -76,6 +79,8 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
             flag, value = "--" + name.replace("_", "-"), given[name]
             if isinstance(value, bool):
                 argv.append(flag if value else "--no-" + name.replace("_", "-"))
+            elif isinstance(value, list):
+                argv += [flag, *map(str, value)]
             else:
                 argv += [flag, str(value)]
     return argv
@@ -90,6 +95,8 @@ def _launch(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise EmukgError(f"--nproc {args.nproc}: give the number of processes, at least 1.")
     world = os.environ.get("WORLD_SIZE")
+    if getattr(args, "seeds", None):
+        raise EmukgError("--nproc and --seeds exclude each other: --seeds trains its runs in one process.")
     if world is not None:  # already a worker of torchrun: --nproc must agree with it
         if int(world) != args.nproc:
             raise EmukgError(f"--nproc {args.nproc}: this process is one of {world} started by torchrun; drop --nproc.")
@@ -104,6 +111,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..io_utils import quoted, too_long_name
+    from ..multirun import is_multirun, read_manifest, run_folders, train_seeds
     from ..run_folder import CONFIG, RunFolder
     from ..training import train
 
@@ -114,9 +122,10 @@ def _run(args: argparse.Namespace) -> int:
             raise EmukgError(f"--resume {quoted(str(folder.path), 120)}: {long}; pass the run folder's path.")
         if not folder.path.is_dir():
             raise EmukgError(f"--resume {folder.path}: no such run folder; pass a folder written by 'emukg train'.")
-        if not folder.file(CONFIG).is_file():
+        multi = is_multirun(folder.path)  # the runs of --seeds: their shared settings are in seeds.json
+        if not multi and not folder.file(CONFIG).is_file():
             raise EmukgError(f"--resume {folder.path}: no {CONFIG} there; pass a run folder written by 'emukg train'.")
-        saved = folder.read_config()
+        saved = Config.from_dict(read_manifest(folder.path)["config"]) if multi else folder.read_config()
         base = saved.to_dict()
         if "dataset" not in vars(args):
             # the data as recorded; when the recorded string no longer resolves from here (a relative path, moved
@@ -124,7 +133,8 @@ def _run(args: argparse.Namespace) -> int:
             from ..run_folder import _try_resolve, find_run_data
 
             if _try_resolve(saved.dataset) is None:
-                base["dataset"] = str(find_run_data(folder, saved)[0])
+                recorded = RunFolder(run_folders(folder.path)[0]) if multi and run_folders(folder.path) else folder
+                base["dataset"] = str(find_run_data(recorded, saved)[0])
         if "save_path" in vars(args) and Path(args.save_path).resolve() != folder.path.resolve():
             raise EmukgError(f"--resume {folder.path} continues that run in its own folder; drop --save-path {args.save_path}.")
         base.update(save_path=str(folder.path), init_checkpoint=str(folder.path))
@@ -139,6 +149,10 @@ def _run(args: argparse.Namespace) -> int:
             raise EmukgError("--init-checkpoint: use --resume RUN_DIR to continue a run.")
     from ..parallel import shutdown
 
+    if cfg.seeds:  # several runs in one process (emukg.multirun), one folder per seed
+        for seed, results in train_seeds(cfg, overwrite=args.overwrite).items():
+            print_results(results, prefix=f"seed {seed} ")
+        return 0
     try:
         results = train(cfg, overwrite=args.overwrite)
     finally:
@@ -148,10 +162,10 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_results(results: dict) -> None:
+def print_results(results: dict, prefix: str = "") -> None:
     """One line of headline metrics per evaluated split (what ``train`` returns)."""
     for split, metrics in results.items():
-        print(f"{split}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("MRR", "HITS@1", "HITS@3", "HITS@10") if k in metrics)
+        print(f"{prefix}{split}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("MRR", "HITS@1", "HITS@3", "HITS@10") if k in metrics)
               + (f"  MR {metrics['MR']:.1f}" if "MR" in metrics else ""))
 
 

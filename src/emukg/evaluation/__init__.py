@@ -80,8 +80,9 @@ def evaluate(model, kg: KnowledgeGraph, split="test", *, tie_policy: str = "real
     relation name under ``'per_relation'`` (chosen policy), and ``num_queries``, ``seconds``, ``queries_per_s``,
     ``nan_scores``, ``backend`` and the ``memory`` plan.
 
-    ``backend``: 'auto' (native kernel where possible), 'native' (require it; TransE, RotatE, DistMult, ComplEx
-    on CPU) or 'torch' (plain PyTorch through ``model.score_all``).  The model is put in eval mode; no gradients.
+    ``backend``: 'auto' (native kernel where possible on the CPU, the device ranker elsewhere), 'native' (require
+    it; TransE, RotatE, DistMult, ComplEx on CPU), 'torch' (plain PyTorch through ``model.score_all``) or 'device'
+    (:mod:`emukg.evaluation.device`: the same scores and ranks, with no host round trip inside a block).  The model is put in eval mode; no gradients.
     ``log_every`` > 0 logs progress to ``logger`` about every that many queries.
 
     ``protocol``: 'full' (every entity is a candidate; default) or 'sampled' (``candidates`` fixed random entities

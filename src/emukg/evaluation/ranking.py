@@ -18,13 +18,14 @@ import emukg.kernels as kernels
 from ..data.graph import FilterIndex, KnowledgeGraph
 from ..errors import EmukgError, ParamError
 from .counting import rank_block_native, rank_block_torch
+from .device import DeviceRanker
 from .hooks import fast_query
 from .metrics import SIDES, Ranks
 from .plan import plan_memory
 from .progress import Progress, warn_nan
 from .sampled import DEFAULT_CANDIDATES, check_protocol, sampled_ranks
 
-BACKENDS = ("auto", "native", "torch")
+BACKENDS = ("auto", "native", "torch", "device")
 
 log = logging.getLogger("emukg")
 
@@ -199,7 +200,9 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
         with torch.no_grad():
             t0 = time.perf_counter()
             index = kg.filter.to(device) if filtered else None
-            lib = native_library() if device.type == "cpu" and backend != "torch" else None
+            # the device ranker (no host round trip inside a block): asked for, or the default off the CPU
+            use_device = backend == "device" or (backend == "auto" and device.type != "cpu")
+            lib = native_library() if device.type == "cpu" and backend not in ("torch", "device") else None
             use_native = (lib is not None and model.entity_embedding.dtype == torch.float32 and _has_fast_query(model)
                           and all_finite(model.entity_embedding.detach()))
             if backend == "native" and not use_native:
@@ -215,6 +218,7 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
             plan = plan_memory(model, kg.num_entities, memory_mb, backend="native", num_queries=n_trip,
                                mean_exclusions=mean_ex, threads=threads) if use_native else plan_t
             ranker = _Ranker(model, index, lib, threads)
+            on_device = DeviceRanker(model, index) if use_device else None
             gt_all = torch.empty(total, dtype=torch.int64, device=device)
             ge_all = torch.empty(total, dtype=torch.int64, device=device)
             meter = Progress(total, name, progress, log_every, logger, t0)
@@ -222,10 +226,14 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
                 anchor_all = triples[:, 0] if side == "tail" else triples[:, 2]
                 answer_all = triples[:, 2] if side == "tail" else triples[:, 0]
                 rel_all = triples[:, 1]
+                if on_device is not None:
+                    on_device.begin_side(anchor_all, rel_all, answer_all, side)
                 for c0 in range(0, n_trip, plan.chunk):
                     c1 = min(c0 + plan.chunk, n_trip)
                     a, r, ans = anchor_all[c0:c1], rel_all[c0:c1], answer_all[c0:c1]
                     out = ranker.native(a, r, ans, side) if use_native else None
+                    if on_device is not None:  # the device ranker, in the chunks of the dense plan
+                        out = on_device.rank(a, r, ans, side, c0, plan_t.entity_slice)
                     if out is None:  # PyTorch path, in chunks of its own plan
                         gts, ges = [], []
                         for d0 in range(0, c1 - c0, plan_t.chunk):
@@ -245,7 +253,11 @@ def compute_ranks(model, kg: KnowledgeGraph, split="test", *, memory_mb: float =
     finally:
         model.train(was_training)
 
+    if on_device is not None:
+        ranker.nan_scores += on_device.nan_scores()
     warn_nan(ranker.nan_scores, logger, stacklevel=3)
     used = "native" if ranker.native_chunks and not ranker.torch_chunks else ("mixed" if ranker.native_chunks else "torch")
+    if on_device is not None:
+        used = "device"
     return Ranks(name, optimistic, pessimistic, triples[:, 1].to("cpu").repeat(2), seconds, ranker.nan_scores, used,
                  plan if ranker.native_chunks else plan_t)

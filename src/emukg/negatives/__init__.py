@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+import emukg.negatives.device as device_module
 import emukg.negatives.sans as sans
 from ..errors import ParamError
 from ..resolver import Registry
@@ -365,8 +366,13 @@ class FixedTailNegatives(NegativeSampler):
 
 
 def _build(name: str, config, kg, device, generator) -> NegativeSampler:
-    """The registered sampler ``name`` (a Config.sampler name) built from ``config``."""
-    return SAMPLERS.get(name).from_config(config, kg, device, generator)
+    """The registered sampler ``name`` (a Config.sampler name) built from ``config``; with ``sampler_rounds`` (by
+    default on CUDA) its fixed-shape twin (:mod:`emukg.negatives.device`)."""
+    sampler = SAMPLERS.get(name).from_config(config, kg, device, generator)
+    rounds = getattr(config, "sampler_rounds", 0)
+    if rounds is None:  # auto: the fixed-shape twin where a host round trip costs (CUDA), the exact loop elsewhere
+        rounds = device_module.DEFAULT_ROUNDS if torch.device(device).type == "cuda" else 0
+    return device_module.fixed_rounds(sampler, rounds) if rounds else sampler
 
 
 def build_samplers(config, kg, device, generator: torch.Generator) -> tuple[NegativeSampler | None, NegativeSampler | None]:

@@ -88,6 +88,9 @@ class Objective:
         self.fresh = config.fresh_negatives  # CE over unfiltered uniform negatives drawn afresh in every pass
         self.num_entities = kg.num_entities
         self.use_kernel = use_kernel  # None: the fused kernel where possible; False: always the PyTorch path
+        # True: the logged values stay 0-d tensors on the device (no host round trip per step; the Trainer reads
+        # them once per log_steps); False: Python floats, read with one .tolist() per step
+        self.log_on_device = False
         if self.loss_name != "1vsall" and sampler is None:
             raise ValueError(f"loss {self.loss_name} needs a negative sampler")
         if config.adversarial_draws_own and adversarial_sampler is None:
@@ -114,6 +117,8 @@ class Objective:
         if cfg.regularization:
             loss = self.regularize(loss, model, batch, logs)
         logs["loss"] = loss.detach()
+        if self.log_on_device:
+            return loss, {k: v.detach().reshape(()).float() for k, v in logs.items()}
         values = torch.stack([v.reshape(()).float() for v in logs.values()]).tolist()  # one device sync, not one per value
         return loss, dict(zip(logs, values))
 

@@ -57,7 +57,7 @@ def run(name: str, dataset: str, seed: int, settings: dict, steps: int | None = 
     from emukg.training import Trainer
 
     torch.set_num_threads(1)
-    folder = tempfile.mkdtemp(prefix=f"nbfstudy_{name}_{dataset}_{seed}_")
+    folder = tempfile.mkdtemp(prefix=f"nbfstudy_{name.replace('/', '-')}_{dataset}_{seed}_")
     cfg = Config.from_dict(dict(settings, dataset=dataset, seed=seed, max_steps=steps or 10**8, do_valid=False,
                                 do_test=False, save_path=folder, log_steps=10**6, save_checkpoint_steps=10**8,
                                 threads=1, progress=False))

@@ -300,6 +300,14 @@ def test_filtered_ranks_equal_brute_force(tmp_path):
     with torch.no_grad():
         rk1 = compute_ranks(m, kg, "test")
     assert torch.equal(rk1.optimistic, opt)
+    # a query asked twice is passed once and scored the same; entity subsets are columns of the full scores
+    a, r = torch.tensor([3, 0, 3, 5]), torch.tensor([1, 2, 1, 0])
+    with torch.no_grad():
+        both = m.score_all(a, r, "head")
+        one = torch.cat([m.score_all(a[i:i + 1], r[i:i + 1], "head") for i in range(4)])
+        sub = m.score_all(a, r, "head", entities=torch.tensor([6, 1]))
+    assert torch.equal(both, one) and torch.equal(both[0], both[2])
+    torch.testing.assert_close(sub, both[:, [6, 1]], rtol=1e-6, atol=1e-7)  # (the MLP's matmul blocks differ)
 
 
 def test_cli_trains_and_evaluates_nbfnet_with_and_without_emu(tmp_path, capsys):

@@ -305,8 +305,13 @@ class NBFNet(KGEModel):
                   entities: torch.Tensor | None = None) -> torch.Tensor:
         """Scores (queries, candidates) of every query against every entity (or ``entities``), one pass per query:
         'tail' queries (anchor, r, ?), 'head' queries (?, r, anchor) as (anchor, r + R, ?); in chunks of
-        :meth:`queries_per_pass` under ``eval_memory_mb``, without removing any edge."""
+        :meth:`queries_per_pass` under ``eval_memory_mb``, without removing any edge.  A query asked several times
+        (several triples of a split share (h, r)) is passed once: on FB15k-237's test split that is 56 % of the
+        queries, on kinships 66 %."""
+        R2 = 2 * self.num_relations
         rel = relation if side == "tail" else relation + self.num_relations
+        keys, inverse = torch.unique(anchor * R2 + rel, return_inverse=True)
+        anchor, rel = keys // R2, keys % R2
         chunk = self.queries_per_pass(self.eval_memory_mb, False, "eval_memory_mb")
         out = []
         for i in range(0, anchor.shape[0], chunk):
@@ -317,7 +322,7 @@ class NBFNet(KGEModel):
         if not out:
             n = self.num_entities if entities is None else entities.numel()
             return torch.empty(0, n, device=anchor.device)
-        return torch.cat(out)
+        return torch.cat(out)[inverse]
 
     def regularizer(self) -> torch.Tensor:
         return torch.zeros((), device=self.relation_embedding.device)

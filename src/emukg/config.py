@@ -255,7 +255,8 @@ class Config:
         - ``optimiser``: its state — Adagrad one table, Adam two (the reference schedule ends in Adam) — plus the
           dense gradient (row-sparse runs: ``B·(n+1)`` rows of it);
         - ``step``: one step's candidates, ``B × (n+1) × d`` float32 about four times over (gathered rows, EMU's
-          mutated copy, the scores' and rows' gradients), or the 1-vs-all block ``train_memory_mb``;
+          mutated copy, the scores' and rows' gradients), or, for 1-vs-all and NBFNet (which run their step in
+          blocks), the block budget ``train_memory_mb``;
         - ``data``: the triples (three int64 ids, about five copies: splits, filter indexes, pass orders) and the
           SANS table (its budget ``sans_memory_mb`` when used);
         - ``evaluation``: one chunk (``eval_memory_mb``).
@@ -275,7 +276,9 @@ class Config:
         sparse = self.sparse is not False and self.loss != "1vsall" and num_entities > candidates * 2
         gradient = min(params, 2 * candidates * row) if sparse else params
         mib = 1 << 20
-        step = self.train_memory_mb * mib if self.loss == "1vsall" else 4 * candidates * row
+        # 1-vs-all and message passing (NBFNet) run their step in blocks that fit train_memory_mb
+        blocked = self.loss == "1vsall" or getattr(type(model), "message_passing", False)
+        step = self.train_memory_mb * mib if blocked else 4 * candidates * row
         sans = self.sans_memory_mb * mib if "sans" in (self.sampler, self.adversarial_sampler) else 0
         return {"tables": params, "optimiser": state * params + gradient, "step": step,
                 "data": 5 * 3 * 8 * num_triples + sans, "evaluation": self.eval_memory_mb * mib}
@@ -289,13 +292,16 @@ class Config:
         if limit is None or total <= limit:
             return
         heaviest = max(parts, key=parts.get)
-        param = {"tables": "hidden_dim", "optimiser": "hidden_dim", "step": "train_memory_mb" if self.loss == "1vsall"
+        from .models import model_class
+
+        blocked = self.loss == "1vsall" or getattr(model_class(self.model), "message_passing", False)
+        param = {"tables": "hidden_dim", "optimiser": "hidden_dim", "step": "train_memory_mb" if blocked
                  else "negative_sample_size", "data": "sans_memory_mb" if parts["data"] > 15 * 8 * num_triples else "dataset",
                  "evaluation": "eval_memory_mb"}[heaviest]
         shown = ", ".join(f"{k} {v / 1e9:.3g}" for k, v in parts.items())
         where = (f"{{max_memory_gb}} {self.max_memory_gb:g} GB" if self.max_memory_gb is not None
                  else f"this machine's {limit / 1e9:.3g} GB")
-        lower = "{batch_size} or {negative_sample_size}" if heaviest == "step" and self.loss != "1vsall" else f"{{{param}}}"
+        lower = "{batch_size} or {negative_sample_size}" if heaviest == "step" and not blocked else f"{{{param}}}"
         raise ConfigError(param, getattr(self, param, None), f"the run needs about {total / 1e9:.3g} GB ({shown}) for "
                           f"{num_entities:,} entities, more than {where}; lower {lower}, or set {{max_memory_gb}} higher "
                           "if the estimate is too cautious.")

@@ -281,6 +281,7 @@ MEMORY_CASES = [
        expect=("--negative-sample-size", "machine")),
     tc("eval-chunk-beyond-max-memory", "--eval-memory-mb", "4000", "--max-memory-gb", "1", expect=("--eval-memory-mb",)),
     tc("1vsall-block-beyond-the-machine", "--loss", "1vsall", "--train-memory-mb", "100000000", expect=("--train-memory-mb",)),
+    tc("nbfnet-block-beyond-the-machine", "--model", "NBFNet", "--train-memory-mb", "100000000", expect=("--train-memory-mb",)),
     tc("sans-table-beyond-the-machine", "--sampler", "sans", "--sans-memory-mb", "100000000", expect=("--sans-memory-mb",)),
 ]
 

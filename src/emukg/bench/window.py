@@ -81,7 +81,7 @@ def table(out: str | os.PathLike, budget_s: float, device: str = "cuda", dry: st
                    "--save-checkpoint-steps", "2" if dry else "1000"]
             if dry:
                 cmd += ["--dataset", str(dry), *DRY_SHAPES]
-            else:  # a GPU's memory: larger evaluation blocks (200 validations per run; the ranks do not depend on it)
+            else:  # a GPU's memory: larger evaluation blocks (200 validations per run; training does not depend on it)
                 cmd += ["--eval-memory-mb", "8192"]
         t0 = time.monotonic()
         with open(root / f"{name}.log", "a", encoding="utf-8") as fh:

@@ -10,6 +10,7 @@
 #   eval.json        eval.txt         a filtered full validation of FB15k-237 per model (python -m emukg.bench.eval_speed)
 #   multirun.json    multirun.txt     K runs in one process (emukg train --seeds), K = 1, 8, 32: run-steps per second
 #   triton.json      triton.txt       the Triton candidate kernels against the PyTorch path: ms and largest differences
+#   train_step_triton.json            the training step of TransE and DistMult through them (EMUKG_TRITON=1)
 #   table/NAME/                       the paper's runs (emukg reproduce --list), in order, as far as the budget goes;
 #                                     table/NAME.log their logs
 #   stages.json                       each stage's exit status and seconds
@@ -46,15 +47,15 @@ if [ "$DRY" = 1 ]; then
   MULTI_ARGS=(--dataset "$DATA" --k 1 2 --steps 2 --warmup 1 --hidden-dim 8 --batch-size 32 --negatives 4)
   TABLE_ARGS=(--dry "$DATA" --names emu-TransE-FB15k-237-uniform base-DistMult-wn18rr-sans)
   TRITON_ARGS=(--B 2 --C 5 --D 8 --N 20 --steps 1 --warmup 0); export TRITON_INTERPRET=1
-  B_STEP=20; B_EVAL=15; B_MULTI=15; B_TRITON=10; RESERVE=3; MIN_TABLE=5
+  B_STEP=20; B_EVAL=15; B_MULTI=15; B_TRITON=10; B_STEPT=15; RESERVE=3; MIN_TABLE=5
 else
   WINDOW_S=${WINDOW_S:-530}; DEV=cuda
   STEP_ARGS=(--steps 20 --warmup 3 --samplers uniform sans)
-  EVAL_ARGS=(--repeats 3 --backend device)
+  EVAL_ARGS=(--repeats 3 --backend device --memory-mb 8192)
   MULTI_ARGS=(--k 1 8 32 --steps 20 --warmup 3)
   TABLE_ARGS=()
   TRITON_ARGS=()
-  B_STEP=150; B_EVAL=90; B_MULTI=120; B_TRITON=60; RESERVE=10; MIN_TABLE=20
+  B_STEP=150; B_EVAL=90; B_MULTI=120; B_TRITON=60; B_STEPT=60; RESERVE=10; MIN_TABLE=20
 fi
 STAGES="$OUT/stages.json"; echo "{" > "$STAGES.part"
 stage() {  # stage NAME SECONDS command...: run with a time limit, record its status and seconds
@@ -68,6 +69,8 @@ stage train_step $B_STEP $PY -m emukg.bench.train_step --device $DEV "${STEP_ARG
 stage eval $B_EVAL $PY -m emukg.bench.eval_speed --device $DEV "${EVAL_ARGS[@]}" --json "$OUT/eval.json" > "$OUT/eval.txt" 2>&1
 stage multirun $B_MULTI $PY -m emukg.bench.multirun --device $DEV "${MULTI_ARGS[@]}" --json "$OUT/multirun.json" > "$OUT/multirun.txt" 2>&1
 stage triton $B_TRITON $PY -m emukg.bench.triton_step --device $DEV "${TRITON_ARGS[@]}" --json "$OUT/triton.json" > "$OUT/triton.txt" 2>&1
+stage train_step_triton $B_STEPT env EMUKG_TRITON=1 $PY -m emukg.bench.train_step --device $DEV --models TransE DistMult \
+  --losses ce emu "${STEP_ARGS[@]}" --samplers uniform --json "$OUT/train_step_triton.json" > "$OUT/train_step_triton.txt" 2>&1
 LEFT=$(( WINDOW_S - ($(date +%s) - START) - RESERVE ))
 [ "$DRY" = 1 ] && [ $LEFT -lt 15 ] && LEFT=15  # the dry mode exercises the table stage even on a loaded machine
 if [ $LEFT -gt $MIN_TABLE ]; then

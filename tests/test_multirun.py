@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from emukg.cli import main
-from emukg.config import Config
 from emukg.errors import EmukgError
 from emukg.multirun import SEEDS_FILE, seed_folder, train_seeds
 from emukg.training import train
@@ -82,6 +81,18 @@ def test_k_runs_equal_k_single_runs(tmp_path, kw):
         assert {**ca, "save_path": ""} == {**cb, "save_path": ""} and ca["seed"] == k and ca["seeds"] is None
         embs.append(np.load(tmp_path / f"alone{k}" / "entity_embedding.npy"))
     assert not np.array_equal(embs[0], embs[1])  # the seeds differ: their own generator streams
+
+
+def test_one_run_entry_points_refuse_seeds(tmp_path):
+    import emukg
+
+    graph = write_graph(tmp_path / "g")
+    cfg = small_config(graph, tmp_path / "x", seeds=[0, 1])
+    with pytest.raises(EmukgError, match="seeds.*train_seeds"):
+        train(cfg)
+    with pytest.raises(EmukgError, match="seeds.*train_seeds"):
+        emukg.train(config=cfg)
+    assert not (tmp_path / "x").exists()
 
 
 def test_resume_in_python_equals_uninterrupted(tmp_path):

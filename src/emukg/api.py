@@ -150,6 +150,9 @@ def train(dataset: str | None = None, model: str | None = None, *, config: Confi
         if value is not None:
             settings[key] = value
     cfg = Config.from_dict({**base, **settings}, source="emukg.train")
+    if cfg.seeds:
+        raise ParamError("seeds", cfg.seeds, "emukg.train trains and returns one run; for one run per seed in one process "
+                         "use emukg.multirun.train_seeds(config) (emukg train --seeds).")
     if not cfg.dataset:
         raise ParamError("dataset", "", "is required: a registered name or a dataset folder.")
     if not cfg.save_path:

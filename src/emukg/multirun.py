@@ -28,16 +28,13 @@ checked, and the data is read, so a refused command leaves no trace.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from .config import Config, ConfigError
 from .errors import EmukgError, ParamError
-from .io_utils import atomic_write_json, braces
+from .io_utils import braces
 from .run_folder import CONFIG, RunFolder
 from .training import RUN_FLAGS, Trainer, resume_changes
-
-log = logging.getLogger("emukg.multirun")
 
 SEEDS_FILE = "seeds.json"
 # the settings that may differ between the runs of one group (everything else is "the same shapes")

@@ -217,6 +217,9 @@ class Trainer:
         from .tracking import check_tracker_available
 
         config.validate()
+        if config.seeds:  # (one Trainer is one run: emukg.multirun builds one per seed)
+            raise ConfigError("seeds", config.seeds, "a Trainer trains one run; train the runs of several seeds with "
+                              "emukg.multirun.train_seeds (emukg train --seeds).")
         self.config = cfg = config
         self.resume_mode = resume
         # data-parallel training under torchrun (emukg.parallel): join the process group; rank 0 alone writes

@@ -27,7 +27,7 @@ def _sync(device):
 
 
 def bench_triton(device="cuda", B=1000, C=257, D=100, N=14541, p=0.39, steps=10, warmup=2) -> dict:
-    from .. import emu
+    from ..emu import draw_seed, hash_mask, mutate
     from ..scoring import triton_kernels as tk
 
     out: dict = {"benchmark": "triton_step", "device": device, "B": B, "C": C, "D": D, "N": N, "p": p, "cases": {}}
@@ -38,11 +38,11 @@ def bench_triton(device="cuda", B=1000, C=257, D=100, N=14541, p=0.39, steps=10,
     E0 = torch.randn(N, D, generator=g, device=device) * 0.1
     q0 = torch.randn(B, D, generator=g, device=device) * 0.1
     cand = torch.randint(0, N, (B, C), generator=g, device=device)
-    seed = emu.draw_seed(g)
+    seed = draw_seed(g)
     gout = torch.randn(B, C, generator=g, device=device)
 
     def torch_path(q, E, kind):
-        X = emu.mutate(E[cand], emu.hash_mask(seed, B, C, D, p, use_kernel=False))
+        X = mutate(E[cand], hash_mask(seed, B, C, D, p, use_kernel=False))
         return 2.0 - (q[:, None] - X).abs().sum(-1) if kind == "l1" else 2.0 + (q[:, None] * X).sum(-1)
 
     def fused(q, E, kind):

@@ -3,7 +3,8 @@
 * ``python -m emukg.bench.window data DIR``: the dry mode's tiny synthetic dataset (200 entities, 1,000 triples).
 * ``python -m emukg.bench.window table OUT --budget-s S``: as much of the paper's table (``emukg reproduce
   --list``: 16 EMU and 24 baseline runs, 100,000 steps each) as fits in S seconds, in chunks that resume: each run
-  is ``emukg train --config <the named run's settings>`` in ``OUT/table/NAME`` with a checkpoint every 1,000 steps;
+  is ``emukg train --config <the named run's settings>`` in ``OUT/table/NAME`` with a checkpoint every 1,000 steps
+  and 8 GiB evaluation blocks;
   a run already finished (its ``results.json``) is skipped, one begun is continued with ``emukg train --resume``,
   and the run in progress when the budget ends is killed (kill -9 is safe: the next window resumes it from its
   last checkpoint to the same run).  ``--dry DATA`` runs the same on DATA with tiny shapes and 4 steps per run.
@@ -80,6 +81,8 @@ def table(out: str | os.PathLike, budget_s: float, device: str = "cuda", dry: st
                    "--save-checkpoint-steps", "2" if dry else "1000"]
             if dry:
                 cmd += ["--dataset", str(dry), *DRY_SHAPES]
+            else:  # a GPU's memory: larger evaluation blocks (200 validations per run; training does not depend on it)
+                cmd += ["--eval-memory-mb", "8192"]
         t0 = time.monotonic()
         with open(root / f"{name}.log", "a", encoding="utf-8") as fh:
             try:
@@ -110,7 +113,7 @@ def summary(out: str | os.PathLike) -> dict:
     runs = {n: _state(out / "table" / n) for n in experiments() if n.startswith(("emu-", "base-"))}
     stages = read("stages.json") or {}
     res = {"stages": stages, "train_step_ms": read("train_step.json"), "eval": read("eval.json"),
-           "multirun": read("multirun.json"), "triton": read("triton.json"), "table": runs,
+           "multirun": read("multirun.json"), "triton": read("triton.json"), "train_step_triton": read("train_step_triton.json"), "table": runs,
            "table_done": sum(r["state"] == "done" for r in runs.values()), "table_total": len(runs)}
     (out / "summary.json").write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
     return res

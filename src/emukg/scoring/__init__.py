@@ -56,6 +56,19 @@ def _uses_kernel(model, device: torch.device, use_kernel: bool | None) -> bool:
     return ok
 
 
+def _uses_triton(model, side: str, sparse: bool) -> str | None:
+    """The kind the Triton kernels serve for this step (``l1``/``dot``), with ``EMUKG_TRITON=1`` only (an opt-in
+    until a GPU window has timed and checked them: :mod:`emukg.scoring.triton_kernels`); else None."""
+    import os
+
+    if os.environ.get("EMUKG_TRITON") != "1" or sparse or model.entity_embedding.dtype != torch.float32:
+        return None
+    from . import triton_kernels
+
+    kind = query_kind(model, side) if has_fast_path(model) else None
+    return kind if triton_kernels.available() and kind in triton_kernels.KINDS else None
+
+
 def _kernel_kind(model, side: str) -> str | None:
     """The kind of the model's fast path for the training kernel, or None when the kernel cannot serve it: no
     fast path for these widths (TransD's -de without -dr) or RotatE's 'c2' on rows narrower than 32 floats."""
@@ -119,6 +132,9 @@ class CandidateScorer:
             self.a_emb = E.index_select(0, anchor)
         self.r_emb = R.index_select(0, positives[:, 1])
         self.hook = training_query(model, self.a_emb, self.r_emb, side) if kind is not None else None
+        # the opt-in Triton path (EMUKG_TRITON=1): the query of the fast path, scored by emukg.scoring.triton_kernels
+        self.triton = (training_query(model, self.a_emb, self.r_emb, side)
+                       if self.hook is None and _uses_triton(model, side, sparse) else None)
 
     def __call__(self, candidates: torch.Tensor, mutation: Mutation | None = None) -> torch.Tensor:
         """Scores (B, C); column 0 of ``candidates`` must be the positive's own entity (x⁺ of the mutation)."""
@@ -127,6 +143,12 @@ class CandidateScorer:
             kernels.check_ids("CandidateScorer", "candidates", candidates, E.shape[0])
         if self.hook is not None:
             return kernel_scores(self.hook, E, candidates, mutation, self.rows)
+        if self.triton is not None and (mutation is None or mutation.kind == "emu"):
+            from .triton_kernels import FusedCandidates
+
+            kind, q, bias = self.triton
+            seed, p, row0 = (mutation.seed, mutation.p, mutation.row0) if mutation is not None else (None, 1.0, 0)
+            return FusedCandidates.apply(q, E, candidates, kind, float(bias), seed, p, row0)
         if self.sparse:  # a compact table of the U distinct candidates: a sparse gradient over U rows
             uniq, candidates = torch.unique(candidates, return_inverse=True)
             E = torch.nn.functional.embedding(uniq, E, sparse=True)

@@ -17,9 +17,10 @@ Atomic adds make ∂/∂E's summation order vary between runs on a GPU (within f
 
 Status: the kernels and :class:`FusedCandidates` (an autograd function) are tested against the PyTorch path on
 the CPU under Triton's interpreter (``TRITON_INTERPRET=1``, tests/test_triton_kernels.py, skipped where Triton is
-not installed); they are not yet wired into :class:`emukg.scoring.CandidateScorer`, whose CUDA path stays the
-PyTorch one until a GPU window has timed and checked them (benchmarks/gpu_window.sh).  The other kinds (RotatE's
-``c2``, pRotatE, TransD, HAKE) are not written yet.
+not installed), the kernels alone and two objective steps through :class:`emukg.scoring.CandidateScorer`.  The
+scorer uses them only with ``EMUKG_TRITON=1`` (an opt-in, dense steps, EMU or no mutation): its CUDA path stays
+the PyTorch one by default until a GPU window has timed and checked them (benchmarks/gpu_window.sh,
+``triton.json``).  The other kinds (RotatE's ``c2``, pRotatE, TransD, HAKE) and Mixup are not written yet.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def fault_point(name: str) -> None:
             continue
         count, _, action = rest.partition(":")
         _fault_hits[name] += 1
-        if _fault_hits[name] != int(count or 1):
+        if _fault_hits[name] != (int(count) if count.isdigit() else 1):
             continue
         if (action or "kill") == "kill":
             os.kill(os.getpid(), signal.SIGKILL)

@@ -476,3 +476,19 @@ def test_a_sub_batch_mask_is_its_rows_part_of_the_batch_mask(ep, small):
     assert torch.allclose(ep.training.candidate_scores(model, Xs, reps_s, part), full[3:], atol=0, rtol=0)
     settings = ep.EMUSettings(mixup=True).checked()  # Mixup with row0 draws this sub-batch's ratios (no index error)
     assert torch.isfinite(ep.emu_loss(model, pos[3:], neg[3:], generator=torch.Generator(), settings=settings, row0=3))
+
+
+def test_the_benchmark_runs_on_a_tiny_dataset(ep, tmp_path):
+    """``python -m emukg.bench.pykeen_eval`` (docs/results.md §P1) on conftest's tiny dataset: the two evaluators'
+    225 metrics agree, and the extrapolation is labelled as such."""
+    from conftest import write_dataset
+
+    from emukg.bench.pykeen_eval import bench_pykeen_eval, report
+
+    res = bench_pykeen_eval(str(write_dataset(tmp_path / "tiny")), dim=8, pykeen_triples=2)
+    assert res["subset"]["queries"] == 4 and res["emukg"]["queries"] == 6
+    assert res["subset"]["metrics_compared"] > 200 and res["subset"]["max_abs_metric_difference"] <= 1e-6
+    assert "EXTRAPOLATED" in report(res)
+    proc = subprocess.run([sys.executable, "-m", "emukg.bench.pykeen_eval", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=120)
+    assert proc.returncode == 0 and "--pykeen-triples" in proc.stdout

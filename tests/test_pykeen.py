@@ -218,17 +218,22 @@ def test_the_mask_covers_every_component_of_a_tuple(ep, small):
 
 
 # --- SANS --------------------------------------------------------------------------------------------------------
-def test_sans_sampler_draws_what_emukg_draws(ep, small):
+@pytest.mark.parametrize("walks", [dict(), dict(num_random_walks=10, walk_mode="restart"),
+                                   dict(num_random_walks=10, walk_mode="chained")])
+def test_sans_sampler_draws_what_emukg_draws(ep, small, walks, tmp_path, monkeypatch):
     from emukg.negatives import SANSSampler
 
+    monkeypatch.setenv("EMUKG_CACHE_DIR", str(tmp_path))  # the on-disk table cache, used and reused here
     train = small[0]
     sampler = ep.SANSNegativeSampler(mapped_triples=train.mapped_triples, num_entities=train.num_entities,
                                      num_relations=train.num_relations, num_negs_per_pos=5, khop=2, seed=7,
-                                     corruption_scheme=("tail",), use_cache=False)
+                                     corruption_scheme=("tail",), **walks)
     pos = train.mapped_triples[:20].long()
     got = sampler.corrupt_batch(pos)
     kg = ep.sampling.id_graph(train.mapped_triples, train.num_entities, train.num_relations)
-    ref = SANSSampler(kg, 5, "cpu", torch.Generator().manual_seed(7), khop=2, seed=7, use_cache=False)
+    ref = SANSSampler(kg, 5, "cpu", torch.Generator().manual_seed(7), khop=2, seed=7, use_cache=False, **walks)
+    assert np.array_equal(sampler.sans.indptr.numpy(), ref.indptr.numpy())  # the cached table is the built one
+    assert list(tmp_path.rglob("*")), "the neighbourhood table was not cached"
     assert got.shape == (20, 5, 3)
     assert torch.equal(got[..., 2], ref.sample(pos, "tail"))
     assert torch.equal(got[..., :2], pos[:, None, :2].expand(20, 5, 2))

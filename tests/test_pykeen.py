@@ -292,8 +292,9 @@ def assert_same_metrics(ref, got):
 
 
 @pytest.mark.parametrize("name,kwargs,path", [
-    ("TransE", {}, "emukg TransE"), ("TransE", dict(scoring_fct_norm=2), "PyKEEN"), ("DistMult", {}, "emukg DistMult"),
-    ("ComplEx", {}, "emukg ComplEx"), ("RotatE", {}, "PyKEEN"), ("TransD", {}, "PyKEEN"),
+    ("TransE", {}, "emukg TransE"), ("TransE", dict(scoring_fct_norm=2), "L2"), ("DistMult", {}, "emukg DistMult"),
+    ("ComplEx", {}, "emukg ComplEx"), ("RotatE", {}, "L2"), ("TransD", {}, "PyKEEN"), ("PairRE", {}, "PyKEEN"),
+    ("TransE", dict(scoring_fct_norm=2, power_norm=True), "PyKEEN"),
 ])
 def test_evaluate_equals_rank_based_evaluator(ep, small, name, kwargs, path):
     from pykeen.evaluation import RankBasedEvaluator
@@ -497,3 +498,21 @@ def test_the_benchmark_runs_on_a_tiny_dataset(ep, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "emukg.bench.pykeen_eval", "--help"], capture_output=True, text=True,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=120)
     assert proc.returncode == 0 and "--pykeen-triples" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["RotatE", "TransD"])
+def test_evaluate_in_entity_slices(ep, small, name):
+    """A memory budget too small for one block of all entities: the L2 and the PyKEEN-block scorers score entity
+    slices (``score_all(..., entities=…)``) and the metrics stay PyKEEN's."""
+    from pykeen.evaluation import RankBasedEvaluator
+    from pykeen.models import model_resolver
+
+    train, valid, test = small
+    torch.manual_seed(3)
+    model = model_resolver.make(name, triples_factory=train, embedding_dim=8)
+    ref = RankBasedEvaluator().evaluate(model, test.mapped_triples, additional_filter_triples=train.mapped_triples,
+                                        use_tqdm=False)
+    got, ranks, _ = ep.evaluate(model, test.mapped_triples, additional_filter_triples=train.mapped_triples,
+                                memory_mb=0.002, return_ranks=True)
+    assert ranks.memory.entity_slice < train.num_entities
+    assert_same_metrics(ref, got)

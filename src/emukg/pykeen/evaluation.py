@@ -14,7 +14,8 @@ returns: its metrics are computed by PyKEEN's own metric classes from these rank
 
 **How the scores are made.**  A model with an emukg equivalent (TransE with p = 1, DistMult, ComplEx:
 :mod:`emukg.pykeen.convert`) is converted once and ranked by emukg's native kernel (``kernels/score_all.c``: no
-score matrix written, filter through a bit mask).  Any other PyKEEN model is scored blockwise by PyKEEN itself
+score matrix written, filter through a bit mask).  A Euclidean-distance model (TransE with p = 2, RotatE) is scored
+by ``torch.cdist`` on its query vectors (:class:`L2Scores`) and the blocks ranked by emukg.  Any other PyKEEN model is scored blockwise by PyKEEN itself
 (``model.predict`` on chunks of queries against all entities, so inverse triples and sigmoids are PyKEEN's) and the
 blocks are ranked by emukg (``emukg_rank_dense`` on a CPU, the PyTorch counter elsewhere).  Chunks are sized from
 ``memory_mb`` (:func:`emukg.evaluation.plan_memory`).  Scores are float32 in both; a near-tie closer than float32
@@ -58,6 +59,64 @@ class PyKEENScores(torch.nn.Module):
                                          ids=entities)
 
 
+class L2Scores(torch.nn.Module):
+    """Scores of a PyKEEN model whose score is a Euclidean distance, −‖q − e‖₂ over every entity e, through
+    ``torch.cdist`` (direct differences, no matrix-product expansion) instead of PyKEEN's (queries × entities × d)
+    broadcast:
+
+    * TransE with p = 2 (``power_norm=False``): tail queries q = h + r, head queries q = t − r;
+    * RotatE (PyKEEN 1.11.1's is always the 2-norm over complex coordinates): q = h ∘ r, or t ∘ conj(r) for heads
+      (PyKEEN's own order of operations), complex rows as [Re; Im] real rows.
+
+    Memory: the (queries × entities) score block plus O(queries × d)."""
+
+    def __init__(self, E: torch.Tensor, R: torch.Tensor, complex_rotation: bool):
+        super().__init__()
+        self.E_c, self.R = E, R  # as the interaction sees them (complex for RotatE)
+        self.entity_embedding = torch.cat([E.real, E.imag], -1) if E.is_complex() else E
+        self.relation_embedding = torch.zeros((), device=E.device).expand(R.shape[0], 1)
+        self.complex_rotation = complex_rotation
+
+    def score_all(self, anchor, relation, side, entities=None):
+        a, r = self.E_c[anchor], self.R[relation]
+        if self.complex_rotation:
+            q = a * r if side == "tail" else a * torch.conj(r)
+            q = torch.cat([q.real, q.imag], -1)
+        else:
+            q = a + r if side == "tail" else a - r
+        E = self.entity_embedding if entities is None else self.entity_embedding[entities]
+        return -torch.cdist(q.unsqueeze(0), E.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0]
+
+
+def l2_scorer(model) -> L2Scores | None:
+    """An :class:`L2Scores` for a PyKEEN TransE (p = 2) or RotatE model, else None."""
+    from pykeen.models import ERModel
+    from pykeen.nn.modules import RotatEInteraction, TransEInteraction
+
+    from .convert import _table
+
+    if not isinstance(model, ERModel) or getattr(model, "use_inverse_triples", False):
+        return None
+    if getattr(model, "predict_with_sigmoid", False):
+        return None
+    kind = type(model.interaction)
+    if kind is TransEInteraction:
+        if float(model.interaction.p) != 2.0 or model.interaction.power_norm:
+            return None
+    elif kind is not RotatEInteraction:
+        return None
+    if len(model.entity_representations) != 1 or len(model.relation_representations) != 1:
+        return None
+    if list(model.interaction.head_indices) != [0] or list(model.interaction.tail_indices) != [0]:
+        return None
+    E, R = _table(model.entity_representations[0]), _table(model.relation_representations[0])
+    if E.dim() != 2 or R.dim() != 2 or R.shape[1] != E.shape[1] or E.dtype not in (torch.float32, torch.complex64) or R.dtype != E.dtype:
+        return None
+    if (kind is RotatEInteraction) != E.is_complex():
+        return None
+    return L2Scores(E, R, complex_rotation=kind is RotatEInteraction)
+
+
 def _entity_width(model) -> int:
     width = 0
     for rep in getattr(model, "entity_representations", []):
@@ -70,6 +129,9 @@ def emukg_scorer(model):
     conv = to_emukg_model(model)
     if conv is not None:
         return conv.model, f"emukg {conv.name}"
+    l2 = l2_scorer(model)
+    if l2 is not None:
+        return l2, f"L2 distances ({type(model.interaction).__name__})"
     return PyKEENScores(model, _entity_width(model)), f"PyKEEN blocks ({why_not(model) or 'no emukg equivalent'})"
 
 

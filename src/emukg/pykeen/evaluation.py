@@ -142,8 +142,8 @@ def evaluate(model, mapped_triples: torch.Tensor, *, additional_filter_triples=N
              add_defaults: bool = True, return_ranks: bool = False, fast_distances: bool = False):
     """PyKEEN's rank-based metrics of ``model`` on ``mapped_triples`` (n, 3) (see the module docstring).
 
-    ``fast_distances``: score TransE (p = 2) and RotatE with :class:`L2Scores` (``torch.cdist``; 26× faster than
-    PyKEEN's evaluator for RotatE on FB15k-237 here) instead of PyKEEN's own blocks.  Its scores differ from PyKEEN's
+    ``fast_distances``: score TransE (p = 2) and RotatE with :class:`L2Scores` (``torch.cdist``; 7–26× faster than
+    PyKEEN's evaluator for RotatE on FB15k-237 in two runs here) instead of PyKEEN's own blocks.  Its scores differ from PyKEEN's
     by float32 rounding (≤ 1.2e-6 measured), which reorders near-ties: on an untrained FB15k-237 RotatE a few ranks
     moved by one and the metrics by up to 1.5e-4 relative.  Off by default, so the metrics are PyKEEN's.
 

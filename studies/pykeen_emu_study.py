@@ -6,8 +6,8 @@ or tail corruption, ``num_negs_per_pos`` negatives); the two arms differ only in
 
 * ``ce``  — PyKEEN's sLCWA training loop with its ``CrossEntropyLoss`` (softmax cross-entropy over [positive,
   negatives]: emukg's and the reference's ``-if_CE 1`` baseline loss);
-* ``emu`` — ``training_loop="emu"``: L = L_EMU/n + ce_coef·L_CE over the same negatives, the paper's settings
-  p = 0.39, λ = 0.53, ce_coef = 0.11.
+* ``emu`` — ``training_loop="emu"``: L = L_EMU/n + ce_coef·L_CE over the same negatives, by default the paper's
+  settings p = 0.39, λ = 0.53, ce_coef = 0.11 (``--emu``, ``--neg-label``, ``--ce-coef`` change them).
 
 Test metrics (filtered by train ∪ valid ∪ test, realistic ranks) come from ``evaluator="emukg"`` (equal to
 PyKEEN's ``RankBasedEvaluator``, tests/test_pykeen.py).  Each finished run appends one JSON line to ``--out``; a run
@@ -41,7 +41,7 @@ def run_one(dataset: str, model: str, arm: str, seed: int, args) -> dict:
     rel = {n: i for i, n in enumerate(kg.relations)}
     train, valid, test = (TriplesFactory(mapped_triples=x, entity_to_id=ent, relation_to_id=rel)
                           for x in (kg.train, kg.valid, kg.test))
-    loop = dict(training_loop="emu", training_loop_kwargs=dict(emu=0.39, neg_label=0.53, ce_coef=0.11)) \
+    loop = dict(training_loop="emu", training_loop_kwargs=dict(emu=args.emu, neg_label=args.neg_label, ce_coef=args.ce_coef)) \
         if arm == "emu" else dict(training_loop="slcwa", loss="crossentropy")
     t0 = time.perf_counter()
     result = pipeline(training=train, validation=valid, testing=test, model=model,
@@ -52,20 +52,30 @@ def run_one(dataset: str, model: str, arm: str, seed: int, args) -> dict:
     m = result.metric_results
     return {"dataset": dataset, "model": model, "arm": arm, "seed": seed, "dim": args.dim, "epochs": args.epochs,
             "batch_size": args.batch_size, "negatives": args.negatives, "lr": args.lr,
+            **({"emu": args.emu, "neg_label": args.neg_label, "ce_coef": args.ce_coef} if arm == "emu" else {}),
             "seconds": round(time.perf_counter() - t0, 1),
             "MRR": m.get_metric("both.realistic.inverse_harmonic_mean_rank"),
             "HITS@1": m.get_metric("both.realistic.hits_at_1"), "HITS@10": m.get_metric("both.realistic.hits_at_10"),
             "torch": torch.__version__, "pykeen": emukg.pykeen.PYKEEN_VERSION}
 
 
+PAPER = {"emu": 0.39, "neg_label": 0.53, "ce_coef": 0.11}  # the paper's EMU settings (-if_EMU, -neg_label, -CE_coef)
+
+
 def key(r: dict) -> tuple:
-    return (r["dataset"], r["model"], r["arm"], r["seed"], r["dim"], r["epochs"], r["batch_size"], r["negatives"], r["lr"])
+    emu = tuple(r.get(k, PAPER[k]) for k in PAPER) if r["arm"] == "emu" else ()
+    return (r["dataset"], r["model"], r["arm"], r["seed"], r["dim"], r["epochs"], r["batch_size"], r["negatives"],
+            r["lr"], *emu)
 
 
 def table(rows: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["dataset"], r["model"], r["arm"]), []).append(r)
+        arm = r["arm"]
+        if arm == "emu":
+            changed = [f"{k}={r[k]:g}" for k in PAPER if r.get(k, PAPER[k]) != PAPER[k]]
+            arm = f"emu ({', '.join(changed)})" if changed else "emu (paper's p, λ, ce_coef)"
+        groups.setdefault((r["dataset"], r["model"], arm), []).append(r)
 
     def ms(vals):
         return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else f"{vals[0]:.3f}"
@@ -89,6 +99,10 @@ def main() -> int:
     p.add_argument("--negatives", type=int, default=16)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--emu", type=float, default=PAPER["emu"], help="EMU's p (default: the paper's)")
+    p.add_argument("--neg-label", type=float, default=PAPER["neg_label"])
+    p.add_argument("--ce-coef", type=float, default=PAPER["ce_coef"])
+    p.add_argument("--arms", default="ce,emu")
     p.add_argument("--table", action="store_true", help="print the markdown table of --out and stop")
     args = p.parse_args()
     rows = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()] if args.out.exists() else []
@@ -101,10 +115,10 @@ def main() -> int:
     for dataset in args.datasets.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             for model in args.models.split(","):
-                for arm in ("ce", "emu"):
+                for arm in args.arms.split(","):
                     probe = {"dataset": dataset, "model": model, "arm": arm, "seed": seed, "dim": args.dim,
                              "epochs": args.epochs, "batch_size": args.batch_size, "negatives": args.negatives,
-                             "lr": args.lr}
+                             "lr": args.lr, "emu": args.emu, "neg_label": args.neg_label, "ce_coef": args.ce_coef}
                     if key(probe) in done:
                         continue
                     r = run_one(dataset, model, arm, seed, args)

@@ -218,17 +218,22 @@ def test_the_mask_covers_every_component_of_a_tuple(ep, small):
 
 
 # --- SANS --------------------------------------------------------------------------------------------------------
-def test_sans_sampler_draws_what_emukg_draws(ep, small):
+@pytest.mark.parametrize("walks", [dict(), dict(num_random_walks=10, walk_mode="restart"),
+                                   dict(num_random_walks=10, walk_mode="chained")])
+def test_sans_sampler_draws_what_emukg_draws(ep, small, walks, tmp_path, monkeypatch):
     from emukg.negatives import SANSSampler
 
+    monkeypatch.setenv("EMUKG_CACHE_DIR", str(tmp_path))  # the on-disk table cache, used and reused here
     train = small[0]
     sampler = ep.SANSNegativeSampler(mapped_triples=train.mapped_triples, num_entities=train.num_entities,
                                      num_relations=train.num_relations, num_negs_per_pos=5, khop=2, seed=7,
-                                     corruption_scheme=("tail",), use_cache=False)
+                                     corruption_scheme=("tail",), **walks)
     pos = train.mapped_triples[:20].long()
     got = sampler.corrupt_batch(pos)
     kg = ep.sampling.id_graph(train.mapped_triples, train.num_entities, train.num_relations)
-    ref = SANSSampler(kg, 5, "cpu", torch.Generator().manual_seed(7), khop=2, seed=7, use_cache=False)
+    ref = SANSSampler(kg, 5, "cpu", torch.Generator().manual_seed(7), khop=2, seed=7, use_cache=False, **walks)
+    assert np.array_equal(sampler.sans.indptr.numpy(), ref.indptr.numpy())  # the cached table is the built one
+    assert list(tmp_path.rglob("*")), "the neighbourhood table was not cached"
     assert got.shape == (20, 5, 3)
     assert torch.equal(got[..., 2], ref.sample(pos, "tail"))
     assert torch.equal(got[..., :2], pos[:, None, :2].expand(20, 5, 2))
@@ -288,7 +293,9 @@ def assert_same_metrics(ref, got):
 
 @pytest.mark.parametrize("name,kwargs,path", [
     ("TransE", {}, "emukg TransE"), ("TransE", dict(scoring_fct_norm=2), "PyKEEN"), ("DistMult", {}, "emukg DistMult"),
-    ("ComplEx", {}, "emukg ComplEx"), ("RotatE", {}, "PyKEEN"), ("TransD", {}, "PyKEEN"),
+    ("ComplEx", {}, "emukg ComplEx"), ("RotatE", {}, "PyKEEN"), ("TransD", {}, "PyKEEN"), ("PairRE", {}, "PyKEEN"),
+    ("TransE", dict(scoring_fct_norm=2, fast_distances=True), "L2"), ("RotatE", dict(fast_distances=True), "L2"),
+    ("TransE", dict(scoring_fct_norm=2, power_norm=True, fast_distances=True), "PyKEEN"),
 ])
 def test_evaluate_equals_rank_based_evaluator(ep, small, name, kwargs, path):
     from pykeen.evaluation import RankBasedEvaluator
@@ -296,10 +303,13 @@ def test_evaluate_equals_rank_based_evaluator(ep, small, name, kwargs, path):
 
     train, valid, test = small
     torch.manual_seed(2)
+    kwargs = dict(kwargs)
+    fast = kwargs.pop("fast_distances", False)
     model = model_resolver.make(name, triples_factory=train, embedding_dim=8, **kwargs)
     known = [train.mapped_triples, valid.mapped_triples]
     ref = RankBasedEvaluator().evaluate(model, test.mapped_triples, additional_filter_triples=known, use_tqdm=False)
-    got, ranks, used = ep.evaluate(model, test.mapped_triples, additional_filter_triples=known, return_ranks=True)
+    got, ranks, used = ep.evaluate(model, test.mapped_triples, additional_filter_triples=known, return_ranks=True,
+                                   fast_distances=fast)
     assert used.startswith(path)
     assert_same_metrics(ref, got)
     assert len(got.to_flat_dict()) > 200  # every default metric, three sides, three tie policies
@@ -476,3 +486,38 @@ def test_a_sub_batch_mask_is_its_rows_part_of_the_batch_mask(ep, small):
     assert torch.allclose(ep.training.candidate_scores(model, Xs, reps_s, part), full[3:], atol=0, rtol=0)
     settings = ep.EMUSettings(mixup=True).checked()  # Mixup with row0 draws this sub-batch's ratios (no index error)
     assert torch.isfinite(ep.emu_loss(model, pos[3:], neg[3:], generator=torch.Generator(), settings=settings, row0=3))
+
+
+def test_the_benchmark_runs_on_a_tiny_dataset(ep, tmp_path):
+    """``python -m emukg.bench.pykeen_eval`` (docs/results.md §P1) on conftest's tiny dataset: the two evaluators'
+    225 metrics agree, and the extrapolation is labelled as such."""
+    from conftest import write_dataset
+
+    from emukg.bench.pykeen_eval import bench_pykeen_eval, report
+
+    res = bench_pykeen_eval(str(write_dataset(tmp_path / "tiny")), dim=8, pykeen_triples=2)
+    assert res["subset"]["queries"] == 4 and res["emukg"]["queries"] == 6
+    assert res["subset"]["metrics_compared"] > 200 and res["subset"]["max_abs_metric_difference"] <= 1e-6
+    assert "EXTRAPOLATED" in report(res)
+    proc = subprocess.run([sys.executable, "-m", "emukg.bench.pykeen_eval", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=120)
+    assert proc.returncode == 0 and "--pykeen-triples" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["RotatE", "TransD"])
+def test_evaluate_in_entity_slices(ep, small, name):
+    """A memory budget too small for one block of all entities: the L2 (``fast_distances``) and the PyKEEN-block
+    scorers score entity slices (``score_all(..., entities=…)``) and the metrics stay PyKEEN's (on this small graph
+    no near-tie is reordered by the L2 scorer's float32 rounding)."""
+    from pykeen.evaluation import RankBasedEvaluator
+    from pykeen.models import model_resolver
+
+    train, valid, test = small
+    torch.manual_seed(3)
+    model = model_resolver.make(name, triples_factory=train, embedding_dim=8)
+    ref = RankBasedEvaluator().evaluate(model, test.mapped_triples, additional_filter_triples=train.mapped_triples,
+                                        use_tqdm=False)
+    got, ranks, _ = ep.evaluate(model, test.mapped_triples, additional_filter_triples=train.mapped_triples,
+                                memory_mb=0.002, return_ranks=True, fast_distances=True)
+    assert ranks.memory.entity_slice < train.num_entities
+    assert_same_metrics(ref, got)

@@ -14,7 +14,9 @@ returns: its metrics are computed by PyKEEN's own metric classes from these rank
 
 **How the scores are made.**  A model with an emukg equivalent (TransE with p = 1, DistMult, ComplEx:
 :mod:`emukg.pykeen.convert`) is converted once and ranked by emukg's native kernel (``kernels/score_all.c``: no
-score matrix written, filter through a bit mask).  Any other PyKEEN model is scored blockwise by PyKEEN itself
+score matrix written, filter through a bit mask).  With ``fast_distances=True`` a Euclidean-distance model (TransE
+with p = 2, RotatE) is scored by ``torch.cdist`` on its query vectors (:class:`L2Scores`: faster, but float32
+rounding may reorder near-ties, see :func:`evaluate`).  Any other PyKEEN model is scored blockwise by PyKEEN itself
 (``model.predict`` on chunks of queries against all entities, so inverse triples and sigmoids are PyKEEN's) and the
 blocks are ranked by emukg (``emukg_rank_dense`` on a CPU, the PyTorch counter elsewhere).  Chunks are sized from
 ``memory_mb`` (:func:`emukg.evaluation.plan_memory`).  Scores are float32 in both; a near-tie closer than float32
@@ -58,6 +60,64 @@ class PyKEENScores(torch.nn.Module):
                                          ids=entities)
 
 
+class L2Scores(torch.nn.Module):
+    """Scores of a PyKEEN model whose score is a Euclidean distance, −‖q − e‖₂ over every entity e, through
+    ``torch.cdist`` (direct differences, no matrix-product expansion) instead of PyKEEN's (queries × entities × d)
+    broadcast:
+
+    * TransE with p = 2 (``power_norm=False``): tail queries q = h + r, head queries q = t − r;
+    * RotatE (PyKEEN 1.11.1's is always the 2-norm over complex coordinates): q = h ∘ r, or t ∘ conj(r) for heads
+      (PyKEEN's own order of operations), complex rows as [Re; Im] real rows.
+
+    Memory: the (queries × entities) score block plus O(queries × d)."""
+
+    def __init__(self, E: torch.Tensor, R: torch.Tensor, complex_rotation: bool):
+        super().__init__()
+        self.E_c, self.R = E, R  # as the interaction sees them (complex for RotatE)
+        self.entity_embedding = torch.cat([E.real, E.imag], -1) if E.is_complex() else E
+        self.relation_embedding = torch.zeros((), device=E.device).expand(R.shape[0], 1)
+        self.complex_rotation = complex_rotation
+
+    def score_all(self, anchor, relation, side, entities=None):
+        a, r = self.E_c[anchor], self.R[relation]
+        if self.complex_rotation:
+            q = a * r if side == "tail" else a * torch.conj(r)
+            q = torch.cat([q.real, q.imag], -1)
+        else:
+            q = a + r if side == "tail" else a - r
+        E = self.entity_embedding if entities is None else self.entity_embedding[entities]
+        return -torch.cdist(q.unsqueeze(0), E.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0]
+
+
+def l2_scorer(model) -> L2Scores | None:
+    """An :class:`L2Scores` for a PyKEEN TransE (p = 2) or RotatE model, else None."""
+    from pykeen.models import ERModel
+    from pykeen.nn.modules import RotatEInteraction, TransEInteraction
+
+    from .convert import _table
+
+    if not isinstance(model, ERModel) or getattr(model, "use_inverse_triples", False):
+        return None
+    if getattr(model, "predict_with_sigmoid", False):
+        return None
+    kind = type(model.interaction)
+    if kind is TransEInteraction:
+        if float(model.interaction.p) != 2.0 or model.interaction.power_norm:
+            return None
+    elif kind is not RotatEInteraction:
+        return None
+    if len(model.entity_representations) != 1 or len(model.relation_representations) != 1:
+        return None
+    if list(model.interaction.head_indices) != [0] or list(model.interaction.tail_indices) != [0]:
+        return None
+    E, R = _table(model.entity_representations[0]), _table(model.relation_representations[0])
+    if E.dim() != 2 or R.dim() != 2 or R.shape[1] != E.shape[1] or E.dtype not in (torch.float32, torch.complex64) or R.dtype != E.dtype:
+        return None
+    if (kind is RotatEInteraction) != E.is_complex():
+        return None
+    return L2Scores(E, R, complex_rotation=kind is RotatEInteraction)
+
+
 def _entity_width(model) -> int:
     width = 0
     for rep in getattr(model, "entity_representations", []):
@@ -65,18 +125,27 @@ def _entity_width(model) -> int:
     return width or 1
 
 
-def emukg_scorer(model):
-    """What emukg's evaluator ranks for ``model``: the converted emukg model, else :class:`PyKEENScores`."""
+def emukg_scorer(model, fast_distances: bool = False):
+    """What emukg's evaluator ranks for ``model``: the converted emukg model, else (``fast_distances``) an
+    :class:`L2Scores`, else :class:`PyKEENScores`."""
     conv = to_emukg_model(model)
     if conv is not None:
         return conv.model, f"emukg {conv.name}"
+    l2 = l2_scorer(model) if fast_distances else None
+    if l2 is not None:
+        return l2, f"L2 distances ({type(model.interaction).__name__})"
     return PyKEENScores(model, _entity_width(model)), f"PyKEEN blocks ({why_not(model) or 'no emukg equivalent'})"
 
 
 def evaluate(model, mapped_triples: torch.Tensor, *, additional_filter_triples=None, filtered: bool = True,
              memory_mb: float = 512, backend: str = "auto", metrics=None, metrics_kwargs=None,
-             add_defaults: bool = True, return_ranks: bool = False):
+             add_defaults: bool = True, return_ranks: bool = False, fast_distances: bool = False):
     """PyKEEN's rank-based metrics of ``model`` on ``mapped_triples`` (n, 3) (see the module docstring).
+
+    ``fast_distances``: score TransE (p = 2) and RotatE with :class:`L2Scores` (``torch.cdist``; 7–26× faster than
+    PyKEEN's evaluator for RotatE on FB15k-237 in two runs here) instead of PyKEEN's own blocks.  Its scores differ from PyKEEN's
+    by float32 rounding (≤ 1.2e-6 measured), which reorders near-ties: on an untrained FB15k-237 RotatE a few ranks
+    moved by one and the metrics by up to 1.5e-4 relative.  Off by default, so the metrics are PyKEEN's.
 
     ``additional_filter_triples``: a tensor or a list of tensors of known true triples (PyKEEN's argument);
     ``filtered=False`` ranks against every entity.  ``metrics`` / ``metrics_kwargs`` / ``add_defaults`` as for
@@ -93,7 +162,7 @@ def evaluate(model, mapped_triples: torch.Tensor, *, additional_filter_triples=N
         known += [torch.as_tensor(x).to(device=device, dtype=torch.long).reshape(-1, 3) for x in extra]
     kg = id_graph(torch.cat(known).cpu(), N, R)
     kg.splits["test"] = triples.cpu()
-    scorer, path = emukg_scorer(model)
+    scorer, path = emukg_scorer(model, fast_distances)
     was_training = model.training
     try:
         ranks = compute_ranks(scorer, kg, triples, memory_mb=memory_mb, filtered=filtered, backend=backend)
@@ -127,7 +196,12 @@ class EmukgEvaluator(RankBasedEvaluator):
     early stopping) then rank through emukg, with the evaluator's metrics.  Other evaluation arguments are accepted
     and ignored (``batch_size``, ``slice_size``, ``use_tqdm``, ``tqdm_kwargs``, ``device``,
     ``do_time_consuming_checks``, ``pre_filtered_triples``); entity or relation restrictions and a single target
-    are refused."""
+    are refused.  ``fast_distances`` (a constructor argument, ``evaluator_kwargs=dict(fast_distances=True)``): as
+    for :func:`evaluate`."""
+
+    def __init__(self, *args, fast_distances: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fast_distances = bool(fast_distances)
 
     def evaluate(self, model, mapped_triples, batch_size=None, slice_size=None, device=None, use_tqdm=True,
                  tqdm_kwargs=None, restrict_entities_to=None, restrict_relations_to=None,
@@ -139,7 +213,8 @@ class EmukgEvaluator(RankBasedEvaluator):
         if set(targets) != {"head", "tail"}:
             raise ParamError("targets", tuple(targets), "must be both head and tail for the emukg evaluator.")
         return evaluate(model, mapped_triples, additional_filter_triples=additional_filter_triples,
-                        filtered=self.filtered, metrics=self.metrics, add_defaults=False)
+                        filtered=self.filtered, metrics=self.metrics, add_defaults=False,
+                        fast_distances=self.fast_distances)
 
 
 def register() -> None:

@@ -4,12 +4,12 @@ The layer order (top to bottom; a module may import its own layer and the layers
 
     6 entry        emukg (the package's lazy facade), emukg.__main__, emukg.cli, emukg.commands.* (the reference
                    mode, ``emukg.commands.legacy``, included: nothing but the CLI and codes/run.py imports it)
-    5 workflows    api, search (hpo), paper, reporting, exports, prediction, bench
+    5 workflows    api, search (hpo), paper, reporting, exports, prediction, bench, pykeen (the PyKEEN bridge)
     4 runs         training (the Trainer and its step), run_folder, parallel
     3 config       config (the settings, validated against the registries of the components below)
-    2 components   objectives, negatives, emu, scoring, optim, evaluation, schedule, tracking
-    1 foundations  models, kernels, data, memory
-    0 leaves       errors, spellings, resolver, version, io_utils
+    2 components   objectives, negatives, emu, scoring, optim, evaluation, schedule, tracking, nbfnet (its step)
+    1 foundations  models, kernels, data, memory, nbfnet.model (NBFNet's network, registered among the models)
+    0 leaves       errors, spellings, resolver, version, io_utils, folder_lock
 
 The graph is read from the source with :mod:`ast`: ``import a.b``, ``from a import b`` (an edge to ``a`` and, when
 it is a module, to ``a.b``; so ``from . import x`` inside the package is an edge to the package's facade, which
@@ -28,13 +28,14 @@ SRC = REPO / "src"
 PKG = "emukg"
 
 LAYERS = [  # bottom to top
-    ["emukg.errors", "emukg.spellings", "emukg.resolver", "emukg.version", "emukg.io_utils"],
-    ["emukg.models", "emukg.kernels", "emukg.data", "emukg.memory"],
+    ["emukg.errors", "emukg.spellings", "emukg.resolver", "emukg.version", "emukg.io_utils", "emukg.folder_lock"],
+    ["emukg.models", "emukg.kernels", "emukg.data", "emukg.memory", "emukg.nbfnet.model"],
     ["emukg.objectives", "emukg.negatives", "emukg.emu", "emukg.scoring", "emukg.optim", "emukg.evaluation",
-     "emukg.schedule", "emukg.tracking"],
+     "emukg.schedule", "emukg.tracking", "emukg.nbfnet"],
     ["emukg.config"],
     ["emukg.training", "emukg.run_folder", "emukg.parallel", "emukg.multirun"],
-    ["emukg.api", "emukg.search", "emukg.paper", "emukg.reporting", "emukg.exports", "emukg.prediction", "emukg.bench"],
+    ["emukg.api", "emukg.search", "emukg.paper", "emukg.reporting", "emukg.exports", "emukg.prediction", "emukg.bench",
+     "emukg.pykeen"],
     ["emukg", "emukg.__main__", "emukg.cli", "emukg.commands"],
 ]
 NAMES = ["leaves", "foundations", "components", "config", "runs", "workflows", "entry"]

@@ -500,15 +500,20 @@ def check_message(stderr: str, expect: tuple[str, ...], root: Path) -> str:
     return message
 
 
-@pytest.fixture
-def ws(shared, tmp_path, monkeypatch):
+def make_ws(shared, tmp_path, monkeypatch, cls=WS):
+    """A case's workspace ``tmp_path/w``, made the working directory, with its own (empty) cache and data folders."""
     work = tmp_path / "w"
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("EMUKG_CACHE_DIR", str(work / "cache"))
     monkeypatch.setenv("EMUKG_DATA_DIR", str(work / "datasets"))
     monkeypatch.delenv("EMUKG_MIRROR", raising=False)
-    return WS(work, shared / "g", shared / "run")
+    return cls(work, shared / "g", shared / "run")
+
+
+@pytest.fixture
+def ws(shared, tmp_path, monkeypatch):
+    return make_ws(shared, tmp_path, monkeypatch)
 
 
 def test_case_count():
@@ -518,6 +523,12 @@ def test_case_count():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_malformed_input(case: Case, ws: WS, capsys):
+    run_case(case, ws, capsys)
+
+
+def run_case(case: Case, ws: WS, capsys) -> None:
+    """Run ``case`` and check it: exit status 2, one sentence naming what it expects, no traceback, nothing written
+    under the workspace or the shared data (also used by tests/test_malformed_more.py)."""
     made = case.make(ws)
     capsys.readouterr()
     roots = (ws.root, ws.graph.parent)

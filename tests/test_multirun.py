@@ -219,3 +219,27 @@ def test_reproduce_with_seeds_equals_each_seed_alone(tmp_path):
     assert np.array_equal(np.load(a / "entity_embedding.npy"), np.load(b / "entity_embedding.npy"))
     assert untimed(json.loads((a / "results.json").read_text())) == untimed(json.loads((b / "results.json").read_text()))
     assert (tmp_path / "multi" / "seed0" / "results.json").is_file()
+
+
+def test_a_second_seeds_process_into_the_same_folder_is_refused(tmp_path):
+    """The group's folder has one writer: a second --seeds process, while the first runs, is refused naming it and
+    changes nothing of the first's runs."""
+    from emukg.folder_lock import FolderLock
+    from emukg.errors import ParamError
+
+    graph = write_graph(tmp_path / "g")
+    cfg = small_config(graph, tmp_path / "runs", seeds=[0, 1])
+    (tmp_path / "runs").mkdir()
+    holder = FolderLock(tmp_path / "runs").acquire()  # stands for a first --seeds process (in this one)
+    try:
+        code = subprocess.run([sys.executable, "-m", "emukg", *map(str, cli_args(graph, tmp_path / "runs", "--seeds", 0, 1))],
+                              capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+                              env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+        assert code.returncode == 2 and f"pid {os.getpid()}" in code.stderr, code.stderr
+        assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["writer.lock"]
+        with pytest.raises(ParamError, match="this process is already writing"):
+            train_seeds(cfg)
+    finally:
+        holder.release()
+    train_seeds(cfg)
+    assert not (tmp_path / "runs" / "writer.lock").exists() and (tmp_path / "runs" / SEEDS_FILE).is_file()

@@ -54,7 +54,7 @@ def test_every_paper_run_is_named():
 
 def test_reproduce_cli_list_and_show():
     res = cli("reproduce", "--list")
-    assert res.returncode == 0 and len(res.stdout.strip().splitlines()) == 42  # the paper's 40 + 2 HAKE runs
+    assert res.returncode == 0 and len(res.stdout.strip().splitlines()) == 46  # the paper's 40 + 2 HAKE + 4 NBFNet runs
     res = cli("reproduce", "emu-RotatE-wn18rr-sans", "--show", "--steps", "1000")
     assert res.returncode == 0, res.stderr
     shown = yaml.safe_load(res.stdout)

@@ -133,7 +133,7 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path):
     assert "step/s" not in res.stderr and "\r" not in res.stderr  # tqdm redraws nothing into a log
 
 
-KILL_ARGS = ["--max-steps", "240", "--save-checkpoint-steps", "7", "--valid-steps", "40", "--log-steps", "20",
+KILL_ARGS = ["--max-steps", "1500", "--save-checkpoint-steps", "7", "--valid-steps", "40", "--log-steps", "20",
              "--batch-size", "16", "--threads", "1"]
 
 
@@ -151,13 +151,16 @@ def test_kill_9_at_random_moments_then_resume_is_bit_identical(tmp_path):
     kills = 0
     for attempt in range(40):
         cmd = first if not (run / "config.json").exists() else [sys.executable, "-m", "emukg", "train", "--resume", str(run)]
+        log = run / "train.log"
+        logged = log.stat().st_size if log.exists() else 0
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO, env=env)
         if kills < 10:
-            # wait until the process trains (its log grows), then kill it a random moment later
+            # wait until this process trains (it adds to the log: past the imports and the set-up), then kill it a
+            # random moment later, while it steps, validates or saves
             t0 = time.time()
-            while proc.poll() is None and not (run / "train.log").exists() and time.time() - t0 < 60:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 1.5))
+            while proc.poll() is None and not (log.exists() and log.stat().st_size > logged) and time.time() - t0 < 120:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1

@@ -16,7 +16,8 @@ import sys
 from .version import __version__
 from .errors import EmukgError, ParamError
 
-COMMANDS = ["datasets", "train", "legacy", "evaluate", "predict", "export", "bench", "reproduce", "report", "hpo"]
+COMMANDS = ["datasets", "train", "legacy", "evaluate", "predict", "export", "bench", "reproduce", "report", "hpo",
+            "import_pykeen"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -76,13 +76,18 @@ class ConfigError(ParamError):
 class Config:
     # data and model
     dataset: str = _opt("", "dataset name (see 'emukg datasets list') or folder path")
-    model: str = _opt("TransE", "model: TransE, DistMult, ComplEx, RotatE, pRotatE, TransD, HAKE")
+    model: str = _opt("TransE", "model: TransE, DistMult, ComplEx, RotatE, pRotatE, TransD, HAKE, NBFNet")
     hidden_dim: int = _opt(500, "embedding width d (-d)")
     gamma: float = _opt(12.0, "margin γ of distance models, ≥ 0 (-g)")
     double_entity_embedding: bool = _opt(False, "complex entity embeddings, 2d wide (-de; RotatE, ComplEx)")
     double_relation_embedding: bool = _opt(False, "complex relation embeddings, 2d wide (-dr; ComplEx)")
     modulus_weight: float | None = _opt(None, "HAKE's modulus weight λ_m ≥ 0 (unset: 1.0); other models refuse it")
     phase_weight: float | None = _opt(None, "HAKE's phase weight λ_p ≥ 0 (unset: 0.5); other models refuse it")
+    num_layers: int | None = _opt(None, "NBFNet's Bellman-Ford layers L ≥ 1 (unset: 6); other models refuse it")
+    message_function: str | None = _opt(None, "NBFNet's message: distmult, transe or rotate (unset: distmult); other models refuse it")
+    aggregation: str | None = _opt(None, "NBFNet's aggregation: sum or pna (unset: pna); other models refuse it")
+    query_dependent: bool | None = _opt(None, "NBFNet's relation representations: a linear function of the query (true, unset) or one table per layer (false); other models refuse it")
+    remove_edges: str | None = _opt(None, "NBFNet's edges removed from a training query's graph: query (its edge and the reciprocal; unset), pair (every edge between h and t) or none; other models refuse it")
     # negatives and loss
     negative_sample_size: int = _opt(128, "negatives per positive n (-n)")
     batch_size: int = _opt(1024, "positives per step B (-b)")
@@ -95,7 +100,7 @@ class Config:
     walk_mode: str = _opt("restart", "SANS walks: 'restart' at the source (SANS's description) or 'chained' (the reference's code)")
     sampler_rounds: int | None = _opt(None, "filtered and SANS negatives with fixed shapes and no host sync: this many rounds of 2n candidates drawn at once, slots still empty then unfiltered uniform (emukg.negatives.device); 0 = the exact refill loop; None = auto: 4 on CUDA, 0 on the CPU")
     sans_memory_mb: int = _opt(2048, "memory budget of the SANS neighbourhood table in MiB; a larger exact build is refused")
-    train_memory_mb: int = _opt(512, "memory budget in MiB of one block of the 1vsall loss (queries × entities scored at once; the dense entity gradient is extra)")
+    train_memory_mb: int = _opt(512, "memory budget in MiB of one block of the 1vsall loss (queries × entities scored at once; the dense entity gradient is extra), and of one NBFNet micro-batch (queries × (edges + entities) × width × layers)")
     adversarial: bool = _opt(False, "self-adversarial negative weighting (-adv); with ce/1vsall an extra term")
     adversarial_temperature: float = _opt(1.0, "self-adversarial temperature α ≥ 0 (-a)")
     uni_weight: bool = _opt(False, "plain means instead of subsampling weights (--uni_weight)")
@@ -132,7 +137,7 @@ class Config:
     save_checkpoint_steps: int = _opt(10000, "save a checkpoint every this many steps")
     test_log_steps: int = _opt(1000, "log evaluation progress every this many queries")
     test_batch_size: int = _opt(4, "kept for the reference's command line; the evaluator sizes chunks by eval_memory_mb")
-    eval_memory_mb: int = _opt(512, "memory budget of one evaluation chunk in MiB")
+    eval_memory_mb: int = _opt(512, "memory budget of one evaluation chunk in MiB (NBFNet: of one pass of queries)")
     tie_policy: str = _opt("realistic", "rank ties: optimistic, pessimistic or realistic (mean of the two)")
     eval_protocol: str = _opt("full", "evaluation: full (filtered ranking against every entity) or sampled (against eval_candidates fixed uniform random entities per query, OGB's wikikg2 protocol)")
     eval_candidates: int = _opt(500, "candidate entities per query of the sampled protocol, ≥ 1 (OGB: 500)")
@@ -140,6 +145,7 @@ class Config:
     save_path: str = _opt("", "run folder (-save)")
     init_checkpoint: str = _opt("", "resume from this run folder (-init)")
     device: str = _opt("auto", "cpu, cuda or auto")
+    max_memory_gb: float | None = _opt(None, "refuse a run whose estimated memory (tables, optimiser state, one step, an evaluation chunk) exceeds this many GB; default: the machine's memory (its cgroup limit where lower)")
     threads: int | None = _opt(None, "CPU threads ≥ 1 (-cpu); None = PyTorch's default")
     progress: bool | None = _opt(None, "tqdm progress bar; None = only when stderr is a terminal")
     tracker: str | None = _opt(None, "experiment tracker besides metrics.jsonl: tensorboard (event files in the run folder) or mlflow")
@@ -241,6 +247,65 @@ class Config:
             adv = self.adversarial_sampler if self.adversarial_draws_own else loss
         return {"loss": loss, "adversarial": adv}
 
+    # --- memory -------------------------------------------------------------------------------
+    def memory_estimate(self, num_entities: int, num_relations: int, num_triples: int) -> dict[str, int]:
+        """Bytes a run of these settings holds at its peak, by part, for a graph of these sizes (a validated Config).
+
+        - ``tables``: the parameters, from the model built on PyTorch's ``meta`` device (shapes, no memory);
+        - ``optimiser``: its state — Adagrad one table, Adam two (the reference schedule ends in Adam) — plus the
+          dense gradient (row-sparse runs: ``B·(n+1)`` rows of it);
+        - ``step``: one step's candidates, ``B × (n+1) × d`` float32 about four times over (gathered rows, EMU's
+          mutated copy, the scores' and rows' gradients), or, for 1-vs-all and NBFNet (which run their step in
+          blocks), the block budget ``train_memory_mb``;
+        - ``data``: the triples (three int64 ids, about five copies: splits, filter indexes, pass orders) and the
+          SANS table (its budget ``sans_memory_mb`` when used);
+        - ``evaluation``: one chunk (``eval_memory_mb``).
+        """
+        import torch
+
+        from .models import build_model, model_options
+
+        with torch.device("meta"):
+            model = build_model(self.model, num_entities, num_relations, self.hidden_dim, self.gamma,
+                                self.double_entity_embedding, self.double_relation_embedding, **model_options(self))
+        params = sum(p.numel() * p.element_size() for p in model.parameters())
+        entity = model.entity_embedding
+        row = entity.element_size() * (entity.numel() // max(1, entity.shape[0]))
+        candidates = self.batch_size * (self.negative_sample_size + 1)
+        state = 2 if (self.optimizer == "adam" or self.schedule == "reference") else 1
+        sparse = self.sparse is not False and self.loss != "1vsall" and num_entities > candidates * 2
+        gradient = min(params, 2 * candidates * row) if sparse else params
+        mib = 1 << 20
+        # 1-vs-all and message passing (NBFNet) run their step in blocks that fit train_memory_mb
+        blocked = self.loss == "1vsall" or getattr(type(model), "message_passing", False)
+        step = self.train_memory_mb * mib if blocked else 4 * candidates * row
+        sans = self.sans_memory_mb * mib if "sans" in (self.sampler, self.adversarial_sampler) else 0
+        return {"tables": params, "optimiser": state * params + gradient, "step": step,
+                "data": 5 * 3 * 8 * num_triples + sans, "evaluation": self.eval_memory_mb * mib}
+
+    def check_memory(self, num_entities: int, num_relations: int, num_triples: int, available: int | None) -> None:
+        """Refuse the run when :meth:`memory_estimate` exceeds ``max_memory_gb`` (else ``available`` bytes, the
+        machine's; None: no limit known) — one sentence naming the setting that weighs most and the parts."""
+        parts = self.memory_estimate(num_entities, num_relations, num_triples)
+        limit = self.max_memory_gb * 1e9 if self.max_memory_gb is not None else available
+        total = sum(parts.values())
+        if limit is None or total <= limit:
+            return
+        heaviest = max(parts, key=parts.get)
+        from .models import model_class
+
+        blocked = self.loss == "1vsall" or getattr(model_class(self.model), "message_passing", False)
+        param = {"tables": "hidden_dim", "optimiser": "hidden_dim", "step": "train_memory_mb" if blocked
+                 else "negative_sample_size", "data": "sans_memory_mb" if parts["data"] > 15 * 8 * num_triples else "dataset",
+                 "evaluation": "eval_memory_mb"}[heaviest]
+        shown = ", ".join(f"{k} {v / 1e9:.3g}" for k, v in parts.items())
+        where = (f"{{max_memory_gb}} {self.max_memory_gb:g} GB" if self.max_memory_gb is not None
+                 else f"this machine's {limit / 1e9:.3g} GB")
+        lower = "{batch_size} or {negative_sample_size}" if heaviest == "step" and not blocked else f"{{{param}}}"
+        raise ConfigError(param, getattr(self, param, None), f"the run needs about {total / 1e9:.3g} GB ({shown}) for "
+                          f"{num_entities:,} entities, more than {where}; lower {lower}, or set {{max_memory_gb}} higher "
+                          "if the estimate is too cautious.")
+
     # --- validation ----------------------------------------------------------------------------
     def validate(self) -> None:
         """Check and normalise every setting; raise :class:`ConfigError` naming the first one at fault."""
@@ -300,6 +365,8 @@ class Config:
         for name in ("lr_min", "early_stop_min_delta"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(name, getattr(self, name), "must be a finite number ≥ 0.")
+        if self.max_memory_gb is not None and not (math.isfinite(self.max_memory_gb) and self.max_memory_gb > 0):
+            raise ConfigError("max_memory_gb", self.max_memory_gb, "must be a positive number of GB (or unset for the machine's memory).")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("threads", self.threads, "must be at least 1 (or unset for PyTorch's default).")
         if not self.learning_rate > 0:
@@ -352,11 +419,14 @@ class Config:
                 setattr(self, name, float(cls.options[name]))
             elif not (math.isfinite(value) and value >= 0):
                 raise ConfigError(name, value, "must be a finite number ≥ 0.")
+        self._check_message_passing(cls)
         # negatives: normalise what this loss does not use, so config.json names what really runs
         if self.loss == "1vsall":  # every model: entities are scored in blocks under train_memory_mb (emukg.objectives.one_vs_all)
             self.sampler = None
         else:
             self.sampler = _choose("sampler", self.sampler, SAMPLERS)
+        if self.adversarial_sampler is not None:  # a name is checked even where the term does not use it
+            self.adversarial_sampler = _choose("adversarial_sampler", self.adversarial_sampler, DATA_SIDE)
         if self.adversarial_draws_own:
             self.adversarial_sampler = self.adversarial_sampler or "filtered"
             self.adversarial_sampler = _choose("adversarial_sampler", self.adversarial_sampler, DATA_SIDE)
@@ -381,6 +451,41 @@ class Config:
         if self.sparse and self.regularization:
             raise ConfigError("sparse", True, "updates the touched entity rows only, but {regularization} reads the whole "
                               "table every step; set {regularization} 0 or leave {sparse} unset (auto).")
+
+    def _check_message_passing(self, cls) -> None:
+        """NBFNet's settings (the model's default when unset, refused by other models) and what NBFNet cannot run."""
+        from .models import MODELS
+        from .nbfnet.model import AGGREGATIONS, MESSAGES, REMOVALS
+
+        choices = {"message_function": MESSAGES, "aggregation": AGGREGATIONS, "remove_edges": REMOVALS}
+        for name in ("num_layers", "message_function", "aggregation", "query_dependent", "remove_edges"):
+            value = getattr(self, name)
+            if name not in cls.options:
+                if value is not None:
+                    raise ConfigError(name, value, f"is a setting of {or_list([k for k, c in MODELS.items() if name in c.options])} only; remove it or choose that {{model}}.")
+                continue
+            if value is None:
+                setattr(self, name, cls.options[name])
+            elif name in choices:
+                setattr(self, name, _choose(name, value, choices[name]))
+            elif name == "num_layers" and not 1 <= value <= 100:
+                raise ConfigError(name, value, "must be an integer from 1 to 100.")
+        if not getattr(cls, "message_passing", False):
+            return
+        m = self.model
+        if self.loss not in ("sigmoid", "ce"):
+            raise ConfigError("loss", self.loss, f"{m} trains with sigmoid (its self-adversarial binary loss, with {{adversarial}}) or ce (also with EMU); choose one of them.")
+        if self.adversarial and self.loss != "sigmoid":
+            raise ConfigError("adversarial", True, f"weights {m}'s negatives in the sigmoid loss only; set {{loss=sigmoid}} or drop {{adversarial}}.")
+        if self.regularization:
+            raise ConfigError("regularization", self.regularization, f"is the L3 norm of embedding tables, which {m} does not have; set it to 0.")
+        if self.sparse:
+            raise ConfigError("sparse", True, f"updates entity rows, which {m} does not have; leave {{sparse}} unset.")
+        self.sparse = False
+        if self.eval_protocol != "full":
+            raise ConfigError("eval_protocol", self.eval_protocol, f"{m} scores every entity from one pass, so it is evaluated with the full protocol; set {{eval_protocol}} full.")
+        if self.message_function == "rotate" and self.hidden_dim % 2:
+            raise ConfigError("hidden_dim", self.hidden_dim, "must be even for NBFNet's rotate message (real and imaginary halves).")
 
     def _check_schedule(self) -> None:
         """Schedule settings that the chosen schedule would silently ignore are refused, not dropped."""

@@ -113,3 +113,26 @@ def rehome_huge(param: torch.Tensor) -> bool:
 
 
 __all__ = ["release_free_memory", "advise_huge", "huge_empty", "huge_zeros_like", "rehome_huge", "HUGE_MIN_BYTES"]
+
+
+def machine_memory_bytes(device: torch.device | None = None) -> int | None:
+    """The memory a run may use: a CUDA device's total memory, else the machine's physical memory or the cgroup's
+    limit (``/sys/fs/cgroup/memory.max``, v1's ``memory.limit_in_bytes``) where lower; None where unknown."""
+    import os
+
+    if device is not None and device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < (total or 1 << 62):
+            total = int(text)
+        break
+    return total

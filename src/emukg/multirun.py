@@ -118,6 +118,19 @@ class MultiRun:
             raise ConfigError("save_path", config.save_path, "is required: the folder of the runs (one sub-folder per seed).")
         parent = RunFolder(config.save_path)
         parent.check_target("save_path", RUN_FLAGS)
+        # one writer of the group (each run's folder has its own lock too): a second --seeds process into the same
+        # folder is refused here, naming the first, before it reads or writes anything there
+        self.lock = parent.lock("save_path", RUN_FLAGS)
+        self.trainers: dict[int, Trainer] = {}
+        try:
+            self._set_up(config, parent, overwrite, callbacks)
+        except BaseException:
+            for trainer in self.trainers.values():
+                trainer.close()
+            RunFolder.unlock(self.lock, refused=True)  # (removes only the folders its lock created, when empty)
+            raise
+
+    def _set_up(self, config: Config, parent: RunFolder, overwrite: bool, callbacks) -> None:
         if parent.has_run():
             raise ParamError("save_path", str(parent.path), "holds a single run (its config.json); the runs of {seeds} need "
                              "a folder of their own, so pick another folder.", flags=RUN_FLAGS)
@@ -155,7 +168,6 @@ class MultiRun:
         parent.write_json(SEEDS_FILE, {"seeds": list(config.seeds),
                                        "folders": {str(k): seed_folder(".", k).name for k in config.seeds},
                                        "config": {**config.to_dict(), "init_checkpoint": "", "save_path": str(parent.path)}})
-        self.trainers: dict[int, Trainer] = {}
         for cfg in self.configs:
             self.trainers[cfg.seed] = _SharedGraph(cfg, self.graphs, overwrite=overwrite, callbacks=callbacks)
         self.results: dict[int, dict] = {}
@@ -180,6 +192,7 @@ class MultiRun:
         finally:
             for gen in steps.values():
                 gen.close()
+            RunFolder.unlock(self.lock)
         if self.errors:
             said = "; ".join(f"seed {seed}: {exc}" for seed, exc in self.errors.items())
             ok = ", ".join(map(str, self.results)) or "none"

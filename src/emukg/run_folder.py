@@ -16,6 +16,7 @@ Layout (the reference's §6, plus machine-readable extras)::
       test.log                    log of a test-only run
       metrics.jsonl               one JSON object per logged metric line
       results.json                final metrics of the best model
+      writer.lock                 while a process writes the folder: its pid and host (emukg.folder_lock)
 
 :class:`RunFolder` is the one owner of this layout and of its I/O: every file but the appended logs is written
 atomically (temp file + rename, see :mod:`emukg.io_utils`), a write that fails (permission denied, read-only
@@ -34,7 +35,8 @@ from typing import Any
 
 from .config import Config
 from .errors import EmukgError, ParamError
-from .io_utils import atomic_write_with, check_writable_dir, os_reason, temp_files, write_error
+from .folder_lock import FolderLock
+from .io_utils import atomic_write_with, braces, check_writable_dir, os_reason, path_kind, temp_files, write_error
 from .resolver import choose
 
 CHECKPOINT = "checkpoint"
@@ -94,10 +96,40 @@ class RunFolder:
         name = _checkpoint_name(which)
         return BEST if name == BEST and self.file(BEST).is_file() else CHECKPOINT
 
+    # --- ownership ------------------------------------------------------------------------------
+    def lock(self, param: str = "save_path", flags: dict | None = None) -> FolderLock:
+        """Create the folder if needed and take its writer's lock (:mod:`emukg.folder_lock`): a second writer is
+        refused naming the holder.  Undo with :meth:`unlock` (``refused=True`` also removes the folders this call
+        created, so that a refused run leaves nothing behind)."""
+        missing = []
+        for cand in (self.path, *self.path.parents):
+            if os.path.lexists(cand):
+                break
+            missing.append(cand)
+        self._make()
+        lock = FolderLock(self.path, param, "run folder", flags)
+        lock.created = missing
+        try:
+            return lock.acquire()
+        except BaseException:
+            self.unlock(lock, refused=True)
+            raise
+
+    @staticmethod
+    def unlock(lock: FolderLock | None, refused: bool = False) -> None:
+        """Release ``lock``; with ``refused``, remove the (empty) folders its :meth:`lock` created."""
+        if lock is None:
+            return
+        lock.release()
+        if refused:
+            for folder in getattr(lock, "created", ()):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
     # --- creation and cleaning ------------------------------------------------------------------
-    def create(self, overwrite: bool = False) -> None:
-        """Create the folder (and its parents), remove temp files of interrupted writes and, with ``overwrite``,
-        every file of a previous run (``RUN_FILES``; nothing else the user put there)."""
+    def _make(self) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
@@ -106,6 +138,11 @@ class RunFolder:
         except OSError as exc:
             raise ParamError("save_path", str(self.path), f"cannot create the run folder ({os_reason(exc)}); "
                              "make its parent writable or pass another {save_path}.") from None
+
+    def create(self, overwrite: bool = False) -> None:
+        """Create the folder (and its parents), remove temp files of interrupted writes and, with ``overwrite``,
+        every file of a previous run (``RUN_FILES``; nothing else the user put there)."""
+        self._make()
         self.clean_temp()
         if overwrite:
             for name in RUN_FILES:
@@ -211,19 +248,140 @@ class RunFolder:
         return read_checkpoint(self.file(name), map_location=map_location)
 
 
+# ------------------------------------------------------------------------------------------- checkpoint integrity
+#
+# Every checkpoint emukg writes carries ``state["integrity"] = {"fingerprint": ..., "checksum": ...}``:
+# the fingerprint says what it belongs to (the model, its parameter shapes, the settings that shape it, and the
+# data: entity and relation counts, a digest of their names in id order, a digest of the training triples), the
+# checksum (CRC-32 of every tensor's bytes and of every other value, in a fixed order) what it holds.  Reading a
+# checkpoint recomputes the checksum (a flipped byte in a tensor, inside an intact zip, is refused); resuming
+# compares the fingerprint with the resumed run's, and loading a run for evaluation, prediction or export compares
+# it with config.json and with the data found.  Checkpoints without the record (emukg < 0.3, the reference's) are
+# read as before.  CRC-32 finds damage, not tampering (crafted files are kept out by ``weights_only`` loading);
+# it costs one pass over the tensors, about 1 s per GB.
+
+SHAPING = ("model", "hidden_dim", "gamma", "double_entity_embedding", "double_relation_embedding")
+"""The settings that shape a model's parameters or scores (besides the model's own ``options``)."""
+
+
+def data_fingerprint(kg) -> dict:
+    """What identifies a graph's ids and training data: counts, and SHA-256 digests of the entity and relation names
+    in id order and of the training triples' ids (a few ms for FB15k-237; about 1 s at 2.5 M entities)."""
+    import hashlib
+
+    import numpy as np
+
+    def names(seq) -> str:
+        digest = hashlib.sha256()
+        for start in range(0, len(seq), 65536):
+            digest.update(("\n".join(seq[start:start + 65536]) + "\n").encode("utf-8"))
+        return digest.hexdigest()
+
+    train = np.ascontiguousarray(kg.train.cpu().numpy(), dtype=np.int64)
+    return {"entities": int(kg.num_entities), "relations": int(kg.num_relations), "entity_names": names(kg.entities),
+            "relation_names": names(kg.relations), "train": hashlib.sha256(memoryview(train).cast("B")).hexdigest()}
+
+
+def model_fingerprint(cfg: Config, model) -> dict:
+    """The model part of a fingerprint: its name, shaping settings (:data:`SHAPING` and the model's options) and
+    the shape of every parameter."""
+    from .models import model_options
+
+    settings = {name: getattr(cfg, name) for name in SHAPING}
+    settings.update({k: v for k, v in model_options(cfg).items()})
+    return {"settings": json.loads(json.dumps(settings, default=str)),
+            "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}
+
+
+def checksum(state: Any) -> str:
+    """CRC-32 (hex) of ``state`` without its ``"integrity"`` entry: every tensor's dtype, shape and bytes, every
+    other value's ``repr``, walked in key order."""
+    import zlib
+
+    import torch
+
+    crc = 0
+
+    def feed(obj, key: str) -> None:
+        nonlocal crc
+        crc = zlib.crc32(key.encode("utf-8"), crc)
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach()
+            t = t.cpu() if t.device.type != "cpu" else t
+            crc = zlib.crc32(f"{t.dtype}{tuple(t.shape)}".encode(), crc)
+            if t.numel():
+                crc = zlib.crc32(memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy()), crc)
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                if key == "" and k == "integrity":
+                    continue
+                feed(obj[k], f"{key}/{k}")
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                feed(v, f"{key}[{i}]")
+        else:
+            crc = zlib.crc32(repr(obj).encode("utf-8"), crc)
+
+    feed(state, "")
+    return f"{crc:08x}"
+
+
+def seal(state: dict, fingerprint: dict) -> dict:
+    """``state`` with its integrity record (fingerprint and checksum) added, ready for ``torch.save``."""
+    return {**state, "integrity": {"fingerprint": fingerprint, "checksum": checksum(state)}}
+
+
+def fingerprint_differences(saved: dict, expected: dict, prefix: str = "") -> list[str]:
+    """The entries (``model.settings.gamma``, ``data.train``) where ``saved`` differs from ``expected``, in the
+    entries ``expected`` has (a partial ``expected`` compares those alone), for a message."""
+    out = []
+    for key in sorted(expected):
+        a, b = saved.get(key), expected.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += fingerprint_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """``torch.load`` a checkpoint file (weights only); missing or damaged → :class:`EmukgError`."""
+    """``torch.load`` a checkpoint file (weights only) and verify its checksum; missing, damaged or altered →
+    :class:`EmukgError`."""
     import torch
 
     path = Path(path)
     if not path.is_file():
+        kind = path_kind(path)
+        if kind:
+            raise EmukgError(f"{path}: is {kind}, not a checkpoint file; restore the run's checkpoint.")
         raise EmukgError(f"{path}: checkpoint not found; is this a run folder written by emukg train?")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError:
         raise EmukgError(f"{path}: cannot read the checkpoint (permission denied); make the file readable.") from None
     except Exception as exc:  # damaged or foreign file
         raise EmukgError(f"{path}: cannot read the checkpoint ({type(exc).__name__}); it is damaged or not an emukg checkpoint.") from None
+    record = state.get("integrity") if isinstance(state, dict) else None
+    if record is not None:
+        if not isinstance(record, dict) or not isinstance(record.get("checksum"), str):
+            raise EmukgError(f"{path}: its integrity record is damaged; restore the checkpoint from a copy or train again.")
+        if checksum(state) != record["checksum"]:
+            raise EmukgError(f"{path}: its contents do not match their checksum (the file was damaged or altered after "
+                             "it was written); restore the checkpoint from a copy or train again.")
+    return state
+
+
+def check_fingerprint(path, state: dict, expected: dict, what: str, fix: str) -> None:
+    """Refuse the checkpoint ``state`` (read from ``path``) when its fingerprint differs from ``expected`` in the
+    parts ``expected`` has: one sentence naming the entries that differ, ``what`` it was compared with, and
+    ``fix``.  A checkpoint without a fingerprint (older emukg, the reference's) passes."""
+    saved = ((state.get("integrity") or {}).get("fingerprint") if isinstance(state, dict) else None)
+    if not isinstance(saved, dict):
+        return
+    diff = fingerprint_differences(saved, expected)
+    if diff:
+        shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+        raise EmukgError(f"{path}: the checkpoint belongs to another run than {what} (its {shown} differ); {fix}.")
 
 
 def checkpoint_file(run_dir: str | os.PathLike, checkpoint: str = "best") -> str:
@@ -320,8 +478,27 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device="cpu",
                              "pass the data the run was trained on with {dataset} NAME_OR_FOLDER.")
     model = build_model(cfg.model, kg.num_entities, kg.num_relations, cfg.hidden_dim, cfg.gamma,
                         cfg.double_entity_embedding, cfg.double_relation_embedding, **model_options(cfg))
+    # the checkpoint's fingerprint: it must be this run's (config.json) and fit the data's ids; other training
+    # triples over the same ids (a new split, a grown graph) are evaluated with a warning
+    check_fingerprint(run.file(name), state, {"model": model_fingerprint(cfg, model)}, f"{run.file(CONFIG)} describes",
+                      "put back the run's own checkpoint")
+    saved = (state.get("integrity") or {}).get("fingerprint", {}).get("data")
+    if isinstance(saved, dict):
+        data = data_fingerprint(kg)
+        ids = [k for k in ("entity_names", "relation_names") if saved.get(k) != data[k]]
+        if ids:
+            where = f"the data at {braces(folder)}" if given else f"{braces(run.file(CONFIG))}: the run's data at {braces(folder)}"
+            raise ParamError("dataset", os.fspath(dataset) if given else "",
+                             f"{where} names its {' and '.join({'entity_names': 'entities', 'relation_names': 'relations'}[k] for k in ids)} otherwise than the data "
+                             f"the checkpoint {name} was trained on (same counts, other names or order), so its ids "
+                             "mean other things; pass the run's own data with {dataset} NAME_OR_FOLDER.")
+        if saved.get("train") != data["train"]:
+            log.warning("%s: the training triples of the data at %s differ from those the run was trained on; "
+                        "the filtered metrics use this data's triples", run.path, folder)
     try:
         model.load_state_dict(weights)
     except (KeyError, RuntimeError) as exc:
         raise EmukgError(f"{run.file(name)}: the saved model does not match config.json ({str(exc).splitlines()[0]}).") from None
-    return cfg, kg, model.to(device).eval()
+    model = model.to(device).eval()
+    model.attach(kg)  # the graph of a message-passing model (NBFNet)
+    return cfg, kg, model

@@ -67,6 +67,7 @@ from typing import Any
 
 from .config import Config, ConfigError
 from .errors import EmukgError, ParamError
+from .folder_lock import FolderLock
 from .io_utils import braces, read_yaml
 
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
@@ -477,7 +478,10 @@ def hpo(config, space, trials: int, storage: str | None = None, study: str | Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             optuna.storages.fail_stale_trials(st)
-        return _write_outputs(st, params, base, name, out, ran)
+        # the study's folder is shared by its workers (each trial's run folder has its own lock); its result files
+        # are written by one worker at a time, so that a table, a best.yaml and a plot always come from one writer
+        with FolderLock(out, "out", "study folder").acquire(wait=True):
+            return _write_outputs(st, params, base, name, out, ran)
     finally:
         optuna.logging.set_verbosity(verbosity)
 

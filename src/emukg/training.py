@@ -48,10 +48,11 @@ import torch
 from .version import __version__
 from .config import Config, ConfigError
 from .errors import EmukgError, ParamError
-from .io_utils import braces
-from .run_folder import BEST, CHECKPOINT, CONFIG, RunFolder
+from .io_utils import braces, fault_point
+from .run_folder import (BEST, CHECKPOINT, CONFIG, RunFolder, check_fingerprint, data_fingerprint,
+                         model_fingerprint, seal)
 from .parallel import FollowerFolder, SilentLogger, setup as setup_parallel
-from .memory import release_free_memory, rehome_huge
+from .memory import machine_memory_bytes, release_free_memory, rehome_huge
 from .optim import make_optimizer, mark_row_sparse, use_sparse  # make_optimizer: also emukg.training's
 from .schedule import EarlyStopping, Schedule, decay_every
 
@@ -103,7 +104,7 @@ class SideIterator:
 # what a resumed run may change (documented overrides; recorded in config.json's "resumes"), and what it may not
 RESUME_OVERRIDES = ("max_steps", "valid_steps", "log_steps", "save_checkpoint_steps", "test_log_steps", "test_batch_size",
                     "learning_rate", "do_train", "do_valid", "do_test", "evaluate_train", "eval_memory_mb", "tie_policy",
-                    "threads", "progress", "save_path", "init_checkpoint", "tracker", "tracking_uri", "early_stop_patience",
+                    "threads", "progress", "save_path", "init_checkpoint", "max_memory_gb", "tracker", "tracking_uri", "early_stop_patience",
                     "early_stop_min_delta", "eval_protocol", "eval_candidates", "train_memory_mb")
 
 
@@ -220,22 +221,43 @@ class Trainer:
             raise ConfigError("seeds", config.seeds, "a Trainer trains one run; train the runs of several seeds with "
                               "emukg.multirun.train_seeds (emukg train --seeds).")
         self.config = cfg = config
+        self.resume_mode = resume
         # data-parallel training under torchrun (emukg.parallel): join the process group; rank 0 alone writes
         self.dist, self.device = setup_parallel(resolve_device(cfg.device))
         check_tracker_available(cfg)  # a missing tracker package stops the run before anything is written
-        # --- every check first: a refused run writes nothing ---------------------------------
-        source, same_folder, overwrite = self._folder_policy(resume, overwrite)
-        saved_info = self._resume_policy(source, resume)
-        self._load_data(kg, source, saved_info, resume)
-        self._wire()
-        if source is not None:
-            self._restore(source)
-        warnings = self._settings_without_effect(resume=source is not None)
+        # --- the folder's lock, then every check: a refused run writes nothing and leaves no lock ----
+        self.lock = None
+        try:
+            source, same_folder, overwrite = self._folder_policy(resume, overwrite)
+            saved_info = self._resume_policy(source, resume)
+            self._load_data(kg, source, saved_info, resume)
+            self._wire()
+            if source is not None:
+                self._restore(source)
+            warnings = self._settings_without_effect(resume=source is not None)
+            if self.dist.is_main:
+                self._check_disk_space()
+        except BaseException:
+            RunFolder.unlock(self.lock, refused=True)
+            self.lock = None
+            raise
         # --- now write -------------------------------------------------------------------------
-        self._open_run_folder(source, saved_info, overwrite and not same_folder, callbacks)
+        try:
+            self._open_run_folder(source, saved_info, overwrite and not same_folder, callbacks)
+        except BaseException:
+            self.close()
+            raise
+        if self.lock is not None and self.lock.took_over:
+            old = self.lock.took_over
+            self.out.info(f"Took over {self.lock.path.name} of pid {old.get('pid')} on {old.get('host')}, which no longer runs")
         for text in warnings:
             self.out.warning(text)
         release_free_memory()  # the set-up's temporaries (reading, counting) need not stay resident for the run
+
+    def close(self) -> None:
+        """Release the run folder's lock (:meth:`fit` does at its end; call it for a Trainer that is not fitted)."""
+        RunFolder.unlock(self.lock)
+        self.lock = None
 
     # --- set-up, in the order __init__ runs it ---------------------------------------------------
     def _folder_policy(self, resume: str, overwrite: bool):
@@ -249,6 +271,8 @@ class Trainer:
         self.folder = folder = (RunFolder if self.dist.is_main else FollowerFolder)(cfg.save_path)
         # errors name the settings; emukg train says --save-path / --resume, the reference mode -save / -init
         folder.check_target("save_path", RUN_FLAGS)
+        if self.dist.is_main:  # one writer per folder: a second process is refused here, naming the first
+            self.lock = folder.lock("save_path", RUN_FLAGS)
         source = RunFolder(cfg.init_checkpoint) if cfg.init_checkpoint else None
         same_folder = source is not None and source.path.resolve() == folder.path.resolve()
         if folder.has_run() and not same_folder and not overwrite:
@@ -285,6 +309,14 @@ class Trainer:
         cfg = self.config
         self.kg = kg if kg is not None else self._read_graph(cfg.dataset)
         self.dataset_record = dataset_record(cfg.dataset) if kg is None else {"name": getattr(kg, "name", ""), "given": cfg.dataset}
+        for split, used, setting in (("valid", cfg.do_valid, "do_valid"), ("test", cfg.do_test, "do_test")):
+            if used and int(self.kg.splits[split].shape[0]) == 0:  # found now, not after the folder or the training
+                raise ParamError("dataset", str(cfg.dataset or getattr(self.kg, "name", "")), f"its {split} split "
+                                 f"({split}.txt) holds no triples, so {{{setting}}} has nothing to evaluate; add triples "
+                                 f"to it, or turn {{{setting}}} off.", flags=RUN_FLAGS)
+        # the memory the run will hold, from the settings and the graph's sizes, before anything large is allocated
+        cfg.check_memory(self.kg.num_entities, self.kg.num_relations, sum(int(t.shape[0]) for t in self.kg.splits.values()),
+                         machine_memory_bytes(self.device))
         old_sums = (saved_info.get("dataset_record") or {}).get("sha256")
         new_sums = self.dataset_record.get("sha256")
         if source is not None and resume == "strict" and old_sums and new_sums and new_sums != old_sums:
@@ -312,7 +344,10 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.model = build_model(cfg.model, self.kg.num_entities, self.kg.num_relations, cfg.hidden_dim, cfg.gamma,
                                  cfg.double_entity_embedding, cfg.double_relation_embedding,
-                                 **model_options(cfg)).to(self.device)  # HAKE's weights
+                                 **model_options(cfg)).to(self.device)  # HAKE's weights, NBFNet's settings
+        self.model.attach(self.kg)  # the graph of a message-passing model (NBFNet); nothing for embedding models
+        # what every checkpoint of this run says it belongs to (emukg.run_folder: checked on resume and on load)
+        self.fingerprint = {"model": model_fingerprint(cfg, self.model), "data": data_fingerprint(self.kg)}
         self.train_triples = self.kg.train.to(self.device)
         self.weights = self.kg.subsampling_weights().to(self.device)
         self.sampler, self.adversarial_sampler = build_samplers(cfg, self.kg, self.device, self.generator)
@@ -398,11 +433,37 @@ class Trainer:
                 self.saved_step = self.step
             return
         prefix = "best_" if best else ""
-        self.folder.save_torch(BEST if best else CHECKPOINT, self._state())
+        self.folder.save_torch(BEST if best else CHECKPOINT, seal(self._state(), self.fingerprint))
+        fault_point("checkpoint.between")
         self.folder.save_npy(f"{prefix}entity_embedding.npy", self.model.entity_embedding.detach().cpu().numpy())
         self.folder.save_npy(f"{prefix}relation_embedding.npy", self.model.relation_embedding.detach().cpu().numpy())
         if not best:
             self.saved_step = self.step
+
+    def _check_disk_space(self) -> None:
+        """Refuse a run whose files do not fit the free space of the run folder's file system (checked before
+        anything is written, so a nearly full disk ends the run here, not inside a checkpoint save): two checkpoints
+        (parameters and optimiser state) and their tables, one more checkpoint while a file is being replaced, and
+        a margin for the logs; the run's own files already there count as free, since they are replaced."""
+        import shutil
+
+        cfg = self.config
+        params = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        state = 2 if (cfg.optimizer == "adam" or cfg.schedule == "reference") else 1
+        checkpoint = (1 + state) * params
+        need = 3 * checkpoint + 2 * params + (1 << 20) + checkpoint // 100
+        try:
+            free = shutil.disk_usage(self.folder.path).free
+        except OSError:
+            return
+        own = sum(self.folder.file(name).stat().st_size for name in ("checkpoint", "best_model", "entity_embedding.npy",
+                  "relation_embedding.npy", "best_entity_embedding.npy", "best_relation_embedding.npy")
+                  if self.folder.file(name).is_file())
+        if free + own < need:
+            raise ParamError("save_path", str(self.folder.path), f"its file system has {(free + own) / 1e6:,.1f} MB free "
+                             f"for the run, which writes about {need / 1e6:,.1f} MB (two checkpoints of "
+                             f"{checkpoint / 1e6:,.1f} MB, their tables and one more while a file is replaced); free "
+                             "some space or pass another {save_path}.", flags=RUN_FLAGS)
 
     def _settings_without_effect(self, resume: bool) -> list[str]:
         """Settings that change nothing or lie outside their useful range: warned about (in train.log and on the
@@ -424,6 +485,13 @@ class Trainer:
     def _restore(self, source: RunFolder) -> None:
         path = source.file(CHECKPOINT)
         state = source.read_checkpoint("last", map_location=self.device, fallback=False)
+        # what the checkpoint belongs to: the reference's -init takes its settings as given, so there the model's
+        # name, parameter shapes and data are compared; a strict resume compares every shaping setting too
+        expected = self.fingerprint if self.resume_mode == "strict" else {
+            "model": {"shapes": self.fingerprint["model"]["shapes"], "settings": {"model": self.config.model}},
+            "data": self.fingerprint["data"]}
+        check_fingerprint(path, state, expected, f"the one in {source.path}",
+                          "put back the run's own checkpoint, or start a new run")
         saved_device = state.get("device", self.device.type)
         if saved_device != self.device.type:
             raise ConfigError("device", str(self.device), f"the run in {source.path} was trained on {saved_device}, whose random "
@@ -473,6 +541,7 @@ class Trainer:
         """Evaluate on valid, log it as ``at_step`` (default: the steps done), keep ``best_model`` on a new best."""
         label = self.step if at_step is None else at_step
         metrics = self.evaluate("valid")
+        fault_point("train.validation")
         self._last_valid = (self.step, metrics)
         self.last_valid_step = self.step
         self.out.metrics("Valid", label, self.headline(metrics))
@@ -497,6 +566,7 @@ class Trainer:
         side, positives, weights = self.draw_batch()
         loss, logs = self.compute_loss(side, positives, weights)
         self.backward(loss)
+        fault_point("train.step")
         self.dist.reduce_gradients(self.model.parameters())  # data-parallel: the ranks' gradients summed (else nothing)
         self.optimizer.step()
         self.step += 1
@@ -667,6 +737,7 @@ class Trainer:
                     cb.on_end(self, results, error)
             finally:
                 out.close()
+                self.close()
 
     def _final_evaluation(self) -> dict:
         """Evaluate the best model (the last one when no validation ran) on the requested splits."""

@@ -262,6 +262,7 @@ def _dataset_arg(data_path: str | None) -> str | None:
 def evaluate_saved(args: argparse.Namespace) -> int:
     """Without --do_train: evaluate the best model of -save (or -init) on the requested splits; writes only test.log."""
     from ..evaluation import evaluate
+    from ..folder_lock import FolderLock
     from ..run_folder import RunFolder, load_run
     from ..training import RunLogger, Trainer, resolve_device
 
@@ -275,6 +276,7 @@ def evaluate_saved(args: argparse.Namespace) -> int:
     device = resolve_device("cuda" if args.cuda else "cpu")
     cfg, kg, model = load_run(run_dir, "best", device=device, dataset=_dataset_arg(args.data_path))
     step = int(folder.read_checkpoint("best").get("step", 0))  # the label of the log lines, as the reference's
+    lock = FolderLock(folder.path, "save_path" if args.save_path else "init_checkpoint").acquire()  # test.log: one writer
     out = RunLogger(folder, log_name="test.log", mode="w", record_metrics=False)
     try:
         out.info(f"Evaluating {folder.file(folder.checkpoint_file('best'))} ({saved.model}, {kg.name}); nothing in {run_dir} is changed")
@@ -285,6 +287,7 @@ def evaluate_saved(args: argparse.Namespace) -> int:
                 out.metrics(split.capitalize(), step, Trainer.headline(results[split]))
     finally:
         out.close()
+        lock.release()
     from .train import print_results
 
     print_results(results)

@@ -19,7 +19,9 @@ def handle(args: argparse.Namespace) -> int:
     overrides = dict(max_steps=args.steps, device=args.device, seed=args.seed)
     if args.steps is not None:
         # a shortened run is a prefix of the paper's run: the warm-up stays at the paper's step (half its steps)
-        overrides["warm_up_steps"] = experiment_config(args.name).max_steps // 2
+        full = experiment_config(args.name)
+        if full.schedule == "reference":
+            overrides["warm_up_steps"] = full.max_steps // 2
         overrides["valid_steps"] = max(1, min(500, args.steps))
     cfg = experiment_config(args.name, **overrides)
     if args.seeds:

@@ -110,12 +110,16 @@ def _run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from ..io_utils import quoted, too_long_name
     from ..multirun import is_multirun, read_manifest, run_folders, train_seeds
     from ..run_folder import CONFIG, RunFolder
     from ..training import train
 
     if args.resume:
         folder = RunFolder(args.resume)
+        long = too_long_name(folder.path)
+        if long:
+            raise EmukgError(f"--resume {quoted(str(folder.path), 120)}: {long}; pass the run folder's path.")
         if not folder.path.is_dir():
             raise EmukgError(f"--resume {folder.path}: no such run folder; pass a folder written by 'emukg train'.")
         multi = is_multirun(folder.path)  # the runs of --seeds: their shared settings are in seeds.json

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import EmukgError
-from ..io_utils import quoted
+from ..io_utils import path_kind, quoted
 
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 _ID = re.compile(r"[0-9]+")
@@ -27,6 +27,9 @@ _ID = re.compile(r"[0-9]+")
 
 def _opened(path: Path):
     """``path`` opened for binary reading, or the one-sentence :class:`EmukgError` of every reader of data files."""
+    kind = path_kind(path)
+    if kind:
+        raise EmukgError(f"{path}: is {kind}, not a text file; put a plain file there.")
     try:
         return open(path, "rb")
     except FileNotFoundError:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import EmukgError
-from ..io_utils import quoted
+from ..io_utils import path_kind, quoted
 from .files import LazyIndex, encode_triples, read_dict, read_dict_prefix, read_triples
 
 log = logging.getLogger("emukg")
@@ -334,15 +334,25 @@ def load_folder(path: str | os.PathLike, name: str | None = None, *, blocks: boo
     Both give the same ids, tensors and error messages.
     """
     path = Path(path)
+    kind = path_kind(path)
+    if kind:
+        raise EmukgError(f"{path}: is {kind}, not a dataset folder; pass the folder that holds train.txt, valid.txt and test.txt.")
     if path.is_file():
         raise EmukgError(f"{path}: is a file, not a dataset folder; pass the folder that holds train.txt, valid.txt and test.txt.")
     if not path.is_dir():
         raise EmukgError(f"{path}: dataset folder not found; pass an existing folder or a registered dataset name (see 'emukg datasets list').")
     for s in SPLITS:
+        kind = path_kind(path / f"{s}.txt")
+        if kind:
+            raise EmukgError(f"{path / (s + '.txt')}: is {kind}, not a text file; put a file of 'head<TAB>relation<TAB>tail' lines there.")
         if (path / f"{s}.txt").is_dir():
             raise EmukgError(f"{path / (s + '.txt')}: is a folder, expected a text file of 'head<TAB>relation<TAB>tail' lines; remove or rename that folder.")
         if not (path / f"{s}.txt").is_file():
             raise EmukgError(f"{path / (s + '.txt')}: file not found; a dataset folder needs train.txt, valid.txt and test.txt.")
+    for dict_file in ("entities.dict", "relations.dict"):
+        kind = path_kind(path / dict_file)
+        if kind:
+            raise EmukgError(f"{path / dict_file}: is {kind}, not a text file; put a file of 'id<TAB>name' lines there, or remove it.")
     has_dicts = (path / "entities.dict").is_file() and (path / "relations.dict").is_file()
     if has_dicts and blocks is not False:
         entities, relations, splits, ent, rel = _load_blocks(path)

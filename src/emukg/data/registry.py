@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import EmukgError
-from ..io_utils import user_cache_dir
+from ..io_utils import path_kind, user_cache_dir
 from .graph import KnowledgeGraph, load_folder
 
 log = logging.getLogger("emukg")
@@ -270,6 +270,9 @@ def resolve_dataset(name_or_path: str | os.PathLike, *, download: bool = False, 
     """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
+    kind = path_kind(path)
+    if kind:
+        raise EmukgError(f"{path}: is {kind}, not a dataset folder; pass the folder that holds train.txt, valid.txt and test.txt.")
     if path.is_dir():
         return path
     if path.exists():

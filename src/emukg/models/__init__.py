@@ -4,4 +4,5 @@
 from .bilinear import ComplEx, DistMult  # noqa: F401
 from .translational import RotatE, TransD, TransE, pRotatE  # noqa: F401
 from .hake import HAKE  # noqa: F401,I001  (registered after the RotatE family)
+from ..nbfnet.model import NBFNet  # noqa: F401,I001  (a message-passing family: emukg.nbfnet)
 from .base import MODELS, KGEModel, build_model, model_class, model_options  # noqa: F401

@@ -101,6 +101,9 @@ class KGEModel(nn.Module):
         r = self.relation_embedding[relation].unsqueeze(1)
         return self.score_side(a, r, E.unsqueeze(0), side)
 
+    def attach(self, kg) -> None:
+        """Give the model the run's graph ``kg``; embedding models need none (NBFNet passes messages over it)."""
+
     def regularizer(self) -> torch.Tensor:
         """L3 norm cubed of both tables (the reference's ``-r``)."""
         return self.entity_embedding.abs().pow(3).sum() + self.relation_embedding.abs().pow(3).sum()

@@ -178,5 +178,12 @@ class Objective:
 def build_objective(config, kg, sampler, use_kernel: bool | None = None, adversarial_sampler=None,
                     sparse: bool = False) -> Objective:
     """The training objective of a run: ``objective(model, positives, side, generator, weights) -> (loss, logs)``;
-    ``sparse``: row-sparse entity gradients (see :mod:`emukg.optim`)."""
+    ``sparse``: row-sparse entity gradients (see :mod:`emukg.optim`).  A message-passing model (NBFNet) has its own
+    step, :class:`emukg.nbfnet.step.NBFNetObjective`, with the same interface."""
+    from ..models import model_class
+
+    if getattr(model_class(config.model), "message_passing", False):
+        from ..nbfnet.step import NBFNetObjective
+
+        return NBFNetObjective(config, kg, sampler)
     return Objective(config, kg, sampler, use_kernel=use_kernel, adversarial_sampler=adversarial_sampler, sparse=sparse)

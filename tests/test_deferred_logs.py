@@ -57,3 +57,14 @@ def test_deferred_nan_stops_before_the_checkpoint(tmp_path):
         trainer.fit()
     state = torch.load(tmp_path / "nan" / "checkpoint", weights_only=True)
     assert state["step"] == 4 and torch.isfinite(state["model_state_dict"]["entity_embedding"]).all()
+
+
+def test_deferred_logs_with_an_objective_that_logs_floats(tmp_path):
+    """An objective that returns Python floats (NBFNet's): only the loss stays on the device; the same run."""
+    graph = write_graph(tmp_path / "g")
+    eager = Trainer(small_config(graph, tmp_path / "eager", max_steps=6, log_steps=2, do_valid=False, do_test=False))
+    eager.fit()
+    late = deferred(Trainer(small_config(graph, tmp_path / "late", max_steps=6, log_steps=2, do_valid=False, do_test=False)))
+    late.objective.log_on_device = False  # it logs floats, as NBFNetObjective does
+    late.fit()
+    assert lines(tmp_path / "eager") == lines(tmp_path / "late")

@@ -141,6 +141,13 @@ def test_cli_seeds_refusals_and_resume(tmp_path, capsys):
     for k in (0, 1):
         assert json.loads((run / f"seed{k}" / "results.json").read_text())["step"] == 9
     assert json.loads((run / SEEDS_FILE).read_text())["config"]["max_steps"] == 9
+    # emukg report on the folder: its two runs, and their group's mean ± std
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
+    md = (tmp_path / "rep" / "results.md").read_text()
+    mrr = [json.loads((run / f"seed{k}" / "results.json").read_text())["test"]["MRR"] for k in (0, 1)]
+    mean, std = sum(mrr) / 2, abs(mrr[0] - mrr[1]) / 2 ** 0.5
+    assert f"| 9 | 2 | 0 1 | {mean:.4f} ± {std:.4f} |" in md, md
     # a single-run folder is not a place for --seeds
     single = tmp_path / "single"
     assert main([str(a) for a in cli_args(graph, single)]) == 0

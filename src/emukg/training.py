@@ -610,7 +610,9 @@ class Trainer:
             return
         first = next(i for i, w in enumerate(self.window) if isinstance(w.get("loss"), torch.Tensor))
         names = list(self.window[-1])
-        rows = torch.stack([torch.stack([w[k] for k in names]) for w in self.window[first:]]).tolist()
+        # (an objective that logs Python floats, such as NBFNet's, has only its loss on the device)
+        value = lambda v: v.reshape(()).float() if isinstance(v, torch.Tensor) else torch.tensor(float(v), device=self.device)  # noqa: E731
+        rows = torch.stack([torch.stack([value(w[k]) for k in names]) for w in self.window[first:]]).tolist()
         for i, row in enumerate(rows):
             self.window[first + i] = dict(zip(names, row))
         for i, w in enumerate(self.window):

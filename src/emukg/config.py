@@ -410,15 +410,8 @@ class Config:
                     raise ConfigError(name, True, f"does not apply to {self.model}, whose row layout is fixed; remove it.")
         # model-specific settings (HAKE's weights): the model's default when unset, refused by other models
         for name in ("modulus_weight", "phase_weight"):
-            value = getattr(self, name)
-            if name not in cls.options:
-                if value is not None:
-                    raise ConfigError(name, value, f"is a setting of {or_list([k for k, c in MODELS.items() if name in c.options])} only; remove it or choose that {{model}}.")
-                continue
-            if value is None:
-                setattr(self, name, float(cls.options[name]))
-            elif not (math.isfinite(value) and value >= 0):
-                raise ConfigError(name, value, "must be a finite number ≥ 0.")
+            if self._given_model_option(cls, name, float) and not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ConfigError(name, getattr(self, name), "must be a finite number ≥ 0.")
         self._check_message_passing(cls)
         # negatives: normalise what this loss does not use, so config.json names what really runs
         if self.loss == "1vsall":  # every model: entities are scored in blocks under train_memory_mb (emukg.objectives.one_vs_all)
@@ -452,21 +445,31 @@ class Config:
             raise ConfigError("sparse", True, "updates the touched entity rows only, but {regularization} reads the whole "
                               "table every step; set {regularization} 0 or leave {sparse} unset (auto).")
 
+    def _given_model_option(self, cls, name: str, convert=lambda value: value) -> bool:
+        """A setting of some models only (HAKE's weights, NBFNet's layers): refused when ``cls`` does not take it,
+        the model's default (through ``convert``) when unset; True when a value was given and is to be checked."""
+        from .models import MODELS
+
+        value = getattr(self, name)
+        if name not in cls.options:
+            if value is not None:
+                raise ConfigError(name, value, f"is a setting of {or_list([k for k, c in MODELS.items() if name in c.options])} only; remove it or choose that {{model}}.")
+            return False
+        if value is None:
+            setattr(self, name, convert(cls.options[name]))
+            return False
+        return True
+
     def _check_message_passing(self, cls) -> None:
         """NBFNet's settings (the model's default when unset, refused by other models) and what NBFNet cannot run."""
-        from .models import MODELS
         from .nbfnet.model import AGGREGATIONS, MESSAGES, REMOVALS
 
         choices = {"message_function": MESSAGES, "aggregation": AGGREGATIONS, "remove_edges": REMOVALS}
         for name in ("num_layers", "message_function", "aggregation", "query_dependent", "remove_edges"):
-            value = getattr(self, name)
-            if name not in cls.options:
-                if value is not None:
-                    raise ConfigError(name, value, f"is a setting of {or_list([k for k, c in MODELS.items() if name in c.options])} only; remove it or choose that {{model}}.")
+            if not self._given_model_option(cls, name):
                 continue
-            if value is None:
-                setattr(self, name, cls.options[name])
-            elif name in choices:
+            value = getattr(self, name)
+            if name in choices:
                 setattr(self, name, _choose(name, value, choices[name]))
             elif name == "num_layers" and not 1 <= value <= 100:
                 raise ConfigError(name, value, "must be an integer from 1 to 100.")

@@ -71,3 +71,27 @@ def test_eval_benchmark_child_runs_as_a_module_from_any_folder(tmp_path, monkeyp
     assert res["entities"] == 500 and res["dim"] == 8 and res["backend"] == "torch"
     assert res["queries"] == 4  # 2 test triples, head and tail
     assert res["seconds"] > 0 and math.isfinite(res["eval_extra_rss_mb"])
+
+
+def test_step_profile_phases_add_up_and_the_floor_model_counts_by_hand(tiny_dataset):
+    """emukg.bench.step_profile: with one timed step the phases add up to the step (the forward's parts are timed
+    at the Objective's own boundaries, the rest by difference), and the floor model's counts are the docstring's
+    formulas (timings themselves are not asserted)."""
+    from emukg.bench.step_profile import PHASES, floor_ms, profile_case
+    from emukg.bench.train_step import make_config
+    from emukg.data import load_folder
+
+    kg = load_folder(tiny_dataset)
+    for loss in ("ce", "emu"):
+        cfg = make_config("TransE", loss, dataset=str(tiny_dataset), hidden_dim=8, batch_size=4, negatives=3)
+        cfg.validate()
+        prof = profile_case(cfg, kg, steps=1, warmup=1)
+        assert all(prof[p] >= 0 for p in PHASES if p != "rest")
+        assert math.isclose(sum(prof[p] for p in PHASES), prof["step"], rel_tol=1e-6, abs_tol=1e-6)
+        assert (prof["emu"] > 0) == (loss == "emu")
+        peaks = {"flops_per_s": 1e9, "cache_bytes_per_s": 1e9, "memory_bytes_per_s": 1e9}
+        fl = floor_ms("TransE", loss, cfg, kg, prof["params_bytes"], peaks)
+        passes = 2 if loss == "emu" else 1
+        assert fl["components"] == passes * 4 * (3 + 1) * 8
+        assert fl["flops"] == fl["components"] * 9 and fl["cache_bytes"] == fl["components"] * 12
+        assert math.isclose(fl["floor_ms"], (max(fl["flops"], fl["cache_bytes"]) + 3 * prof["params_bytes"]) / 1e9 * 1e3)

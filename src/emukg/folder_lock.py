@@ -54,10 +54,6 @@ class FolderLock:
         self.took_over: dict | None = None
         self.created: list[Path] = []  # folders made to hold this lock (removed again when the writer is refused)
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def __enter__(self) -> "FolderLock":
         return self.acquire()
 
@@ -71,13 +67,10 @@ class FolderLock:
         return ParamError(self.param, str(self.folder), f"another process (pid {pid} on {braces(host)}{when}) is writing "
                           f"this {self.what}; wait for it to end{extra}, or pass another {{{self.param}}}.", flags=self.flags)
 
-    def _read_holder(self, fd: int | None = None) -> dict:
+    @staticmethod
+    def _read_holder(fd: int) -> dict:
         try:
-            if fd is not None:
-                data = os.pread(fd, 4096, 0)
-            else:
-                data = self.path.read_bytes()[:4096]
-            holder = json.loads(data.decode("utf-8") or "{}")
+            holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
             return holder if isinstance(holder, dict) else {}
         except (OSError, ValueError):
             return {}
@@ -118,8 +111,9 @@ class FolderLock:
                 os.close(fd)
                 raise self._refuse(previous, f" (or, if it no longer runs, remove {braces(self.path)})")
             self.took_over = previous or None
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "command": " ".join(sys.argv)[:300]}
             os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(self._holder_line(), sort_keys=True) + "\n").encode("utf-8"), 0)
+            os.pwrite(fd, (json.dumps(holder, sort_keys=True) + "\n").encode("utf-8"), 0)
             self._fd, self._key = fd, key
             _held[key] = self
             return self
@@ -130,14 +124,6 @@ class FolderLock:
     def _stale_without_locks(holder: dict) -> bool:
         pid = holder.get("pid")
         return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not pid_running(pid)
-
-    def _holder_line(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "since": getattr(self, "_since", None) or self._start(),
-                "command": " ".join(sys.argv)[:300]}
-
-    def _start(self) -> float:
-        self._since = time.time()
-        return self._since
 
     def release(self) -> None:
         """Remove ``writer.lock`` and drop the lock (nothing happens when it is not held)."""

@@ -122,7 +122,7 @@ class RunFolder:
             return
         lock.release()
         if refused:
-            for folder in getattr(lock, "created", ()):
+            for folder in lock.created:
                 try:
                     folder.rmdir()
                 except OSError:
@@ -288,7 +288,7 @@ def model_fingerprint(cfg: Config, model) -> dict:
     from .models import model_options
 
     settings = {name: getattr(cfg, name) for name in SHAPING}
-    settings.update({k: v for k, v in model_options(cfg).items()})
+    settings.update(model_options(cfg))
     return {"settings": json.loads(json.dumps(settings, default=str)),
             "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}
 

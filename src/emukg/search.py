@@ -68,7 +68,7 @@ from typing import Any
 from .config import Config, ConfigError
 from .errors import EmukgError, ParamError
 from .folder_lock import FolderLock
-from .io_utils import braces, read_yaml
+from .io_utils import braces, pid_running, read_yaml
 
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 60  # a RUNNING trial without a heartbeat for this long is marked FAIL
@@ -328,15 +328,8 @@ def _open_storage(url: str | None, out: Path, flags: dict | None = None):
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process has no trial running yet: an old one with a reused pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # this process has no trial running yet: a trial recorded with its pid is an old one whose pid was reused
+    return pid != os.getpid() and pid_running(pid)
 
 
 def _fail_orphans(study) -> list[int]:

@@ -248,6 +248,19 @@ class Config:
         return {"loss": loss, "adversarial": adv}
 
     # --- memory -------------------------------------------------------------------------------
+    @property
+    def optimizer_state_copies(self) -> int:
+        """Tables of optimiser state per parameter table: Adagrad's sums 1, Adam's moments 2 (the reference schedule
+        ends in Adam); for the memory estimate and the trainer's free-space check."""
+        return 2 if (self.optimizer == "adam" or self.schedule == "reference") else 1
+
+    @property
+    def step_in_blocks(self) -> bool:
+        """Whether a step runs in blocks that fit ``train_memory_mb`` (1-vs-all; message passing: NBFNet)."""
+        from .models import model_class
+
+        return self.loss == "1vsall" or getattr(model_class(self.model), "message_passing", False)
+
     def memory_estimate(self, num_entities: int, num_relations: int, num_triples: int) -> dict[str, int]:
         """Bytes a run of these settings holds at its peak, by part, for a graph of these sizes (a validated Config).
 
@@ -272,15 +285,12 @@ class Config:
         entity = model.entity_embedding
         row = entity.element_size() * (entity.numel() // max(1, entity.shape[0]))
         candidates = self.batch_size * (self.negative_sample_size + 1)
-        state = 2 if (self.optimizer == "adam" or self.schedule == "reference") else 1
         sparse = self.sparse is not False and self.loss != "1vsall" and num_entities > candidates * 2
         gradient = min(params, 2 * candidates * row) if sparse else params
         mib = 1 << 20
-        # 1-vs-all and message passing (NBFNet) run their step in blocks that fit train_memory_mb
-        blocked = self.loss == "1vsall" or getattr(type(model), "message_passing", False)
-        step = self.train_memory_mb * mib if blocked else 4 * candidates * row
+        step = self.train_memory_mb * mib if self.step_in_blocks else 4 * candidates * row
         sans = self.sans_memory_mb * mib if "sans" in (self.sampler, self.adversarial_sampler) else 0
-        return {"tables": params, "optimiser": state * params + gradient, "step": step,
+        return {"tables": params, "optimiser": self.optimizer_state_copies * params + gradient, "step": step,
                 "data": 5 * 3 * 8 * num_triples + sans, "evaluation": self.eval_memory_mb * mib}
 
     def check_memory(self, num_entities: int, num_relations: int, num_triples: int, available: int | None) -> None:
@@ -292,9 +302,7 @@ class Config:
         if limit is None or total <= limit:
             return
         heaviest = max(parts, key=parts.get)
-        from .models import model_class
-
-        blocked = self.loss == "1vsall" or getattr(model_class(self.model), "message_passing", False)
+        blocked = self.step_in_blocks
         param = {"tables": "hidden_dim", "optimiser": "hidden_dim", "step": "train_memory_mb" if blocked
                  else "negative_sample_size", "data": "sans_memory_mb" if parts["data"] > 15 * 8 * num_triples else "dataset",
                  "evaluation": "eval_memory_mb"}[heaviest]

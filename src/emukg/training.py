@@ -449,8 +449,7 @@ class Trainer:
 
         cfg = self.config
         params = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        state = 2 if (cfg.optimizer == "adam" or cfg.schedule == "reference") else 1
-        checkpoint = (1 + state) * params
+        checkpoint = (1 + cfg.optimizer_state_copies) * params
         need = 3 * checkpoint + 2 * params + (1 << 20) + checkpoint // 100
         try:
             free = shutil.disk_usage(self.folder.path).free

@@ -9,12 +9,9 @@ import torch
 
 from emukg.evaluation import compute_ranks, evaluate
 from emukg.evaluation.plan import plan_memory
-from emukg.models import MODELS
 
-# NBFNet scores all tails from its own message passing (tests/test_nbfnet.py ranks it against a brute force)
-EMBEDDING_MODELS = sorted(n for n, c in MODELS.items() if not getattr(c, "message_passing", False))
-
-from test_evaluation import brute_force_ranks, make_model, random_graph
+# EMBEDDING_MODELS: NBFNet scores all tails from its own message passing (tests/test_nbfnet.py ranks it)
+from test_evaluation import EMBEDDING_MODELS, brute_force_ranks, make_model, random_graph
 
 
 @pytest.mark.parametrize("name", EMBEDDING_MODELS)

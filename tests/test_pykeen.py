@@ -445,16 +445,22 @@ def test_readme_from_pykeen_example_runs(ep):
     assert 0 < namespace["metrics"].get_metric("both.realistic.inverse_harmonic_mean_rank") <= 1
 
 
+def _model_and_batch(model_cls, train):
+    """A seeded PyKEEN model of width 6, its first 8 training triples and 5 tail-corrupted negatives of each."""
+    torch.manual_seed(0)
+    model = model_cls(triples_factory=train, embedding_dim=6)
+    pos = train.mapped_triples[:8].long()
+    neg = pos.unsqueeze(1).repeat(1, 5, 1)
+    neg[..., 2] = torch.randint(0, train.num_entities, (8, 5))
+    return model, pos, neg
+
+
 def test_regularisation_term_is_pykeen_slcwa_s(ep, small):
     """DistMult's relation Lp regulariser adds the term PyKEEN's own sLCWA loop adds for the same batch."""
     from pykeen.models import DistMult
 
     train = small[0]
-    torch.manual_seed(0)
-    model = DistMult(triples_factory=train, embedding_dim=6)
-    pos = train.mapped_triples[:8].long()
-    neg = pos.unsqueeze(1).repeat(1, 5, 1)
-    neg[..., 2] = torch.randint(0, train.num_entities, (8, 5))
+    model, pos, neg = _model_and_batch(DistMult, train)
     neg[:4, :, 1] = torch.randint(0, train.num_relations, (4, 5))  # corrupted relations too
     model.train()
     model.collect_regularization_term()  # (empty)
@@ -472,11 +478,7 @@ def test_a_sub_batch_mask_is_its_rows_part_of_the_batch_mask(ep, small):
     from emukg.emu import Mutation
 
     train = small[0]
-    torch.manual_seed(0)
-    model = TransE(triples_factory=train, embedding_dim=6)
-    pos = train.mapped_triples[:8].long()
-    neg = pos.unsqueeze(1).repeat(1, 5, 1)
-    neg[..., 2] = torch.randint(0, train.num_entities, (8, 5))
+    model, pos, neg = _model_and_batch(TransE, train)
     X, reps = ep.training.candidate_representations(model, pos, neg)
     whole = Mutation.emu(0.4, torch.Generator().manual_seed(1))
     full = ep.training.candidate_scores(model, X, reps, whole)

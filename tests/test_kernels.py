@@ -466,3 +466,41 @@ def test_status_and_describe_in_this_process():
     line = kernels.describe()
     assert "\n" not in line
     assert line.startswith("native C kernels" if st["native"] else "PyTorch fallback: ")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the EMU mask's bits kept by the forward for the backward (issue 20)
+@needs["candidates"]
+@pytest.mark.parametrize("kind, D", [("l1", 100), ("dot", 37), ("c2", 64), ("c2", 200)])
+def test_kept_mask_bits_are_the_hashed_mask_and_give_the_same_gradients(kind, D):
+    """The forward's stored keep masks are exactly emu_mask's bits (chunk c holds components 16c..16c+15; the last,
+    overlapping chunk the last 16), and the backward that reads them returns the same gradients, bit for bit, as
+    the one that hashes the mask again."""
+    g = torch.Generator().manual_seed(3)
+    B, C, N = 7, 9, 40
+    code = kernels.metric_code(kind)
+    q, E = torch.randn(B, D, generator=g), torch.randn(N, D, generator=g)
+    cand = torch.randint(0, N, (B, C), generator=g)
+    from emukg.emu import keep_threshold
+
+    s0, s1, T = 12345, 678, keep_threshold(0.39)
+    keep = torch.empty(B, C, kernels.keep_masks(code, D), dtype=torch.int16)
+    scores = kernels.cand_fwd(q, E, cand, code, 1.5, kernels.Mut.EMU, s0, s1, T, b0=2, keep_out=keep)
+    assert torch.equal(scores, kernels.cand_fwd(q, E, cand, code, 1.5, kernels.Mut.EMU, s0, s1, T, b0=2))
+    mask = kernels.emu_mask(B, C, D, s0, s1, T, row0=2).bool()
+    L = D // 2 if kind == "c2" else D
+    parts = 2 if kind == "c2" else 1
+    bits = keep.to(torch.int32) & 0xFFFF
+    for c in range(-(-L // 16)):
+        start = min(16 * c, L - 16)
+        for h in range(parts):
+            lanes = (bits[:, 1:, c * parts + h, None] >> torch.arange(16)) & 1
+            assert torch.equal(lanes.bool(), mask[:, 1:, h * L + start:h * L + start + 16]), (c, h)
+    gout = torch.randn(B, C, generator=g)
+    hashed = kernels.cand_bwd(q, E, cand, gout, code, kernels.Mut.EMU, s0, s1, T, b0=2)
+    kept = kernels.cand_bwd(q, E, cand, gout, code, kernels.Mut.EMU, s0, s1, T, b0=2, keep=keep)
+    assert torch.equal(hashed[0], kept[0]) and torch.equal(hashed[1], kept[1])
+    with pytest.raises(ValueError, match="keep masks exist only for mut=EMU"):
+        kernels.cand_fwd(q, E, cand, code, 0.0, kernels.Mut.NONE, keep_out=keep)
+    with pytest.raises(ValueError, match="keep"):
+        kernels.cand_bwd(q, E, cand, gout, code, kernels.Mut.EMU, s0, s1, T, keep=keep[:, :1])

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from .build import (FLAGS, HEADER, HERE, KERNELS, PROTOTYPES, available, describe, kernel_cache_dir, load, so_path,
                     status)
-from .candidates import MIN_ROW_FLOATS, cand_bwd, cand_ext_bwd, cand_ext_fwd, cand_fwd, emu_mask, sincos
+from .candidates import MIN_ROW_FLOATS, cand_bwd, cand_ext_bwd, cand_ext_fwd, cand_fwd, emu_mask, keep_masks, sincos
 from .checks import check_ids, id_range, ptr
 from .codes import (EVAL_METRICS, EXT_METRIC_CODES, EXT_METRICS, METRIC_CODES, STATUS_ENOMEM, STATUS_OK, Metric, Mut,
                     ext_metric_code, metric_code)
@@ -55,6 +55,6 @@ from .sampling import filter_fill
 __all__ = ["Metric", "Mut", "METRIC_CODES", "EXT_METRIC_CODES", "EVAL_METRICS", "EXT_METRICS", "STATUS_OK",
            "STATUS_ENOMEM", "metric_code", "ext_metric_code", "HERE", "HEADER", "FLAGS", "KERNELS", "PROTOTYPES",
            "kernel_cache_dir", "so_path", "load", "available", "status", "describe", "ptr", "check_ids", "id_range",
-           "MIN_ROW_FLOATS", "cand_fwd", "cand_bwd", "cand_ext_fwd", "cand_ext_bwd", "emu_mask", "sincos",
+           "MIN_ROW_FLOATS", "cand_fwd", "cand_bwd", "cand_ext_fwd", "cand_ext_bwd", "emu_mask", "keep_masks", "sincos",
            "RANGE_BYTES", "score_all_lanes", "rank_fused", "rank_fused_bytes", "rank_dense", "filter_fill",
            "adagrad_rows", "adam_rows", "compact_rows", "ROOT_CHUNK_BYTES"]

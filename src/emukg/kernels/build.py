@@ -37,12 +37,12 @@ FALLBACK_COST = "using the plain PyTorch path instead: same results, several tim
 _I64, _INT, _U32, _F32, _PTR = ctypes.c_int64, ctypes.c_int, ctypes.c_uint32, ctypes.c_float, ctypes.c_void_p
 PROTOTYPES: dict[str, dict[str, tuple]] = {
     "candidates": {
-        # (B, C, D, q, E, cand, kind, bias, mut, s0, s1, T, b0, ratio, out, nthreads) -> status
+        # (B, C, D, q, E, cand, kind, bias, mut, s0, s1, T, b0, ratio, out, keep, nthreads) -> status
         "emukg_cand_fwd": (_INT, [_I64, _I64, _I64, _PTR, _PTR, _PTR, _INT, _F32, _INT, _U32, _U32, _U32, _I64, _PTR,
-                                  _PTR, _INT]),
-        # (B, C, D, NG, q, E, cand, slot, kind, mut, s0, s1, T, b0, ratio, gout, gq, gE, nthreads) -> status
+                                  _PTR, _PTR, _INT]),
+        # (B, C, D, NG, q, E, cand, slot, kind, mut, s0, s1, T, b0, ratio, keep, gout, gq, gE, nthreads) -> status
         "emukg_cand_bwd": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _U32, _U32, _U32, _I64,
-                                  _PTR, _PTR, _PTR, _PTR, _INT]),
+                                  _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
         # (B, C, D, b0, s0, s1, T, out, nthreads) -> status
         "emukg_emu_mask": (_INT, [_I64, _I64, _I64, _I64, _U32, _U32, _U32, _PTR, _INT]),
         # (B, C, D, q, aux, E, cand, kind, bias, scale, wm, wp, mut, s0, s1, T, b0, ratio, out, nthreads) -> status

@@ -34,6 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "emukg_kernels.h"
 
@@ -81,9 +84,32 @@ static void make_tab(uint32_t *tab, int64_t D, uint32_t s0, uint32_t s1) {
     for (int64_t i = 0; i < D; i++) tab[i] = h32(h32((uint32_t)i ^ s1) + s0);
 }
 
+/* A chunk's keep mask as 16 bits (bit l = lane l) and back: the forward stores them (emukg_cand_fwd's keep), so the
+ * backward reads 2 bytes per chunk instead of hashing it again. */
+static inline __attribute__((always_inline)) uint16_t pack_keep(vi keep) {
+    typedef int32_t vi8_ __attribute__((vector_size(32)));
+    typedef int32_t vi4_ __attribute__((vector_size(16)));
+    const vi bits = keep & ((vi){0} + 1) << LANES;
+    vi8_ a = __builtin_shufflevector(bits, bits, 0, 1, 2, 3, 4, 5, 6, 7) | __builtin_shufflevector(bits, bits, 8, 9, 10, 11, 12, 13, 14, 15);
+    vi4_ c = __builtin_shufflevector(a, a, 0, 1, 2, 3) | __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (uint16_t)((c[0] | c[2]) | (c[1] | c[3]));
+}
+
+static inline __attribute__((always_inline)) vi unpack_keep(uint16_t m) {
+    return (vi){0} - (((vi){0} + (int32_t)m) >> LANES & 1);
+}
+
+/* the EMU-mutated chunk x'[i:i+W] from its stored keep mask m */
+static inline __attribute__((always_inline)) vf memo_mutated(const float *x, const float *xp, int64_t i, uint16_t m,
+                                                              vi *keep_out) {
+    const vi keep = unpack_keep(m);
+    *keep_out = keep;
+    return sel(keep, ldf(x + i), ldf(xp + i));
+}
+
 /* the mutated chunk x'[i:i+W] of candidate (b, j); *keep_out receives the keep mask (all ones if unmutated) */
-static inline vf mutated(const float *x, const float *xp, int64_t i, int mut, int first, uint32_t key,
-                         const uint32_t *tab, vu Tv, float a, vi *keep_out) {
+static inline __attribute__((always_inline)) vf mutated(const float *x, const float *xp, int64_t i, int mut, int first,
+                                                         uint32_t key, const uint32_t *tab, vu Tv, float a, vi *keep_out) {
     vf xv = ldf(x + i);
     if (first || mut == EMUKG_MUT_NONE) { *keep_out = (vi){0} - 1; return xv; }
     if (mut == EMUKG_MUT_EMU) {
@@ -97,10 +123,15 @@ static inline vf mutated(const float *x, const float *xp, int64_t i, int mut, in
     return av * xv + (bcast(1.0f) - av) * ldf(xp + i);
 }
 
-static inline float hsum(vf v) {
-    float s = 0.0f;
-    for (int l = 0; l < W; l++) s += v[l];
-    return s;
+/* The sum of the 16 lanes by halving, in registers: ((l0+l8)+(l4+l12)) ... — the order of every metric's row sum
+ * (the l1/dot/c2 kernels summed lane by lane before issue 20; a serial sum of 16 lanes is a 16-add dependency
+ * chain, and GCC kept its vector on the stack). */
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+static inline __attribute__((always_inline)) float hsum(vf v) {
+    vf8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    vf4 c = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
 static inline void thread_range(int64_t n, int t, int nt, int64_t *lo, int64_t *hi) {
@@ -122,8 +153,10 @@ static inline int owner(int64_t c, int nt) { return (int)(((uint64_t)c / OWN_BLO
 /* the columns j of one batch row (ids cb[0..C)) whose candidate thread t owns, in order; returns their count */
 static inline int64_t owned_cols(const int64_t *cb, int64_t C, int t, int nt, int64_t *own) {
     int64_t n = 0;
-    for (int64_t j = 0; j < C; j++)
-        if (owner(cb[j], nt) == t) own[n++] = j;
+    for (int64_t j = 0; j < C; j++) { /* branchless: the owner test is a coin flip per candidate */
+        own[n] = j;
+        n += owner(cb[j], nt) == t;
+    }
     return n;
 }
 
@@ -145,6 +178,7 @@ static void add_positive_shares(float *gE, const int64_t *slot, const int64_t *c
 /* The working memory of a backward pass: the hash table, per thread B x per_b partial-sum floats, C column ids and
  * row_floats floats of scratch rows.  One allocation each, 64-byte aligned. */
 struct partials {
+    int64_t *pos; /* the positives' entities, cand[b * C] */
     uint32_t *tab;
     float *part, *row;
     int64_t *own;
@@ -154,6 +188,7 @@ struct partials {
 static void *aligned_floats(size_t n) { return aligned_alloc(64, ((n * 4 + 63) / 64) * 64); }
 
 static void partials_free(struct partials *P) {
+    free(P->pos);
     free(P->tab);
     free(P->part);
     free(P->own);
@@ -165,73 +200,146 @@ static int partials_alloc(struct partials *P, int nthreads, int64_t B, int64_t C
     P->per_thread = (size_t)B * per_b;
     P->row_floats = row_floats;
     P->tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(D > 0 ? D : 1));
+    P->pos = (int64_t *)malloc(sizeof(int64_t) * (size_t)(B > 0 ? B : 1));
     P->part = (float *)aligned_floats(P->per_thread * (size_t)nthreads);
     P->own = (int64_t *)malloc(sizeof(int64_t) * (size_t)(C > 0 ? C : 1) * (size_t)nthreads);
     P->row = (float *)aligned_floats(row_floats * (size_t)nthreads);
-    if (!P->tab || !P->part || !P->own || !P->row) {
+    if (!P->pos || !P->tab || !P->part || !P->own || !P->row) {
         partials_free(P);
         return EMUKG_ENOMEM;
     }
     return EMUKG_OK;
 }
 
-static inline vf vsqrt(vf x) {
+/* correctly rounded square roots of 16 lanes: one vsqrtps (AVX-512) or two (AVX); GCC does not vectorise a lane loop
+ * of sqrtf (it emitted 16 vsqrtss, which made RotatE's kernels five times slower) */
+static inline __attribute__((always_inline)) vf vsqrt(vf x) {
+#if defined(__AVX512F__)
+    __m512 v;
+    memcpy(&v, &x, sizeof v);
+    v = _mm512_sqrt_ps(v);
+    memcpy(&x, &v, sizeof v);
+    return x;
+#elif defined(__AVX__)
+    __m256 lo, hi;
+    memcpy(&lo, &x, sizeof lo);
+    memcpy(&hi, (const char *)&x + sizeof lo, sizeof hi);
+    lo = _mm256_sqrt_ps(lo);
+    hi = _mm256_sqrt_ps(hi);
+    memcpy(&x, &lo, sizeof lo);
+    memcpy((char *)&x + sizeof lo, &hi, sizeof hi);
+    return x;
+#else
     vf r;
     for (int l = 0; l < W; l++) r[l] = __builtin_sqrtf(x[l]);
     return r;
+#endif
 }
 
-/* Chunks of one row: L1/DOT walk [0, D); COMPLEX_L1 walks the complex coordinates [0, D/2) and pairs the real
- * part at i with the imaginary part at D/2 + i.  The last chunk overlaps the previous one under a lane mask.
- * Allocates 4 D bytes (the hash table); returns EMUKG_OK, or EMUKG_ENOMEM with nothing written. */
-int emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float *E, const int64_t *cand,
-                   int kind, float bias, int mut, uint32_t s0, uint32_t s1, uint32_t T, int64_t b0,
-                   const float *ratio, float *out, int nthreads) {
-    uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)D);
-    if (!tab) return EMUKG_ENOMEM;
-    make_tab(tab, D, s0, s1);
+/* One chunk's term of candidate x' against the query chunk(s) qv (COMPLEX_L1: qv real, qvi imaginary parts). */
+static inline __attribute__((always_inline)) vf chunk_term(int kind, int mut, const float *x, const float *xp, int64_t i,
+                                                            int64_t L, vf qv, vf qvi, int first, uint32_t key,
+                                                            const uint32_t *tab, vu Tv, float a, vi *keep, vi *keep_i) {
+    vf xv = mutated(x, xp, i, mut, first, key, tab, Tv, a, keep);
+    if (kind == EMUKG_METRIC_L1) return (vf)((vu)(qv - xv) & 0x7fffffffU);
+    if (kind == EMUKG_METRIC_DOT) return qv * xv;
+    vf xi = mutated(x, xp, L + i, mut, first, key, tab, Tv, a, keep_i);
+    vf zr = qv - xv, zi = qvi - xi;
+    return vsqrt(zr * zr + zi * zi);
+}
+
+/* keep masks stored per candidate: one 16-bit mask per chunk (COMPLEX_L1: two, the real and the imaginary part) */
+static inline int64_t keep_masks(int kind, int64_t D) {
     const int64_t L = kind == EMUKG_METRIC_COMPLEX_L1 ? D / 2 : D;
+    return (L + W - 1) / W * (kind == EMUKG_METRIC_COMPLEX_L1 ? 2 : 1);
+}
+
+#define FWD_BLOCK 4 /* candidates scored together: independent sums in flight, the query chunk loaded once */
+
+/* Scores of rows [lo, hi) for a kind and mutation fixed at compile time (the switch in emukg_cand_fwd). */
+static inline __attribute__((always_inline)) void fwd_rows(int kind, int mut, int64_t lo, int64_t hi, int64_t C,
+                                                           int64_t D, const float *q, const float *E,
+                                                           const int64_t *cand, float bias, uint32_t s0, uint32_t s1,
+                                                           vu Tv, int64_t b0, const float *ratio, const uint32_t *tab,
+                                                           float *out, uint16_t *keep_out) {
+    const int64_t L = kind == EMUKG_METRIC_COMPLEX_L1 ? D / 2 : D;
+    const int64_t nmask = keep_masks(kind, D);
     const int64_t tail_at = L - W;
     const vi tail_lanes = LANES >= (vi){0} + (int32_t)(W - L % W);
     const vi all_lanes = (vi){0} - 1;
-    const vu Tv = (vu){0} + T;
-    if (nthreads < 1) nthreads = 1;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t b = 0; b < B; b++) {
+    for (int64_t b = lo; b < hi; b++) {
         const float *qb = q + b * D;
-        const float *xp = E + cand[b * C] * D;
-        for (int64_t j = 0; j < C; j++) {
-            if (j + PF_DIST < C) {
-                const char *nx = (const char *)(E + cand[b * C + j + PF_DIST] * D);
+        const int64_t *cb = cand + b * C;
+        const float *xp = E + cb[0] * D;
+        for (int64_t j = 0; j < C; j += FWD_BLOCK) {
+            for (int64_t u = j + PF_DIST * FWD_BLOCK; u < j + (PF_DIST + 1) * FWD_BLOCK && u < C; u++) {
+                const char *nx = (const char *)(E + cb[u] * D);
                 for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
             }
-            const float *x = E + cand[b * C + j] * D;
-            const int first = (j == 0);
-            const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
-            const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
-            vf acc = {0};
-            vi keep;
-            for (int64_t k = 0; k < L; k += W) {
+            const int64_t nb = C - j < FWD_BLOCK ? C - j : FWD_BLOCK;
+            const float *x[FWD_BLOCK];
+            uint32_t key[FWD_BLOCK];
+            float a[FWD_BLOCK];
+            int first[FWD_BLOCK];
+            for (int u = 0; u < FWD_BLOCK; u++) {
+                const int64_t jj = j + (u < nb ? u : 0); /* a short last block repeats its first candidate */
+                x[u] = E + cb[jj] * D;
+                first[u] = jj == 0;
+                key[u] = (mut == EMUKG_MUT_EMU && jj != 0) ? row_key(b0 + b, C, jj, s0, s1) : 0;
+                a[u] = mut == EMUKG_MUT_MIXUP ? ratio[b * C + jj] : 1.0f;
+            }
+            vf acc[FWD_BLOCK] = {{0}};
+            for (int64_t k = 0, c = 0; k < L; k += W, c++) {
                 int64_t i = k;
                 vi lanes = all_lanes;
                 if (k + W > L) { i = tail_at; lanes = tail_lanes; }
-                vf xv = mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
-                vf qv = ldf(qb + i);
-                vf term;
-                if (kind == EMUKG_METRIC_L1) {
-                    term = (vf)((vu)(qv - xv) & 0x7fffffffU);
-                } else if (kind == EMUKG_METRIC_DOT) {
-                    term = qv * xv;
-                } else {
-                    vf xi = mutated(x, xp, L + i, mut, first, key, tab, Tv, a, &keep);
-                    vf zr = qv - xv, zi = ldf(qb + L + i) - xi;
-                    term = vsqrt(zr * zr + zi * zi);
+                const vf qv = ldf(qb + i);
+                const vf qvi = kind == EMUKG_METRIC_COMPLEX_L1 ? ldf(qb + L + i) : qv;
+                for (int u = 0; u < FWD_BLOCK; u++) {
+                    vi keep, keep_i;
+                    acc[u] += andm(chunk_term(kind, mut, x[u], xp, i, L, qv, qvi, first[u], key[u], tab, Tv, a[u], &keep,
+                                              &keep_i), lanes);
+                    if (mut == EMUKG_MUT_EMU && keep_out && u < nb) {
+                        uint16_t *ko = keep_out + ((b * C + j + u) * nmask + c * (kind == EMUKG_METRIC_COMPLEX_L1 ? 2 : 1));
+                        ko[0] = pack_keep(keep);
+                        if (kind == EMUKG_METRIC_COMPLEX_L1) ko[1] = pack_keep(keep_i);
+                    }
                 }
-                acc += andm(term, lanes);
             }
-            float s = hsum(acc);
-            out[b * C + j] = kind == EMUKG_METRIC_DOT ? bias + s : bias - s;
+            for (int u = 0; u < nb; u++) {
+                const float sum = hsum(acc[u]);
+                out[b * C + j + u] = kind == EMUKG_METRIC_DOT ? bias + sum : bias - sum;
+            }
         }
+    }
+}
+
+/* Chunks of one row: L1/DOT walk [0, D); COMPLEX_L1 walks the complex coordinates [0, D/2) and pairs the real
+ * part at i with the imaginary part at D/2 + i.  The last chunk overlaps the previous one under a lane mask.  Each
+ * candidate's sum runs over its chunks in order, then over the 16 lanes by halving (hsum).  keep (mut = EMU only,
+ * else ignored; may be NULL): receives each candidate's keep masks, B x C x keep_masks(kind, D) 16-bit masks, for
+ * emukg_cand_bwd to read back.
+ * Allocates 4 D bytes (the hash table); returns EMUKG_OK, or EMUKG_ENOMEM with nothing written. */
+int emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float *E, const int64_t *cand,
+                   int kind, float bias, int mut, uint32_t s0, uint32_t s1, uint32_t T, int64_t b0,
+                   const float *ratio, float *out, uint16_t *keep, int nthreads) {
+    uint32_t *tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)D);
+    if (!tab) return EMUKG_ENOMEM;
+    make_tab(tab, D, s0, s1);
+    const vu Tv = (vu){0} + T;
+    if (nthreads < 1) nthreads = 1;
+#pragma omp parallel num_threads(nthreads)
+    {
+        int64_t lo, hi;
+        thread_range(B, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+#define FWD_CASE(K, M) case (K) * 3 + (M): fwd_rows(K, M, lo, hi, C, D, q, E, cand, bias, s0, s1, Tv, b0, ratio, tab, out, keep); break;
+        switch (kind * 3 + mut) {
+            FWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_NONE) FWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_EMU) FWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_MIXUP)
+            FWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_NONE) FWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_EMU) FWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_MIXUP)
+            FWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_NONE) FWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_EMU)
+            FWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_MIXUP)
+        }
+#undef FWD_CASE
     }
     free(tab);
     return EMUKG_OK;
@@ -239,7 +347,7 @@ int emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float 
 
 /* add the gradient gxv of candidate chunk x'[i:i+W] to its two sources: the candidate row (gx) and the positive
  * (gpb), according to the mutation */
-static inline void route(float *gx, float *gpb, int64_t i, vf gxv, int mut, int first, vi keep, vf av, vf bv) {
+static inline __attribute__((always_inline)) void route(float *gx, float *gpb, int64_t i, vf gxv, int mut, int first, vi keep, vf av, vf bv) {
     if (first) {
         stf(gpb + i, ldf(gpb + i) + gxv);
     } else if (mut == EMUKG_MUT_EMU) {
@@ -254,12 +362,14 @@ static inline void route(float *gx, float *gpb, int64_t i, vf gxv, int mut, int 
 }
 
 /* gq: B x D or NULL; gE: NG x D or NULL, ADDED TO (the caller zeroes it); slot: B x C rows of gE that receive the
- * candidates' gradients, or NULL for gE's rows = cand (then NG = N).  Allocates 4 D bytes (the hash table), two
+ * candidates' gradients, or NULL for gE's rows = cand (then NG = N); keep_in (mut = EMU; may be NULL): the keep
+ * masks emukg_cand_fwd stored for the same arguments, read instead of hashing the mask again (the same bits).  Allocates 4 D bytes (the hash table), two
  * B x padD partial sums per thread (padD = D rounded up to 16) and, per thread, C ids plus one row.
  * Returns EMUKG_OK, or EMUKG_ENOMEM (gq and gE then hold no meaningful values). */
 int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, const float *E,
                    const int64_t *cand, const int64_t *slot, int kind, int mut, uint32_t s0, uint32_t s1, uint32_t T,
-                   int64_t b0, const float *ratio, const float *gout, float *gq, float *gE, int nthreads) {
+                   int64_t b0, const float *ratio, const uint16_t *keep_in, const float *gout, float *gq, float *gE,
+                   int nthreads) {
     (void)NG;
     if (B <= 0) return EMUKG_OK;
     const int64_t L = kind == EMUKG_METRIC_COMPLEX_L1 ? D / 2 : D;
@@ -268,6 +378,7 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, 
     const vi all_lanes = (vi){0} - 1;
     const vu Tv = (vu){0} + T;
     const size_t padD = (size_t)((D + W - 1) / W * W);
+    const int64_t nmask = keep_masks(kind, D);
     if (nthreads < 1) nthreads = 1;
     struct partials P;
     if (partials_alloc(&P, nthreads, B, C, 2 * padD, padD, D) != EMUKG_OK) return EMUKG_ENOMEM;
@@ -305,16 +416,19 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, 
                 const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
                 const vf gv = bcast(gout[b * C + j]);
                 const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
-                for (int64_t k = 0; k < L; k += W) {
+                const uint16_t *kb = (mut == EMUKG_MUT_EMU && keep_in && !first) ? keep_in + (b * C + j) * nmask : NULL;
+                for (int64_t k = 0, ch = 0; k < L; k += W, ch++) {
                     int64_t i = k;
                     vi lanes = all_lanes;
                     if (k + W > L) { i = tail_at; lanes = tail_lanes; }
                     vi keep;
-                    vf xv = mutated(x, xp, i, mut, first, key, P.tab, Tv, a, &keep);
+                    vf xv = kb ? memo_mutated(x, xp, i, kb[ch * (kind == EMUKG_METRIC_COMPLEX_L1 ? 2 : 1)], &keep)
+                               : mutated(x, xp, i, mut, first, key, P.tab, Tv, a, &keep);
                     vf qv = ldf(qb + i);
                     if (kind == EMUKG_METRIC_COMPLEX_L1) {
                         vi keep_i;
-                        vf xi = mutated(x, xp, L + i, mut, first, key, P.tab, Tv, a, &keep_i);
+                        vf xi = kb ? memo_mutated(x, xp, L + i, kb[ch * 2 + 1], &keep_i)
+                                   : mutated(x, xp, L + i, mut, first, key, P.tab, Tv, a, &keep_i);
                         vf zr = qv - xv, zi = ldf(qb + L + i) - xi;
                         vf mg = vsqrt(zr * zr + zi * zi);
                         vi nz = nonzero_mask(mg);
@@ -427,9 +541,7 @@ int emukg_emu_mask(int64_t B, int64_t C, int64_t D, int64_t b0, uint32_t s0, uin
 INLINE vf vabsf(vf x) { return (vf)((vu)x & 0x7fffffffU); }
 
 
-/* halves of a 16-lane vector, for reductions in registers (no lane-by-lane extraction) */
-typedef float vf8 __attribute__((vector_size(32)));
-typedef float vf4 __attribute__((vector_size(16)));
+/* halves of a 16-lane mask, for any_lane below */
 typedef int32_t vi8 __attribute__((vector_size(32)));
 typedef int32_t vi4 __attribute__((vector_size(16)));
 
@@ -444,19 +556,6 @@ INLINE int any_lane(vi m) {
     memcpy(&d, (const char *)&a + sizeof c, sizeof d);
     c |= d;
     return (c[0] | c[1] | c[2] | c[3]) != 0;
-}
-
-/* sum of the 16 lanes by halving (the extended metrics' order; the older metrics keep hsum's) */
-INLINE float hsum_tree(vf v) {
-    vf8 a, b;
-    memcpy(&a, &v, sizeof a);
-    memcpy(&b, (const char *)&v + sizeof a, sizeof b);
-    a += b;
-    vf4 c, d;
-    memcpy(&c, &a, sizeof c);
-    memcpy(&d, (const char *)&a + sizeof c, sizeof d);
-    c += d;
-    return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
 /* sin(z) per lane; *cos_out (when not NULL) receives cos(z) */
@@ -553,21 +652,21 @@ INLINE float ext_score(int kind, int64_t padL, const float *qb, const float *ab,
     if (kind == EMUKG_METRIC_SIN_L1) {
         vf acc = {0};
         for (int64_t k = 0; k < padL; k += W) acc += vabsf(vsincos(ldf(qb + k) - ldf(xb + k) / sv, NULL));
-        return bias - wp * hsum_tree(acc);
+        return bias - wp * hsum(acc);
     }
     if (kind == EMUKG_METRIC_TRANSD_L1) {
         vf dacc = {0}, nacc = {0}, acc = {0};
         for (int64_t k = 0; k < padL; k += W) dacc += ldf(xb + k) * ldf(xb + padL + k);
-        const vf d = bcast(hsum_tree(dacc));
+        const vf d = bcast(hsum(dacc));
         for (int64_t k = 0; k < padL; k += W) {
             vf u = ldf(xb + k) + d * ldf(ab + k);
             stf(ub + k, u);
             nacc += u * u;
         }
-        const float nrm = __builtin_sqrtf(hsum_tree(nacc));
+        const float nrm = __builtin_sqrtf(hsum(nacc));
         const vf den = bcast(nrm > NORM_EPS ? nrm : NORM_EPS);
         for (int64_t k = 0; k < padL; k += W) acc += vabsf(ldf(qb + k) - ldf(ub + k) / den);
-        return bias - hsum_tree(acc);
+        return bias - hsum(acc);
     }
     /* HAKE */
     vf macc = {0}, pacc = {0};
@@ -576,7 +675,7 @@ INLINE float ext_score(int kind, int64_t padL, const float *qb, const float *ab,
         macc += z * z;
         pacc += vabsf(vsincos(ldf(qb + padL + k) - ldf(xb + padL + k) / sv, NULL));
     }
-    return bias - (wm * __builtin_sqrtf(hsum_tree(macc)) + wp * hsum_tree(pacc));
+    return bias - (wm * __builtin_sqrtf(hsum(macc)) + wp * hsum(pacc));
 }
 
 /* q: B x ext_qwidth, aux: B x L or NULL (SIN_L1), ratio: B x C (MIXUP) or NULL.  Allocates 4 D bytes plus, per
@@ -709,7 +808,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float 
                         vf z = ldf(qb + k) - ldf(ab + k) * ldf(xb + k);
                         macc += z * z;
                     }
-                    const float n = __builtin_sqrtf(hsum_tree(macc));
+                    const float n = __builtin_sqrtf(hsum(macc));
                     const vf cz = bcast(n > 0.0f ? -g * wm / n : 0.0f); /* torch.norm's backward: 0 at norm 0 */
                     for (int64_t k = 0; k < padL; k += W) {
                         vf av = ldf(ab + k), xv = ldf(xb + k);
@@ -722,13 +821,13 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float 
                     const float *eb = xb, *pb = xb + padL;
                     vf dacc = {0}, nacc = {0};
                     for (int64_t k = 0; k < padL; k += W) dacc += ldf(eb + k) * ldf(pb + k);
-                    const vf d = bcast(hsum_tree(dacc));
+                    const vf d = bcast(hsum(dacc));
                     for (int64_t k = 0; k < padL; k += W) {
                         vf u = ldf(eb + k) + d * ldf(ab + k);
                         stf(ub + k, u);
                         nacc += u * u;
                     }
-                    const float nrm = __builtin_sqrtf(hsum_tree(nacc));
+                    const float nrm = __builtin_sqrtf(hsum(nacc));
                     const float denf = nrm > NORM_EPS ? nrm : NORM_EPS;
                     const vf den = bcast(denf), gv = bcast(g);
                     /* gy = ds/dy = g sign(q - y) into gxb[0:padL); gq -= gy; sum gy u */
@@ -744,7 +843,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float 
                     }
                     /* y = u / den, den = max(|u|, eps): gu = gy / den + gden [|u| >= eps] u / |u| (0 at |u| = 0),
                      * gden = -sum(gy u) / den^2 (torch's clamp_min passes the gradient where |u| >= eps) */
-                    const float gden = -hsum_tree(guacc) / (denf * denf);
+                    const float gden = -hsum(guacc) / (denf * denf);
                     const vf gn = bcast((nrm >= NORM_EPS && nrm > 0.0f) ? gden : 0.0f), nv = bcast(nrm > 0.0f ? nrm : 1.0f);
                     vf gdacc = {0};
                     for (int64_t k = 0; k < padL; k += W) {
@@ -753,7 +852,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float 
                         gdacc += gu * ldf(ab + k);
                         stf(gab + k, ldf(gab + k) + d * gu);
                     }
-                    const vf gd = bcast(hsum_tree(gdacc)); /* ds/d(e'.p') */
+                    const vf gd = bcast(hsum(gdacc)); /* ds/d(e'.p') */
                     for (int64_t k = 0; k < padL; k += W) {
                         vf ev = ldf(eb + k), pv = ldf(pb + k);
                         stf(gxb + padL + k, gd * ev);           /* ds/dp' */

@@ -52,20 +52,41 @@ def _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio):
     return metric, mut, B, C, D, N, _u32(fn, "s0", s0), _u32(fn, "s1", s1), T
 
 
+def keep_masks(metric, D: int) -> int:
+    """The 16-bit keep masks the forward stores per candidate for the backward (:func:`cand_fwd`'s ``keep_out``):
+    one per 16-float chunk of a row, COMPLEX_L1 two (the real and the imaginary part of its D/2 coordinates)."""
+    L = D // 2 if Metric(int(metric)) == Metric.COMPLEX_L1 else D
+    return -(-L // MIN_ROW_FLOATS) * (2 if Metric(int(metric)) == Metric.COMPLEX_L1 else 1)
+
+
+def _keep_arg(fn: str, keep, metric, mut, B: int, C: int, D: int):
+    """``keep`` checked: None, or with mut=EMU an int16 (B, C, keep_masks) tensor (the masks' bits)."""
+    if keep is None:
+        return None
+    if mut != Mut.EMU:
+        raise ValueError(f"{fn}: keep masks exist only for mut=EMU; pass keep=None for mut={Mut(mut).name}.")
+    _tensor(fn, "keep", keep, torch.int16, (B, C, keep_masks(metric, D)))
+    return keep
+
+
 def cand_fwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, metric, bias: float = 0.0, mut=Mut.NONE,
              s0: int = 0, s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None,
-             threads: int | None = None, *, b0: int = 0) -> torch.Tensor:
+             threads: int | None = None, *, b0: int = 0, keep_out: torch.Tensor | None = None) -> torch.Tensor:
     """Scores (B, C) float32 of candidates ``cand`` (B, C) int64 (column 0 the positive) against queries ``q``
     (B, D) float32 over the entity table ``E`` (N, D) float32: ``bias − dist`` (L1, COMPLEX_L1) or ``bias + q·x``
     (DOT) of the mutated candidate x' (see candidates.c; ``mut`` EMU with seed words ``s0, s1`` and threshold
     ``T``, MIXUP with ``ratio`` (B, C); ``b0``: the EMU mask of batch rows ``b0 .. b0 + B − 1``, a shard of a larger
-    batch).  Memory: the (B, C) output plus 4·D bytes in C."""
+    batch).  ``keep_out`` (mut=EMU): an int16 (B, C, :func:`keep_masks`) tensor that receives the mask's bits, for
+    :func:`cand_bwd` to read back instead of hashing them again (2 bytes per 16 components: TransE at B=1000, n=256,
+    d=100, 3.6 MB).  Memory: the (B, C) output plus 4·D bytes in C."""
     fn = "emukg_cand_fwd"
     lib = _require("candidates")
     metric, mut, B, C, D, N, s0, s1, T = _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio)
+    keep_out = _keep_arg(fn, keep_out, metric, mut, B, C, D)
     out = torch.empty(B, C, dtype=torch.float32)
     rc = lib.emukg_cand_fwd(B, C, D, q.data_ptr(), E.data_ptr(), cand.data_ptr(), int(metric), float(bias), int(mut),
-                            s0, s1, T, _row0(fn, b0), ratio.data_ptr() if ratio is not None else None, out.data_ptr(), _threads(threads))
+                            s0, s1, T, _row0(fn, b0), ratio.data_ptr() if ratio is not None else None, out.data_ptr(),
+                            ptr(keep_out), _threads(threads))
     _status(fn, rc, 4 * D, "the machine is out of memory; free memory or lower the batch size")
     return out
 
@@ -95,22 +116,25 @@ def _grad_target(fn: str, out_E, slot, cand: torch.Tensor, N: int, D: int, need_
 def cand_bwd(q: torch.Tensor, E: torch.Tensor, cand: torch.Tensor, gout: torch.Tensor, metric, mut=Mut.NONE,
              s0: int = 0, s1: int = 0, T: int = 0, ratio: torch.Tensor | None = None, *, need_q: bool = True,
              need_E: bool = True, out_E: torch.Tensor | None = None, slot: torch.Tensor | None = None,
-             threads: int | None = None, b0: int = 0):
+             threads: int | None = None, b0: int = 0, keep: torch.Tensor | None = None):
     """Gradients ``(gq (B, D) | None, gE | None)`` of :func:`cand_fwd` for the output gradient ``gout`` (B, C)
     float32.  The candidates' gradients are ADDED to ``out_E`` at rows ``slot`` (B, C) — a compact table of the
     rows a training step touches — or at their entity ids (``slot`` None); without ``out_E`` to a fresh zero (N, D)
     table.  gE is that table.  Threads own gradient rows by entity id (no private copies of the table; see
-    candidates.c); C allocates 4·D bytes plus, per thread, 2·B·⌈D/16⌉·16 floats of partial sums and C ids."""
+    candidates.c); C allocates 4·D bytes plus, per thread, 2·B·⌈D/16⌉·16 floats of partial sums and C ids.
+    ``keep`` (mut=EMU): the masks :func:`cand_fwd` stored (``keep_out``) for the same arguments, read instead of
+    hashing the mask again; the gradients are the same bits either way."""
     fn = "emukg_cand_bwd"
     lib = _require("candidates")
     metric, mut, B, C, D, N, s0, s1, T = _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio)
+    keep = _keep_arg(fn, keep, metric, mut, B, C, D)
     _tensor(fn, "gout", gout, torch.float32, (B, C))
     gq = torch.empty(B, D, dtype=torch.float32) if need_q else None
     gE = _grad_target(fn, out_E, slot, cand, N, D, need_E)
     nt = _threads(threads)
     rc = lib.emukg_cand_bwd(B, C, D, gE.shape[0] if gE is not None else 0, q.data_ptr(), E.data_ptr(), cand.data_ptr(),
-                            ptr(slot), int(metric), int(mut), s0, s1, T, _row0(fn, b0), ptr(ratio), gout.data_ptr(),
-                            ptr(gq), ptr(gE), nt)
+                            ptr(slot), int(metric), int(mut), s0, s1, T, _row0(fn, b0), ptr(ratio), ptr(keep),
+                            gout.data_ptr(), ptr(gq), ptr(gE), nt)
     _status(fn, rc, 4 * D + nt * (2 * B * _pad_rows(D) * 4 + 8 * C), "the machine is out of memory; free memory or lower the batch size")
     return gq, gE
 

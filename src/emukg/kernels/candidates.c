@@ -123,15 +123,25 @@ static inline __attribute__((always_inline)) vf mutated(const float *x, const fl
     return av * xv + (bcast(1.0f) - av) * ldf(xp + i);
 }
 
-/* The sum of the 16 lanes by halving, in registers: ((l0+l8)+(l4+l12)) ... — the order of every metric's row sum
- * (the l1/dot/c2 kernels summed lane by lane before issue 20; a serial sum of 16 lanes is a 16-add dependency
- * chain, and GCC kept its vector on the stack). */
+/* Sums of the 16 lanes in registers.  hsum_serial: lane by lane, 0 + l0 + l1 + ... + l15 (the L1/DOT/COMPLEX_L1
+ * kernels' order, kept bit for bit; written with shuffles because GCC kept a lane-indexed vector on the stack, a
+ * store-to-load round trip per chunk that made the forward twice as slow).  hsum: by halving (the extended
+ * metrics' order). */
 typedef float vf8 __attribute__((vector_size(32)));
 typedef float vf4 __attribute__((vector_size(16)));
 static inline __attribute__((always_inline)) float hsum(vf v) {
     vf8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
     vf4 c = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
     return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+static inline __attribute__((always_inline)) float hsum_serial(vf v) {
+    const vf4 c[4] = {__builtin_shufflevector(v, v, 0, 1, 2, 3), __builtin_shufflevector(v, v, 4, 5, 6, 7),
+                      __builtin_shufflevector(v, v, 8, 9, 10, 11), __builtin_shufflevector(v, v, 12, 13, 14, 15)};
+    float s = 0.0f;
+    for (int h = 0; h < 4; h++)
+        for (int l = 0; l < 4; l++) s += c[h][l];
+    return s;
 }
 
 static inline void thread_range(int64_t n, int t, int nt, int64_t *lo, int64_t *hi) {
@@ -307,7 +317,7 @@ static inline __attribute__((always_inline)) void fwd_rows(int kind, int mut, in
                 }
             }
             for (int u = 0; u < nb; u++) {
-                const float sum = hsum(acc[u]);
+                const float sum = hsum_serial(acc[u]);
                 out[b * C + j + u] = kind == EMUKG_METRIC_DOT ? bias + sum : bias - sum;
             }
         }
@@ -316,7 +326,8 @@ static inline __attribute__((always_inline)) void fwd_rows(int kind, int mut, in
 
 /* Chunks of one row: L1/DOT walk [0, D); COMPLEX_L1 walks the complex coordinates [0, D/2) and pairs the real
  * part at i with the imaginary part at D/2 + i.  The last chunk overlaps the previous one under a lane mask.  Each
- * candidate's sum runs over its chunks in order, then over the 16 lanes by halving (hsum).  keep (mut = EMU only,
+ * candidate's sum runs over its chunks in order, then over the 16 lanes in order (hsum_serial): the order of the
+ * kernel before issue 20, so the scores are the same bits.  keep (mut = EMU only,
  * else ignored; may be NULL): receives each candidate's keep masks, B x C x keep_masks(kind, D) 16-bit masks, for
  * emukg_cand_bwd to read back.
  * Allocates 4 D bytes (the hash table); returns EMUKG_OK, or EMUKG_ENOMEM with nothing written. */

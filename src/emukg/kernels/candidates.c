@@ -87,12 +87,20 @@ static void make_tab(uint32_t *tab, int64_t D, uint32_t s0, uint32_t s1) {
 /* A chunk's keep mask as 16 bits (bit l = lane l) and back: the forward stores them (emukg_cand_fwd's keep), so the
  * backward reads 2 bytes per chunk instead of hashing it again. */
 static inline __attribute__((always_inline)) uint16_t pack_keep(vi keep) {
-    typedef int32_t vi8_ __attribute__((vector_size(32)));
-    typedef int32_t vi4_ __attribute__((vector_size(16)));
-    const vi bits = keep & ((vi){0} + 1) << LANES;
-    vi8_ a = __builtin_shufflevector(bits, bits, 0, 1, 2, 3, 4, 5, 6, 7) | __builtin_shufflevector(bits, bits, 8, 9, 10, 11, 12, 13, 14, 15);
-    vi4_ c = __builtin_shufflevector(a, a, 0, 1, 2, 3) | __builtin_shufflevector(a, a, 4, 5, 6, 7);
-    return (uint16_t)((c[0] | c[2]) | (c[1] | c[3]));
+#if defined(__AVX512DQ__)
+    __m512i v;
+    memcpy(&v, &keep, sizeof v);
+    return (uint16_t)_mm512_movepi32_mask(v); /* one instruction: the lanes' sign bits */
+#elif defined(__AVX__)
+    __m256 lo, hi;
+    memcpy(&lo, &keep, sizeof lo);
+    memcpy(&hi, (const char *)&keep + sizeof lo, sizeof hi);
+    return (uint16_t)(_mm256_movemask_ps(lo) | _mm256_movemask_ps(hi) << 8);
+#else
+    uint16_t m = 0;
+    for (int l = 0; l < W; l++) m |= (uint16_t)((keep[l] & 1) << l);
+    return m;
+#endif
 }
 
 static inline __attribute__((always_inline)) vi unpack_keep(uint16_t m) {
@@ -372,6 +380,89 @@ static inline __attribute__((always_inline)) void route(float *gx, float *gpb, i
     }
 }
 
+/* The backward of thread t's owned candidates (owner() by gradient row) of rows 0..B-1, candidate by candidate in
+ * column order, for a kind and mutation fixed at compile time (the switch in emukg_cand_bwd: GCC then drops every
+ * branch on them from the chunk loop).  mine: this thread's [gq rows | positive rows], B x padD each. */
+static inline __attribute__((always_inline)) void bwd_owned(int kind, int mut, int t, int nt, int64_t B, int64_t C,
+                                                            int64_t D, const float *q, const float *E,
+                                                            const int64_t *cand, const int64_t *slot, uint32_t s0,
+                                                            uint32_t s1, vu Tv, int64_t b0, const float *ratio,
+                                                            const uint16_t *keep_in, const float *gout, float *gE,
+                                                            const uint32_t *tab, float *mine, size_t padD,
+                                                            int64_t *own, float *gdummy) {
+    const int64_t L = kind == EMUKG_METRIC_COMPLEX_L1 ? D / 2 : D;
+    const int64_t tail_at = L - W;
+    const vi tail_lanes = LANES >= (vi){0} + (int32_t)(W - L % W);
+    const vi all_lanes = (vi){0} - 1;
+    const int64_t nmask = keep_masks(kind, D);
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t *cb = cand + b * C;
+        const int64_t n = owned_cols(cb, C, t, nt, own);
+        if (n == 0) continue;
+        const float *qb = q + b * D;
+        const float *xp = E + cb[0] * D;
+        float *gqb = mine + (size_t)b * padD, *gpb = mine + ((size_t)B + (size_t)b) * padD;
+        for (int64_t m = 0; m < n; m++) {
+            if (m + PF_DIST < n) {
+                const int64_t j2 = own[m + PF_DIST];
+                const char *nx = (const char *)(E + cb[j2] * D);
+                for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
+                if (gE) {
+                    const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
+                    for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(ng + o, 1);
+                }
+            }
+            const int64_t j = own[m];
+            const int64_t c = cb[j];
+            const float *x = E + c * D;
+            float *gx = gE ? gE + (slot ? slot[b * C + j] : c) * D : gdummy;
+            const int first = (j == 0);
+            const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
+            const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
+            const vf gv = bcast(gout[b * C + j]);
+            const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
+            const uint16_t *kb = (mut == EMUKG_MUT_EMU && keep_in && !first) ? keep_in + (b * C + j) * nmask : NULL;
+            for (int64_t k = 0, ch = 0; k < L; k += W, ch++) {
+                int64_t i = k;
+                vi lanes = all_lanes;
+                if (k + W > L) { i = tail_at; lanes = tail_lanes; }
+                vi keep;
+                vf xv = kb ? memo_mutated(x, xp, i, kb[ch * (kind == EMUKG_METRIC_COMPLEX_L1 ? 2 : 1)], &keep)
+                           : mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
+                vf qv = ldf(qb + i);
+                if (kind == EMUKG_METRIC_COMPLEX_L1) {
+                    vi keep_i;
+                    vf xi = kb ? memo_mutated(x, xp, L + i, kb[ch * 2 + 1], &keep_i)
+                               : mutated(x, xp, L + i, mut, first, key, tab, Tv, a, &keep_i);
+                    vf zr = qv - xv, zi = ldf(qb + L + i) - xi;
+                    vf mg = vsqrt(zr * zr + zi * zi);
+                    vi nz = nonzero_mask(mg);
+                    vf gm = andm(gv / mg, nz & lanes);  /* g / |z|, 0 where |z| = 0 */
+                    vf gr = zr * gm, gi = zi * gm;      /* ds/dx' = g z / |z| */
+                    stf(gqb + i, ldf(gqb + i) - gr);
+                    stf(gqb + L + i, ldf(gqb + L + i) - gi);
+                    route(gx, gpb, i, gr, mut, first, keep, av, bv);
+                    route(gx, gpb, L + i, gi, mut, first, keep_i, av, bv);
+                    continue;
+                }
+                vf gxv, gqv;
+                if (kind == EMUKG_METRIC_L1) {
+                    vf z = qv - xv;
+                    vi nz = nonzero_mask(z);
+                    gxv = (vf)((((vu)gv) ^ ((vu)z & 0x80000000U)) & (vu)nz);  /* g * sign(z) */
+                    gqv = -gxv;
+                } else {
+                    gxv = gv * qv;
+                    gqv = gv * xv;
+                }
+                gxv = andm(gxv, lanes);
+                stf(gqb + i, ldf(gqb + i) + andm(gqv, lanes));
+                route(gx, gpb, i, gxv, mut, first, keep, av, bv);
+            }
+        }
+    }
+}
+
 /* gq: B x D or NULL; gE: NG x D or NULL, ADDED TO (the caller zeroes it); slot: B x C rows of gE that receive the
  * candidates' gradients, or NULL for gE's rows = cand (then NG = N); keep_in (mut = EMU; may be NULL): the keep
  * masks emukg_cand_fwd stored for the same arguments, read instead of hashing the mask again (the same bits).  Allocates 4 D bytes (the hash table), two
@@ -383,13 +474,8 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, 
                    int nthreads) {
     (void)NG;
     if (B <= 0) return EMUKG_OK;
-    const int64_t L = kind == EMUKG_METRIC_COMPLEX_L1 ? D / 2 : D;
-    const int64_t tail_at = L - W;
-    const vi tail_lanes = LANES >= (vi){0} + (int32_t)(W - L % W);
-    const vi all_lanes = (vi){0} - 1;
     const vu Tv = (vu){0} + T;
     const size_t padD = (size_t)((D + W - 1) / W * W);
-    const int64_t nmask = keep_masks(kind, D);
     if (nthreads < 1) nthreads = 1;
     struct partials P;
     if (partials_alloc(&P, nthreads, B, C, 2 * padD, padD, D) != EMUKG_OK) return EMUKG_ENOMEM;
@@ -401,72 +487,14 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, 
         int64_t *own = P.own + (size_t)t * (size_t)C;
         float *gdummy = P.row + (size_t)t * P.row_floats;
         memset(mine, 0, sizeof(float) * P.per_thread);
-        for (int64_t b = 0; b < B; b++) {
-            const int64_t *cb = cand + b * C;
-            const int64_t n = owned_cols(cb, C, t, nt, own);
-            if (n == 0) continue;
-            const float *qb = q + b * D;
-            const float *xp = E + cb[0] * D;
-            float *gqb = mine + (size_t)b * padD, *gpb = mine + ((size_t)B + (size_t)b) * padD;
-            for (int64_t m = 0; m < n; m++) {
-                if (m + PF_DIST < n) {
-                    const int64_t j2 = own[m + PF_DIST];
-                    const char *nx = (const char *)(E + cb[j2] * D);
-                    for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
-                    if (gE) {
-                        const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
-                        for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(ng + o, 1);
-                    }
-                }
-                const int64_t j = own[m];
-                const int64_t c = cb[j];
-                const float *x = E + c * D;
-                float *gx = gE ? gE + (slot ? slot[b * C + j] : c) * D : gdummy;
-                const int first = (j == 0);
-                const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
-                const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
-                const vf gv = bcast(gout[b * C + j]);
-                const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
-                const uint16_t *kb = (mut == EMUKG_MUT_EMU && keep_in && !first) ? keep_in + (b * C + j) * nmask : NULL;
-                for (int64_t k = 0, ch = 0; k < L; k += W, ch++) {
-                    int64_t i = k;
-                    vi lanes = all_lanes;
-                    if (k + W > L) { i = tail_at; lanes = tail_lanes; }
-                    vi keep;
-                    vf xv = kb ? memo_mutated(x, xp, i, kb[ch * (kind == EMUKG_METRIC_COMPLEX_L1 ? 2 : 1)], &keep)
-                               : mutated(x, xp, i, mut, first, key, P.tab, Tv, a, &keep);
-                    vf qv = ldf(qb + i);
-                    if (kind == EMUKG_METRIC_COMPLEX_L1) {
-                        vi keep_i;
-                        vf xi = kb ? memo_mutated(x, xp, L + i, kb[ch * 2 + 1], &keep_i)
-                                   : mutated(x, xp, L + i, mut, first, key, P.tab, Tv, a, &keep_i);
-                        vf zr = qv - xv, zi = ldf(qb + L + i) - xi;
-                        vf mg = vsqrt(zr * zr + zi * zi);
-                        vi nz = nonzero_mask(mg);
-                        vf gm = andm(gv / mg, nz & lanes);  /* g / |z|, 0 where |z| = 0 */
-                        vf gr = zr * gm, gi = zi * gm;      /* ds/dx' = g z / |z| */
-                        stf(gqb + i, ldf(gqb + i) - gr);
-                        stf(gqb + L + i, ldf(gqb + L + i) - gi);
-                        route(gx, gpb, i, gr, mut, first, keep, av, bv);
-                        route(gx, gpb, L + i, gi, mut, first, keep_i, av, bv);
-                        continue;
-                    }
-                    vf gxv, gqv;
-                    if (kind == EMUKG_METRIC_L1) {
-                        vf z = qv - xv;
-                        vi nz = nonzero_mask(z);
-                        gxv = (vf)((((vu)gv) ^ ((vu)z & 0x80000000U)) & (vu)nz);  /* g * sign(z) */
-                        gqv = -gxv;
-                    } else {
-                        gxv = gv * qv;
-                        gqv = gv * xv;
-                    }
-                    gxv = andm(gxv, lanes);
-                    stf(gqb + i, ldf(gqb + i) + andm(gqv, lanes));
-                    route(gx, gpb, i, gxv, mut, first, keep, av, bv);
-                }
-            }
+#define BWD_CASE(K, M) case (K) * 3 + (M): bwd_owned(K, M, t, nt, B, C, D, q, E, cand, slot, s0, s1, Tv, b0, ratio, keep_in, gout, gE, P.tab, mine, padD, own, gdummy); break;
+        switch (kind * 3 + mut) {
+            BWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_NONE) BWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_EMU) BWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_MIXUP)
+            BWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_NONE) BWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_EMU) BWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_MIXUP)
+            BWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_NONE) BWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_EMU)
+            BWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_MIXUP)
         }
+#undef BWD_CASE
 #pragma omp barrier
         /* the query rows and the positives' shares: summed over the threads in thread order (rows split by b) */
         int64_t lo, hi;

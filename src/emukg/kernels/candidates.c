@@ -463,6 +463,97 @@ static inline __attribute__((always_inline)) void bwd_owned(int kind, int mut, i
     }
 }
 
+#if defined(__AVX512F__)
+/* The backward of bwd_owned for the L1 and DOT kinds on rows of at most 8 chunks (D <= 128: TransE and DistMult at
+ * the paper's d = 100), NCH chunks fixed at compile time: the query row, its gradient and the positive's share live
+ * in registers for the whole batch row (3 x NCH of the 32 vector registers AVX-512 has), so per candidate only its
+ * own row is read and its gradient row read and written; each register sum starts at zero and adds the owned
+ * candidates in column order, as bwd_owned's partial-sum rows do, so the result is the same bits. */
+static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mut, int NCH, int t, int nt, int64_t B,
+                                                                int64_t C, int64_t D, const float *q, const float *E,
+                                                                const int64_t *cand, const int64_t *slot, uint32_t s0,
+                                                                uint32_t s1, vu Tv, int64_t b0, const float *ratio,
+                                                                const uint16_t *keep_in, const float *gout, float *gE,
+                                                                const uint32_t *tab, float *mine, size_t padD,
+                                                                int64_t *own, float *gdummy) {
+    const int64_t L = D;
+    const int64_t tail_at = L - W;
+    const vi all_lanes = (vi){0} - 1;
+    /* the last chunk overlaps the previous one under a lane mask, unless the row is a whole number of chunks */
+    const vi tail_lanes = L % W ? LANES >= (vi){0} + (int32_t)(W - L % W) : all_lanes;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t *cb = cand + b * C;
+        const int64_t n = owned_cols(cb, C, t, nt, own);
+        if (n == 0) continue;
+        const float *qb = q + b * D;
+        const float *xp = E + cb[0] * D;
+        float *gqb = mine + (size_t)b * padD, *gpb = mine + ((size_t)B + (size_t)b) * padD;
+        vf qr[8], gqr[8], gpr[8];
+        for (int c = 0; c < NCH; c++) {
+            qr[c] = ldf(qb + (c == NCH - 1 ? tail_at : c * W));
+            gqr[c] = (vf){0};
+            gpr[c] = (vf){0};
+        }
+        for (int64_t m = 0; m < n; m++) {
+            if (m + PF_DIST < n) {
+                const int64_t j2 = own[m + PF_DIST];
+                const char *nx = (const char *)(E + cb[j2] * D);
+                for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
+                if (gE) {
+                    const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
+                    for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(ng + o, 1);
+                }
+            }
+            const int64_t j = own[m];
+            const int64_t c0 = cb[j];
+            const float *x = E + c0 * D;
+            float *gx = gE ? gE + (slot ? slot[b * C + j] : c0) * D : gdummy;
+            const int first = (j == 0);
+            const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
+            const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
+            const vf gv = bcast(gout[b * C + j]);
+            const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
+            const uint16_t *kb = (mut == EMUKG_MUT_EMU && keep_in && !first) ? keep_in + (b * C + j) * NCH : NULL;
+            for (int c = 0; c < NCH; c++) {
+                const int64_t i = c == NCH - 1 ? tail_at : c * W;
+                const vi lanes = c == NCH - 1 ? tail_lanes : all_lanes;
+                vi keep;
+                const vf xv = kb ? memo_mutated(x, xp, i, kb[c], &keep) : mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
+                vf gxv, gqv;
+                if (kind == EMUKG_METRIC_L1) {
+                    const vf z = qr[c] - xv;
+                    const vi nz = nonzero_mask(z);
+                    gxv = (vf)((((vu)gv) ^ ((vu)z & 0x80000000U)) & (vu)nz); /* g * sign(z) */
+                    gqv = -gxv;
+                } else {
+                    gxv = gv * qr[c];
+                    gqv = gv * xv;
+                }
+                gxv = andm(gxv, lanes);
+                gqr[c] += andm(gqv, lanes);
+                if (first) {
+                    gpr[c] += gxv;
+                } else if (mut == EMUKG_MUT_EMU) {
+                    stf(gx + i, ldf(gx + i) + andm(gxv, keep));
+                    gpr[c] += andm(gxv, ~keep);
+                } else if (mut == EMUKG_MUT_MIXUP) {
+                    stf(gx + i, ldf(gx + i) + av * gxv);
+                    gpr[c] += bv * gxv;
+                } else {
+                    stf(gx + i, ldf(gx + i) + gxv);
+                }
+            }
+        }
+        /* the partial rows were zero: 0 + sum is the sum (the same bits as adding in memory, one by one) */
+        for (int c = 0; c < NCH; c++) {
+            const int64_t i = c == NCH - 1 ? tail_at : c * W;
+            stf(gqb + i, ldf(gqb + i) + gqr[c]);
+            stf(gpb + i, ldf(gpb + i) + gpr[c]);
+        }
+    }
+}
+#endif
+
 /* gq: B x D or NULL; gE: NG x D or NULL, ADDED TO (the caller zeroes it); slot: B x C rows of gE that receive the
  * candidates' gradients, or NULL for gE's rows = cand (then NG = N); keep_in (mut = EMU; may be NULL): the keep
  * masks emukg_cand_fwd stored for the same arguments, read instead of hashing the mask again (the same bits).  Allocates 4 D bytes (the hash table), two
@@ -487,6 +578,19 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, 
         int64_t *own = P.own + (size_t)t * (size_t)C;
         float *gdummy = P.row + (size_t)t * P.row_floats;
         memset(mine, 0, sizeof(float) * P.per_thread);
+#if defined(__AVX512F__)
+#define REG_CASE(K, M, N) case ((K) * 3 + (M)) * 8 + (N) - 1: bwd_owned_reg(K, M, N, t, nt, B, C, D, q, E, cand, slot, s0, s1, Tv, b0, ratio, keep_in, gout, gE, P.tab, mine, padD, own, gdummy); break;
+#define REG_CASES(K, M) REG_CASE(K, M, 1) REG_CASE(K, M, 2) REG_CASE(K, M, 3) REG_CASE(K, M, 4) REG_CASE(K, M, 5) REG_CASE(K, M, 6) REG_CASE(K, M, 7) REG_CASE(K, M, 8)
+        const int64_t nch = (D + W - 1) / W;
+        if (kind != EMUKG_METRIC_COMPLEX_L1 && nch <= 8) {
+            switch ((kind * 3 + mut) * 8 + nch - 1) {
+                REG_CASES(EMUKG_METRIC_L1, EMUKG_MUT_NONE) REG_CASES(EMUKG_METRIC_L1, EMUKG_MUT_EMU) REG_CASES(EMUKG_METRIC_L1, EMUKG_MUT_MIXUP)
+                REG_CASES(EMUKG_METRIC_DOT, EMUKG_MUT_NONE) REG_CASES(EMUKG_METRIC_DOT, EMUKG_MUT_EMU) REG_CASES(EMUKG_METRIC_DOT, EMUKG_MUT_MIXUP)
+            }
+        } else
+#undef REG_CASES
+#undef REG_CASE
+#endif
 #define BWD_CASE(K, M) case (K) * 3 + (M): bwd_owned(K, M, t, nt, B, C, D, q, E, cand, slot, s0, s1, Tv, b0, ratio, keep_in, gout, gE, P.tab, mine, padD, own, gdummy); break;
         switch (kind * 3 + mut) {
             BWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_NONE) BWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_EMU) BWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_MIXUP)

@@ -489,6 +489,7 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
         const float *xp = E + cb[0] * D;
         float *gqb = mine + (size_t)b * padD, *gpb = mine + ((size_t)B + (size_t)b) * padD;
         vf qr[8], gqr[8], gpr[8];
+#pragma GCC unroll 8
         for (int c = 0; c < NCH; c++) {
             qr[c] = ldf(qb + (c == NCH - 1 ? tail_at : c * W));
             gqr[c] = (vf){0};
@@ -514,7 +515,8 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
             const vf gv = bcast(gout[b * C + j]);
             const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
             const uint16_t *kb = (mut == EMUKG_MUT_EMU && keep_in && !first) ? keep_in + (b * C + j) * NCH : NULL;
-            for (int c = 0; c < NCH; c++) {
+    #pragma GCC unroll 8
+        for (int c = 0; c < NCH; c++) {
                 const int64_t i = c == NCH - 1 ? tail_at : c * W;
                 const vi lanes = c == NCH - 1 ? tail_lanes : all_lanes;
                 vi keep;
@@ -545,6 +547,7 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
             }
         }
         /* the partial rows were zero: 0 + sum is the sum (the same bits as adding in memory, one by one) */
+#pragma GCC unroll 8
         for (int c = 0; c < NCH; c++) {
             const int64_t i = c == NCH - 1 ? tail_at : c * W;
             stf(gqb + i, ldf(gqb + i) + gqr[c]);

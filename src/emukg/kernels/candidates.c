@@ -272,7 +272,21 @@ static inline int64_t keep_masks(int kind, int64_t D) {
     return (L + W - 1) / W * (kind == EMUKG_METRIC_COMPLEX_L1 ? 2 : 1);
 }
 
-#define FWD_BLOCK 4 /* candidates scored together: independent sums in flight, the query chunk loaded once */
+#define FWD_BLOCK 4 /* at most this many candidates scored together: independent sums in flight, the query chunk
+                       * loaded once */
+
+/* The block for a kind and mutation: FWD_BLOCK with AVX-512's 32 vector registers; with AVX2's 16 (a 16-float
+ * vector takes two) fewer, or the block's sums and the mask's hash spill (measured on an AVX-512 machine with
+ * -march=haswell: L1/DOT 4, COMPLEX_L1 2, EMU 1 were the fastest). */
+static inline __attribute__((always_inline)) int fwd_block(int kind, int mut) {
+#if defined(__AVX512F__)
+    (void)kind;
+    (void)mut;
+    return FWD_BLOCK;
+#else
+    return mut == EMUKG_MUT_EMU ? 1 : kind == EMUKG_METRIC_COMPLEX_L1 ? 2 : FWD_BLOCK;
+#endif
+}
 
 /* Scores of rows [lo, hi) for a kind and mutation fixed at compile time (the switch in emukg_cand_fwd). */
 static inline __attribute__((always_inline)) void fwd_rows(int kind, int mut, int64_t lo, int64_t hi, int64_t C,
@@ -282,6 +296,7 @@ static inline __attribute__((always_inline)) void fwd_rows(int kind, int mut, in
                                                            float *out, uint16_t *keep_out) {
     const int64_t L = kind == EMUKG_METRIC_COMPLEX_L1 ? D / 2 : D;
     const int64_t nmask = keep_masks(kind, D);
+    const int NB = fwd_block(kind, mut);
     const int64_t tail_at = L - W;
     const vi tail_lanes = LANES >= (vi){0} + (int32_t)(W - L % W);
     const vi all_lanes = (vi){0} - 1;
@@ -289,17 +304,17 @@ static inline __attribute__((always_inline)) void fwd_rows(int kind, int mut, in
         const float *qb = q + b * D;
         const int64_t *cb = cand + b * C;
         const float *xp = E + cb[0] * D;
-        for (int64_t j = 0; j < C; j += FWD_BLOCK) {
-            for (int64_t u = j + PF_DIST * FWD_BLOCK; u < j + (PF_DIST + 1) * FWD_BLOCK && u < C; u++) {
+        for (int64_t j = 0; j < C; j += NB) {
+            for (int64_t u = j + PF_DIST * NB; u < j + (PF_DIST + 1) * NB && u < C; u++) {
                 const char *nx = (const char *)(E + cb[u] * D);
                 for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
             }
-            const int64_t nb = C - j < FWD_BLOCK ? C - j : FWD_BLOCK;
+            const int64_t nb = C - j < NB ? C - j : NB;
             const float *x[FWD_BLOCK];
             uint32_t key[FWD_BLOCK];
             float a[FWD_BLOCK];
             int first[FWD_BLOCK];
-            for (int u = 0; u < FWD_BLOCK; u++) {
+            for (int u = 0; u < NB; u++) {
                 const int64_t jj = j + (u < nb ? u : 0); /* a short last block repeats its first candidate */
                 x[u] = E + cb[jj] * D;
                 first[u] = jj == 0;
@@ -313,7 +328,7 @@ static inline __attribute__((always_inline)) void fwd_rows(int kind, int mut, in
                 if (k + W > L) { i = tail_at; lanes = tail_lanes; }
                 const vf qv = ldf(qb + i);
                 const vf qvi = kind == EMUKG_METRIC_COMPLEX_L1 ? ldf(qb + L + i) : qv;
-                for (int u = 0; u < FWD_BLOCK; u++) {
+                for (int u = 0; u < NB; u++) {
                     vi keep, keep_i;
                     acc[u] += andm(chunk_term(kind, mut, x[u], xp, i, L, qv, qvi, first[u], key[u], tab, Tv, a[u], &keep,
                                               &keep_i), lanes);

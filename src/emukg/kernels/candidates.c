@@ -28,6 +28,14 @@
  * no private N x D accumulators, deterministic for a given thread count.  D (COMPLEX_L1: D/2) must be >= 16
  * (the Python wrapper pads narrower tables); the last partial vector chunk overlaps the previous one under a
  * lane mask.  Built with -ffp-contract=off: every product and sum is rounded as PyTorch rounds it.
+ *
+ * Speed (issue 20; kernel figures in docs/results.md section K2).  Each kernel is specialised for its kind and
+ * mutation at compile time (a switch over always-inline bodies), the forward scores a block of candidates at a time,
+ * sums stay in registers (GCC had kept the lane sum's vector on the stack, a store-to-load round trip per chunk),
+ * square roots are vector instructions (GCC had emitted 16 scalar ones per chunk), the EMU forward stores the
+ * mask's bits for the backward (keep_out / keep_in) instead of the backward hashing every component again, and on
+ * AVX-512 the L1/DOT backward of rows up to 128 floats keeps the query row and its sums in registers.  None of this
+ * changes a sum's order: scores and gradients are the same bits as before (tests/test_golden_step.py).
  */
 #include <math.h>
 #include <stdint.h>
@@ -479,10 +487,11 @@ static inline __attribute__((always_inline)) void bwd_owned(int kind, int mut, i
 }
 
 #if defined(__AVX512F__)
-/* The backward of bwd_owned for the L1 and DOT kinds on rows of at most 8 chunks (D <= 128: TransE and DistMult at
- * the paper's d = 100), NCH chunks fixed at compile time: the query row, its gradient and the positive's share live
- * in registers for the whole batch row (3 x NCH of the 32 vector registers AVX-512 has), so per candidate only its
- * own row is read and its gradient row read and written; each register sum starts at zero and adds the owned
+/* The backward of bwd_owned for the L1 and DOT kinds, on a group of NCH <= 8 chunks of the rows (chunks G0 ..
+ * G0 + NCH - 1; NCH fixed at compile time; emukg_cand_bwd uses it for rows of at most 8 chunks, G0 = 0): the query
+ * chunks, their gradient and the positive's share live in
+ * registers for the whole batch row (3 x NCH of the 32 vector registers AVX-512 has), so per candidate only its own
+ * row is read and its gradient row read and written; each register sum starts at zero and adds the owned
  * candidates in column order, as bwd_owned's partial-sum rows do, so the result is the same bits. */
 static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mut, int NCH, int t, int nt, int64_t B,
                                                                 int64_t C, int64_t D, const float *q, const float *E,
@@ -490,12 +499,15 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
                                                                 uint32_t s1, vu Tv, int64_t b0, const float *ratio,
                                                                 const uint16_t *keep_in, const float *gout, float *gE,
                                                                 const uint32_t *tab, float *mine, size_t padD,
-                                                                int64_t *own, float *gdummy) {
+                                                                int64_t *own, float *gdummy, int64_t G0) {
     const int64_t L = D;
     const int64_t tail_at = L - W;
+    const int64_t nch = (L + W - 1) / W;
     const vi all_lanes = (vi){0} - 1;
     /* the last chunk overlaps the previous one under a lane mask, unless the row is a whole number of chunks */
     const vi tail_lanes = L % W ? LANES >= (vi){0} + (int32_t)(W - L % W) : all_lanes;
+    const int has_last = G0 + NCH == nch; /* this group holds the row's last chunk */
+    const int64_t lo_byte = G0 * W * 4, hi_byte = (G0 + NCH == nch ? L : (G0 + NCH) * W) * 4;
     for (int64_t b = 0; b < B; b++) {
         const int64_t *cb = cand + b * C;
         const int64_t n = owned_cols(cb, C, t, nt, own);
@@ -506,7 +518,7 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
         vf qr[8], gqr[8], gpr[8];
 #pragma GCC unroll 8
         for (int c = 0; c < NCH; c++) {
-            qr[c] = ldf(qb + (c == NCH - 1 ? tail_at : c * W));
+            qr[c] = ldf(qb + (c == NCH - 1 && has_last ? tail_at : (G0 + c) * W));
             gqr[c] = (vf){0};
             gpr[c] = (vf){0};
         }
@@ -514,10 +526,10 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
             if (m + PF_DIST < n) {
                 const int64_t j2 = own[m + PF_DIST];
                 const char *nx = (const char *)(E + cb[j2] * D);
-                for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
+                for (int64_t o = lo_byte; o < hi_byte; o += 64) __builtin_prefetch(nx + o);
                 if (gE) {
                     const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
-                    for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(ng + o, 1);
+                    for (int64_t o = lo_byte; o < hi_byte; o += 64) __builtin_prefetch(ng + o, 1);
                 }
             }
             const int64_t j = own[m];
@@ -529,11 +541,11 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
             const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
             const vf gv = bcast(gout[b * C + j]);
             const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
-            const uint16_t *kb = (mut == EMUKG_MUT_EMU && keep_in && !first) ? keep_in + (b * C + j) * NCH : NULL;
+            const uint16_t *kb = (mut == EMUKG_MUT_EMU && keep_in && !first) ? keep_in + (b * C + j) * nch + G0 : NULL;
     #pragma GCC unroll 8
         for (int c = 0; c < NCH; c++) {
-                const int64_t i = c == NCH - 1 ? tail_at : c * W;
-                const vi lanes = c == NCH - 1 ? tail_lanes : all_lanes;
+                const int64_t i = c == NCH - 1 && has_last ? tail_at : (G0 + c) * W;
+                const vi lanes = c == NCH - 1 && has_last ? tail_lanes : all_lanes;
                 vi keep;
                 const vf xv = kb ? memo_mutated(x, xp, i, kb[c], &keep) : mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
                 vf gxv, gqv;
@@ -564,7 +576,7 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
         /* the partial rows were zero: 0 + sum is the sum (the same bits as adding in memory, one by one) */
 #pragma GCC unroll 8
         for (int c = 0; c < NCH; c++) {
-            const int64_t i = c == NCH - 1 ? tail_at : c * W;
+            const int64_t i = c == NCH - 1 && has_last ? tail_at : (G0 + c) * W;
             stf(gqb + i, ldf(gqb + i) + gqr[c]);
             stf(gpb + i, ldf(gpb + i) + gpr[c]);
         }
@@ -597,9 +609,12 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, 
         float *gdummy = P.row + (size_t)t * P.row_floats;
         memset(mine, 0, sizeof(float) * P.per_thread);
 #if defined(__AVX512F__)
-#define REG_CASE(K, M, N) case ((K) * 3 + (M)) * 8 + (N) - 1: bwd_owned_reg(K, M, N, t, nt, B, C, D, q, E, cand, slot, s0, s1, Tv, b0, ratio, keep_in, gout, gE, P.tab, mine, padD, own, gdummy); break;
+#define REG_CASE(K, M, N) case ((K) * 3 + (M)) * 8 + (N) - 1: bwd_owned_reg(K, M, N, t, nt, B, C, D, q, E, cand, slot, s0, s1, Tv, b0, ratio, keep_in, gout, gE, P.tab, mine, padD, own, gdummy, g0); break;
 #define REG_CASES(K, M) REG_CASE(K, M, 1) REG_CASE(K, M, 2) REG_CASE(K, M, 3) REG_CASE(K, M, 4) REG_CASE(K, M, 5) REG_CASE(K, M, 6) REG_CASE(K, M, 7) REG_CASE(K, M, 8)
         const int64_t nch = (D + W - 1) / W;
+        /* rows of more than 8 chunks (ComplEx's 200 floats) take bwd_owned: walking the owned candidates once per group
+         * of 8 chunks measured slower than the memory partial sums (13.0 against 11.0 ms, DOT, D = 200) */
+        const int64_t g0 = 0;
         if (kind != EMUKG_METRIC_COMPLEX_L1 && nch <= 8) {
             switch ((kind * 3 + mut) * 8 + nch - 1) {
                 REG_CASES(EMUKG_METRIC_L1, EMUKG_MUT_NONE) REG_CASES(EMUKG_METRIC_L1, EMUKG_MUT_EMU) REG_CASES(EMUKG_METRIC_L1, EMUKG_MUT_MIXUP)

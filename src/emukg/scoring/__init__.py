@@ -13,9 +13,10 @@ function; every fast path is tested against it.
   and the step's entity-gradient table (:class:`~emukg.scoring.step_rows.StepRows`): 4·N·D bytes in dense training,
   4·U·D for the U distinct rows a step reads in row-sparse training — the kernels add to it in place, threads owning rows by
   entity id, so there are no per-thread copies; per thread the backward keeps 2·B·⌈D/16⌉·16 floats of partial
-  query sums (pRotatE/TransD/HAKE 5·B·⌈L/16⌉·16 plus 10 rows).  FB15k-237, B=1000, n=256, d=100: ≈1 MB scores +
-  2 MB ids per pass, 5.8 MB gradient table, 0.9 MB partial sums per thread; 2.5 M entities, sparse: U ≈ 465,000
-  rows, 186 MB.
+  query sums (pRotatE/TransD/HAKE 5·B·⌈L/16⌉·16 plus 10 rows); an EMU pass of the l1/dot/c2 kernels keeps its mask's
+  bits from the forward to the backward, 2 bytes per 16 components (B·C·⌈D/16⌉·2 bytes; c2 twice ⌈D/32⌉).
+  FB15k-237, B=1000, n=256, d=100: ≈1 MB scores + 2 MB ids per pass, 5.8 MB gradient table, 0.9 MB partial sums per
+  thread, 3.6 MB of EMU mask bits; 2.5 M entities, sparse: U ≈ 465,000 rows, 186 MB.
 * PyTorch path (:func:`~emukg.scoring.torch_path.torch_scores`): the gathered candidates 4·B·C·D bytes, the mask
   B·C·D bytes (bool) plus bounded int64 hash temporaries (:data:`emukg.emu.HASH_CHUNK` elements at a time), the mutated copy 4·B·C·D, and autograd
   keeps k × 4·B·C·D bytes for the backward, k measured with ``saved_tensors_hooks`` (EMU mask included): TransE

@@ -504,3 +504,27 @@ def test_kept_mask_bits_are_the_hashed_mask_and_give_the_same_gradients(kind, D)
         kernels.cand_fwd(q, E, cand, code, 0.0, kernels.Mut.NONE, keep_out=keep)
     with pytest.raises(ValueError, match="keep"):
         kernels.cand_bwd(q, E, cand, gout, code, kernels.Mut.EMU, s0, s1, T, keep=keep[:, :1])
+
+
+@needs["candidates"]
+@pytest.mark.parametrize("kind", ["l1", "dot"])
+@pytest.mark.parametrize("emu", [False, True])
+def test_register_and_memory_backwards_give_the_same_bits(kind, emu):
+    """Rows of at most 8 chunks take the backward whose sums live in registers (on AVX-512), wider rows the one whose
+    sums live in memory (emukg_cand_bwd).  A table of 128 floats and the same table padded with 8 zero columns go one
+    each way, and every score and gradient of the first 128 columns must be the same bits (zero columns add exact
+    zeros, and both sum every component over the candidates in column order)."""
+    from emukg.emu import keep_threshold
+
+    g = torch.Generator().manual_seed(7)
+    B, C, N, D = 6, 11, 50, 128
+    code = kernels.metric_code(kind)
+    q, E = torch.randn(B, D, generator=g), torch.randn(N, D, generator=g)
+    cand = torch.randint(0, N, (B, C), generator=g)
+    gout = torch.randn(B, C, generator=g)
+    args = (kernels.Mut.EMU, 5, 9, keep_threshold(0.39)) if emu else ()
+    pad = lambda t: torch.nn.functional.pad(t, (0, 8))  # noqa: E731
+    narrow = kernels.cand_fwd(q, E, cand, code, 2.0, *args), kernels.cand_bwd(q, E, cand, gout, code, *args)
+    wide = kernels.cand_fwd(pad(q), pad(E), cand, code, 2.0, *args), kernels.cand_bwd(pad(q), pad(E), cand, gout, code, *args)
+    assert torch.equal(narrow[0], wide[0])
+    assert torch.equal(narrow[1][0], wide[1][0][:, :D]) and torch.equal(narrow[1][1], wide[1][1][:, :D])

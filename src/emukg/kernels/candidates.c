@@ -186,6 +186,69 @@ static inline int64_t owned_cols(const int64_t *cb, int64_t C, int t, int nt, in
     return n;
 }
 
+/* Prefetch the candidate row of column j2 of batch row b (ids cb) and, with a gradient table, its gradient row (for
+ * writing): bytes [lo, hi) of each (a backward's rows ahead of the one it works on). */
+static inline __attribute__((always_inline)) void prefetch_rows(const float *E, const float *gE, const int64_t *cb,
+                                                                 const int64_t *slot, int64_t b, int64_t C, int64_t j2,
+                                                                 int64_t D, int64_t lo, int64_t hi) {
+    const char *nx = (const char *)(E + cb[j2] * D);
+    for (int64_t o = lo; o < hi; o += 64) __builtin_prefetch(nx + o);
+    if (gE) {
+        const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
+        for (int64_t o = lo; o < hi; o += 64) __builtin_prefetch(ng + o, 1);
+    }
+}
+
+/* What the backward needs of one owned candidate (column j of batch row b): its row, its gradient row (gdummy
+ * without a table), whether it is the positive itself, its EMU key, its Mixup ratio and shares, its output
+ * gradient, and its stored keep masks (kb, the first of the row's nmask; NULL: hash them). */
+struct cand_bwd_ctx {
+    const float *x;
+    float *gx;
+    int first;
+    uint32_t key;
+    float a;
+    vf gv, av, bv;
+    const uint16_t *kb;
+};
+
+static inline __attribute__((always_inline)) struct cand_bwd_ctx cand_bwd_setup(
+    int mut, int64_t b, int64_t j, int64_t C, int64_t D, const int64_t *cb, const float *E, float *gE,
+    const int64_t *slot, float *gdummy, uint32_t s0, uint32_t s1, int64_t b0, const float *ratio,
+    const float *gout, const uint16_t *keep_in, int64_t nmask) {
+    struct cand_bwd_ctx k;
+    const int64_t c = cb[j];
+    k.x = E + c * D;
+    k.gx = gE ? gE + (slot ? slot[b * C + j] : c) * D : gdummy;
+    k.first = j == 0;
+    k.key = (mut == EMUKG_MUT_EMU && !k.first) ? row_key(b0 + b, C, j, s0, s1) : 0;
+    k.a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
+    k.gv = bcast(gout[b * C + j]);
+    k.av = bcast(k.a);
+    k.bv = bcast(1.0f) - bcast(k.a);
+    k.kb = (mut == EMUKG_MUT_EMU && keep_in && !k.first) ? keep_in + (b * C + j) * nmask : NULL;
+    return k;
+}
+
+/* The start of a backward's batch row b: its candidate ids cb, this thread's n owned columns own[0..n) (none: on to
+ * the next row), its query qb, the positive's row xp and this thread's partial rows gqb (query) and gpb (positive). */
+#define OWNED_ROW(b)                                                                                                  \
+    const int64_t *cb = cand + (b) * C;                                                                               \
+    const int64_t n = owned_cols(cb, C, t, nt, own);                                                                  \
+    if (n == 0) continue;                                                                                             \
+    const float *qb = q + (b) * D;                                                                                    \
+    const float *xp = E + cb[0] * D;                                                                                  \
+    float *gqb = mine + (size_t)(b) * padD, *gpb = mine + ((size_t)B + (size_t)(b)) * padD
+
+/* the fields of a cand_bwd_ctx as the local names the backward bodies use */
+#define CAND_BWD_LOCALS(ctx)                                                                                          \
+    const float *x = (ctx).x;                                                                                         \
+    float *gx = (ctx).gx;                                                                                             \
+    const int first = (ctx).first;                                                                                    \
+    const uint32_t key = (ctx).key;                                                                                   \
+    const float a = (ctx).a;                                                                                          \
+    const vf gv = (ctx).gv, av = (ctx).av, bv = (ctx).bv
+
 /* After the partial sums are summed (into thread 0's rows): thread t adds the positives' shares to the gradient rows
  * it owns, b ascending.  Row b's share: P parts of L floats, part p at shares + b * stride + p * pstride; the row
  * of gE is slot[b, 0] (or the entity id) and its part p starts at p * L. */
@@ -273,6 +336,14 @@ static inline __attribute__((always_inline)) vf chunk_term(int kind, int mut, co
     vf zr = qv - xv, zi = qvi - xi;
     return vsqrt(zr * zr + zi * zi);
 }
+
+/* X(kind, mutation) for each of the nine pairs the L1/DOT/COMPLEX_L1 kernels are instantiated for (the switches
+ * that pick a compile-time specialised body) */
+#define EACH_KIND_MUT(X)                                                                                              \
+    X(EMUKG_METRIC_L1, EMUKG_MUT_NONE) X(EMUKG_METRIC_L1, EMUKG_MUT_EMU) X(EMUKG_METRIC_L1, EMUKG_MUT_MIXUP)           \
+    X(EMUKG_METRIC_DOT, EMUKG_MUT_NONE) X(EMUKG_METRIC_DOT, EMUKG_MUT_EMU) X(EMUKG_METRIC_DOT, EMUKG_MUT_MIXUP)        \
+    X(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_NONE) X(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_EMU)                              \
+    X(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_MIXUP)
 
 /* keep masks stored per candidate: one 16-bit mask per chunk (COMPLEX_L1: two, the real and the imaginary part) */
 static inline int64_t keep_masks(int kind, int64_t D) {
@@ -375,12 +446,7 @@ int emukg_cand_fwd(int64_t B, int64_t C, int64_t D, const float *q, const float 
         int64_t lo, hi;
         thread_range(B, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
 #define FWD_CASE(K, M) case (K) * 3 + (M): fwd_rows(K, M, lo, hi, C, D, q, E, cand, bias, s0, s1, Tv, b0, ratio, tab, out, keep); break;
-        switch (kind * 3 + mut) {
-            FWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_NONE) FWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_EMU) FWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_MIXUP)
-            FWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_NONE) FWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_EMU) FWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_MIXUP)
-            FWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_NONE) FWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_EMU)
-            FWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_MIXUP)
-        }
+        switch (kind * 3 + mut) { EACH_KIND_MUT(FWD_CASE) }
 #undef FWD_CASE
     }
     free(tab);
@@ -419,32 +485,13 @@ static inline __attribute__((always_inline)) void bwd_owned(int kind, int mut, i
     const vi all_lanes = (vi){0} - 1;
     const int64_t nmask = keep_masks(kind, D);
     for (int64_t b = 0; b < B; b++) {
-        const int64_t *cb = cand + b * C;
-        const int64_t n = owned_cols(cb, C, t, nt, own);
-        if (n == 0) continue;
-        const float *qb = q + b * D;
-        const float *xp = E + cb[0] * D;
-        float *gqb = mine + (size_t)b * padD, *gpb = mine + ((size_t)B + (size_t)b) * padD;
+        OWNED_ROW(b);
         for (int64_t m = 0; m < n; m++) {
-            if (m + PF_DIST < n) {
-                const int64_t j2 = own[m + PF_DIST];
-                const char *nx = (const char *)(E + cb[j2] * D);
-                for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
-                if (gE) {
-                    const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
-                    for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(ng + o, 1);
-                }
-            }
-            const int64_t j = own[m];
-            const int64_t c = cb[j];
-            const float *x = E + c * D;
-            float *gx = gE ? gE + (slot ? slot[b * C + j] : c) * D : gdummy;
-            const int first = (j == 0);
-            const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
-            const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
-            const vf gv = bcast(gout[b * C + j]);
-            const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
-            const uint16_t *kb = (mut == EMUKG_MUT_EMU && keep_in && !first) ? keep_in + (b * C + j) * nmask : NULL;
+            if (m + PF_DIST < n) prefetch_rows(E, gE, cb, slot, b, C, own[m + PF_DIST], D, 0, D * 4);
+            const struct cand_bwd_ctx cd = cand_bwd_setup(mut, b, own[m], C, D, cb, E, gE, slot, gdummy, s0, s1, b0,
+                                                           ratio, gout, keep_in, nmask);
+            CAND_BWD_LOCALS(cd);
+            const uint16_t *kb = cd.kb;
             for (int64_t k = 0, ch = 0; k < L; k += W, ch++) {
                 int64_t i = k;
                 vi lanes = all_lanes;
@@ -509,12 +556,7 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
     const int has_last = G0 + NCH == nch; /* this group holds the row's last chunk */
     const int64_t lo_byte = G0 * W * 4, hi_byte = (G0 + NCH == nch ? L : (G0 + NCH) * W) * 4;
     for (int64_t b = 0; b < B; b++) {
-        const int64_t *cb = cand + b * C;
-        const int64_t n = owned_cols(cb, C, t, nt, own);
-        if (n == 0) continue;
-        const float *qb = q + b * D;
-        const float *xp = E + cb[0] * D;
-        float *gqb = mine + (size_t)b * padD, *gpb = mine + ((size_t)B + (size_t)b) * padD;
+        OWNED_ROW(b);
         vf qr[8], gqr[8], gpr[8];
 #pragma GCC unroll 8
         for (int c = 0; c < NCH; c++) {
@@ -523,25 +565,11 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
             gpr[c] = (vf){0};
         }
         for (int64_t m = 0; m < n; m++) {
-            if (m + PF_DIST < n) {
-                const int64_t j2 = own[m + PF_DIST];
-                const char *nx = (const char *)(E + cb[j2] * D);
-                for (int64_t o = lo_byte; o < hi_byte; o += 64) __builtin_prefetch(nx + o);
-                if (gE) {
-                    const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
-                    for (int64_t o = lo_byte; o < hi_byte; o += 64) __builtin_prefetch(ng + o, 1);
-                }
-            }
-            const int64_t j = own[m];
-            const int64_t c0 = cb[j];
-            const float *x = E + c0 * D;
-            float *gx = gE ? gE + (slot ? slot[b * C + j] : c0) * D : gdummy;
-            const int first = (j == 0);
-            const uint32_t key = (mut == EMUKG_MUT_EMU && !first) ? row_key(b0 + b, C, j, s0, s1) : 0;
-            const float a = (mut == EMUKG_MUT_MIXUP) ? ratio[b * C + j] : 1.0f;
-            const vf gv = bcast(gout[b * C + j]);
-            const vf av = bcast(a), bv = bcast(1.0f) - bcast(a);
-            const uint16_t *kb = (mut == EMUKG_MUT_EMU && keep_in && !first) ? keep_in + (b * C + j) * nch + G0 : NULL;
+            if (m + PF_DIST < n) prefetch_rows(E, gE, cb, slot, b, C, own[m + PF_DIST], D, lo_byte, hi_byte);
+            const struct cand_bwd_ctx cd = cand_bwd_setup(mut, b, own[m], C, D, cb, E, gE, slot, gdummy, s0, s1, b0,
+                                                           ratio, gout, keep_in, nch);
+            CAND_BWD_LOCALS(cd);
+            const uint16_t *kb = cd.kb ? cd.kb + G0 : NULL;
     #pragma GCC unroll 8
         for (int c = 0; c < NCH; c++) {
                 const int64_t i = c == NCH - 1 && has_last ? tail_at : (G0 + c) * W;
@@ -625,12 +653,7 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, 
 #undef REG_CASE
 #endif
 #define BWD_CASE(K, M) case (K) * 3 + (M): bwd_owned(K, M, t, nt, B, C, D, q, E, cand, slot, s0, s1, Tv, b0, ratio, keep_in, gout, gE, P.tab, mine, padD, own, gdummy); break;
-        switch (kind * 3 + mut) {
-            BWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_NONE) BWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_EMU) BWD_CASE(EMUKG_METRIC_L1, EMUKG_MUT_MIXUP)
-            BWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_NONE) BWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_EMU) BWD_CASE(EMUKG_METRIC_DOT, EMUKG_MUT_MIXUP)
-            BWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_NONE) BWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_EMU)
-            BWD_CASE(EMUKG_METRIC_COMPLEX_L1, EMUKG_MUT_MIXUP)
-        }
+        switch (kind * 3 + mut) { EACH_KIND_MUT(BWD_CASE) }
 #undef BWD_CASE
 #pragma omp barrier
         /* the query rows and the positives' shares: summed over the threads in thread order (rows split by b) */
@@ -951,15 +974,7 @@ int emukg_cand_ext_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float 
             if (aux) pad_parts(ab, aux + b * L, L, padL, 1);
             const float *xp = E + cb[0] * D;
             for (int64_t m = 0; m < n; m++) {
-                if (m + PF_DIST < n) {
-                    const int64_t j2 = own[m + PF_DIST];
-                    const char *nx = (const char *)(E + cb[j2] * D);
-                    for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(nx + o);
-                    if (gE) {
-                        const char *ng = (const char *)(gE + (slot ? slot[b * C + j2] : cb[j2]) * D);
-                        for (int64_t o = 0; o < D * 4; o += 64) __builtin_prefetch(ng + o, 1);
-                    }
-                }
+                if (m + PF_DIST < n) prefetch_rows(E, gE, cb, slot, b, C, own[m + PF_DIST], D, 0, D * 4);
                 const int64_t j = own[m];
                 const int64_t c = cb[j];
                 const int first = (j == 0);

@@ -266,7 +266,7 @@ class Config:
 
         - ``tables``: the parameters, from the model built on PyTorch's ``meta`` device (shapes, no memory);
         - ``optimiser``: its state — Adagrad one table, Adam two (the reference schedule ends in Adam) — plus the
-          dense gradient (row-sparse runs: ``B·(n+1)`` rows of it);
+          dense gradient (row-sparse runs: ``B·(n+1)`` rows of it) and, for dense Adagrad, its √sum + ε table;
         - ``step``: one step's candidates, ``B × (n+1) × d`` float32 about four times over (gathered rows, EMU's
           mutated copy, the scores' and rows' gradients), or, for 1-vs-all and NBFNet (which run their step in
           blocks), the block budget ``train_memory_mb``;
@@ -290,7 +290,10 @@ class Config:
         mib = 1 << 20
         step = self.train_memory_mb * mib if self.step_in_blocks else 4 * candidates * row
         sans = self.sans_memory_mb * mib if "sans" in (self.sampler, self.adversarial_sampler) else 0
-        return {"tables": params, "optimiser": self.optimizer_state_copies * params + gradient, "step": step,
+        # + dense Adagrad's √sum + ε table, which emukg.optim keeps between steps (torch.optim.Adagrad allocates it in
+        #   every step: the same peak)
+        roots = params if (self.optimizer != "adam" and not sparse) else 0
+        return {"tables": params, "optimiser": self.optimizer_state_copies * params + gradient + roots, "step": step,
                 "data": 5 * 3 * 8 * num_triples + sans, "evaluation": self.eval_memory_mb * mib}
 
     def check_memory(self, num_entities: int, num_relations: int, num_triples: int, available: int | None) -> None:

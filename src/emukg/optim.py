@@ -5,7 +5,9 @@
 whether a parameter receives **row-sparse gradients** (``sparse``; None = look at the parameters' mark, see
 :func:`mark_row_sparse`, which the trainer sets on the entity table in sparse mode, ``Config.sparse``):
 
-* none does: ``torch.optim.Adagrad`` / ``torch.optim.Adam``, exactly as before;
+* none does: ``torch.optim.Adam``, and for Adagrad :class:`RowSparseAdagrad` on the CPU (the same operations as
+  ``torch.optim.Adagrad``'s single-tensor path, so the same bits, with its √sum + ε table reused between steps
+  instead of allocated each step) and ``torch.optim.Adagrad`` on a GPU;
 * some do: :class:`RowSparseAdagrad` / :class:`LazyAdam`, which take sparse COO gradients (the step's compact
   gradient table on the kernel path, :class:`emukg.scoring.step_rows.StepRows`; ``F.embedding(..., sparse=True)`` on the PyTorch
   path) for those and dense gradients for the others (relations, pRotatE's modulus).  Their state tables are
@@ -153,7 +155,9 @@ def make_optimizer(name: str, params_or_model, lr: float, *, sparse: bool | None
     if name == "adam":
         return LazyAdam(params, lr=lr) if sparse else torch.optim.Adam(params, lr=lr)
     if name == "adagrad":
-        return RowSparseAdagrad(params, lr=lr) if sparse else torch.optim.Adagrad(params, lr=lr)
+        # dense on the CPU too: torch.optim.Adagrad's single-tensor update, bit for bit, without its per-step temporary
+        on_cpu = all(p.device.type == "cpu" for p in params if isinstance(p, torch.Tensor))
+        return RowSparseAdagrad(params, lr=lr) if sparse or on_cpu else torch.optim.Adagrad(params, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}; choose adagrad or adam")
 
 
@@ -203,9 +207,20 @@ class RowSparseAdagrad(torch.optim.Optimizer):
                 else:
                     g = p.grad
                     total.addcmul_(g, g, value=1)
-                    std = total.sqrt().add_(eps)
+                    std = torch.sqrt(total, out=self._root(p, total))  # torch.optim.Adagrad's ops, in reused memory
+                    std.add_(eps)
                     p.addcdiv_(g, std, value=-clr)
         return loss
+
+    def _root(self, p: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """The dense step's buffer for √sum + ε, kept between steps: a fresh table each step is returned to the system
+        when freed and faulted in again by the next (11.6 MB for ComplEx's FB15k-237 entities; docs/results.md §K2).
+        Not part of the state (nothing of it survives a step)."""
+        roots = self.__dict__.setdefault("_roots", {})
+        buf = roots.get(id(p))
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = roots[id(p)] = torch.empty_like(like)
+        return buf
 
 
 class LazyAdam(torch.optim.Optimizer):

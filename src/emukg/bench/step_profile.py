@@ -84,6 +84,7 @@ def profile_case(cfg, kg, steps: int = 10, warmup: int = 3, seed: int = 0) -> di
     """The median ms of each phase (``PHASES``) and of the whole step, over ``steps`` timed steps."""
     from emukg.models import build_model, model_options
     from emukg.negatives import build_sampler
+    from emukg.optim import make_optimizer
     from emukg.objectives import build_objective
 
     torch.manual_seed(seed)
@@ -92,7 +93,7 @@ def profile_case(cfg, kg, steps: int = 10, warmup: int = 3, seed: int = 0) -> di
                         cfg.double_entity_embedding, cfg.double_relation_embedding, **model_options(cfg))
     train, weights = kg.train, kg.subsampling_weights()
     objective = build_objective(cfg, kg, build_sampler(cfg, kg, "cpu", gen))
-    opt = torch.optim.Adagrad(model.parameters(), lr=cfg.learning_rate)
+    opt = make_optimizer("adagrad", model, cfg.learning_rate)  # the optimiser a run gets (emukg.optim)
     spent: dict[str, float] = {}
 
     def timed(name, fn):

@@ -72,6 +72,7 @@ def time_case(cfg, kg, steps: int = 10, warmup: int = 3, device="cpu", seed: int
     from emukg.objectives import build_objective
     from emukg.models import build_model, model_options
     from emukg.negatives import build_sampler
+    from emukg.optim import make_optimizer
 
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -82,7 +83,7 @@ def time_case(cfg, kg, steps: int = 10, warmup: int = 3, device="cpu", seed: int
     weights = kg.subsampling_weights().to(device)
     sampler = build_sampler(cfg, kg, device, gen)
     objective = build_objective(cfg, kg, sampler, use_kernel=use_kernel)
-    opt = torch.optim.Adagrad(model.parameters(), lr=cfg.learning_rate)
+    opt = make_optimizer("adagrad", model, cfg.learning_rate)  # the optimiser a run gets (emukg.optim)
     perm = torch.randperm(train.shape[0], generator=gen, device=device)
     B = cfg.batch_size
     full, fb, fw = [], [], []

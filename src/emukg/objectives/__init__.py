@@ -79,7 +79,7 @@ class Objective:
                  sparse: bool = False):
         self.config = config
         self.sparse = sparse  # row-sparse entity gradients (CandidateScorer(sparse=True)); see emukg.optim
-        self.workspace = StepWorkspace()  # memory the kernel path's steps reuse (the gradient table, sparse ids)
+        self.workspace = StepWorkspace() if sparse else None  # memory the row-sparse steps reuse
         self.shard: tuple[int, int] | None = None  # (rank, world size) in data-parallel training (objectives.batch)
         self.loss_name = config.loss
         self.loss = LOSSES.get(config.loss)

@@ -31,14 +31,14 @@ def compact_ids(ids: torch.Tensor, num_rows: int, workspace: "StepWorkspace | No
 
 
 class StepWorkspace:
-    """Memory that a run's steps on the kernel path reuse instead of paging in fresh memory every step: the storage of
-    :class:`StepRows`' gradient table (dense or compact), and :func:`compact_ids`' bitmap (N bytes) and slot index
-    (8·N bytes).  Why: a table freed at the end of a step is handed back to the system and the next step's fresh one
-    faults its pages in again — at 2.5 M entities, allocating and zeroing the 186 MB compact table cost several times
-    as much as zeroing it in place; on FB15k-237 the dense ComplEx table (11.6 MB) cost about 3 ms a step that way
-    (docs/results.md §K2).  The gradient a step hands E shares this storage, so it is valid until the next step; a
-    step that finds E's gradient still holding it (gradients accumulated over several steps, not set to None as the
-    trainer does) takes a fresh table instead, so an accumulated gradient is never overwritten."""
+    """Memory that a run's row-sparse steps reuse instead of paging in fresh memory every step (at 2.5 M entities,
+    allocating and zeroing the 186 MB gradient table costs several times as much as zeroing it in place): the
+    storage of :class:`StepRows`' compact gradient table, and :func:`compact_ids`' bitmap (N bytes) and slot index
+    (8·N bytes).  The sparse gradient a step hands E shares the gradient storage, so it is valid until the next step
+    (the trainer sets gradients to None before each step); a step that finds E's gradient still holding it
+    (gradients accumulated over several steps) takes a fresh table instead, so an accumulated gradient is never
+    overwritten.  (Dense steps allocate their table afresh: reusing it as well measured slower on FB15k-237, with
+    Adagrad's kept table, docs/results.md §K2.)"""
 
     def __init__(self):
         self._grad: torch.Tensor | None = None
@@ -102,8 +102,8 @@ class StepRows:
             self.slots = [part.view(c.shape) for part, c in zip(parts[1:], self.candidates)]
         else:
             self.uniq, self.anchor_slots, self.slots = None, anchors, list(self.candidates)
-        if workspace is not None and E.device.type == "cpu":
-            self.G = workspace.grad_table(self.uniq.numel() if compact else N, width or D, E.dtype, in_use=E.grad)
+        if compact and workspace is not None and E.device.type == "cpu":
+            self.G = workspace.grad_table(self.uniq.numel(), width or D, E.dtype, in_use=E.grad)
         else:
             self.G = torch.zeros(self.uniq.numel() if compact else N, width or D, dtype=E.dtype, device=E.device)
         self.handle = _RowsRoot.apply(E, self)

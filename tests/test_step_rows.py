@@ -163,3 +163,30 @@ def test_compact_scorer_refuses_unannounced_candidates():
     scorer = scoring.CandidateScorer(model, pos, "tail", sparse=True, candidates=[c])
     with pytest.raises(ValueError, match="announced"):
         scorer(c.clone())
+
+
+@pytest.mark.skipif(not emu.kernel_available(), reason="native kernel unavailable")
+def test_the_workspace_never_overwrites_an_accumulated_sparse_gradient():
+    """Two row-sparse steps whose gradients accumulate (no zero_grad between them) give E the sum of both: the second
+    step must not zero the table the first step's gradient still lives on (StepWorkspace takes a fresh one then)."""
+    torch.manual_seed(0)
+    model = build_model("TransE", 30, 3, 16, 6.0)
+    positives = torch.tensor([[0, 1, 2], [3, 0, 4], [5, 2, 6]])
+    cands = [torch.tensor([[2, 7, 8], [4, 9, 1], [6, 11, 3]]), torch.tensor([[2, 12, 13], [4, 7, 14], [6, 9, 8]])]
+    E = model.entity_embedding
+
+    def step(cand, workspace):
+        scorer = scoring.CandidateScorer(model, positives, "tail", sparse=True, candidates=[cand], workspace=workspace)
+        (scorer(cand) ** 2).sum().backward()
+
+    singles = []
+    for cand in cands:
+        E.grad = None
+        step(cand, scoring.StepWorkspace())
+        singles.append(E.grad.to_dense().clone())
+    E.grad = None
+    ws = scoring.StepWorkspace()
+    for cand in cands:
+        step(cand, ws)
+    assert torch.allclose(E.grad.to_dense(), singles[0] + singles[1], rtol=0, atol=1e-6)
+    assert singles[0].abs().sum() > 0 and singles[1].abs().sum() > 0

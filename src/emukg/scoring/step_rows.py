@@ -49,11 +49,9 @@ class StepWorkspace:
         """A zeroed (rows, width) CPU tensor on the reused storage (grown by a quarter when too small); a fresh one
         when ``in_use`` (E's current gradient) still lives on that storage."""
         need = rows * width
-        if (in_use is not None and self._grad is not None and in_use.layout == torch.strided
-                and in_use.untyped_storage().data_ptr() == self._grad.untyped_storage().data_ptr()):
-            return torch.zeros(rows, width, dtype=dtype)
-        if (in_use is not None and self._grad is not None and in_use.is_sparse
-                and in_use._values().untyped_storage().data_ptr() == self._grad.untyped_storage().data_ptr()):
+        held = in_use._values() if in_use is not None and in_use.is_sparse else in_use
+        if (held is not None and self._grad is not None
+                and held.untyped_storage().data_ptr() == self._grad.untyped_storage().data_ptr()):
             return torch.zeros(rows, width, dtype=dtype)
         if self._grad is None or self._grad.dtype != dtype or self._grad.numel() < need:
             self._grad = None  # free the old storage first

@@ -528,3 +528,33 @@ def test_register_and_memory_backwards_give_the_same_bits(kind, emu):
     wide = kernels.cand_fwd(pad(q), pad(E), cand, code, 2.0, *args), kernels.cand_bwd(pad(q), pad(E), cand, gout, code, *args)
     assert torch.equal(narrow[0], wide[0])
     assert torch.equal(narrow[1][0], wide[1][0][:, :D]) and torch.equal(narrow[1][1], wide[1][1][:, :D])
+
+
+@needs["candidates"]
+def test_a_training_backward_reads_the_mask_bits_its_forward_kept(monkeypatch):
+    """On the kernel path an EMU pass that will be differentiated keeps its mask's bits for the backward (an autograd
+    Function's forward runs with grad mode off, so the decision is made before it); under no_grad nothing is kept.
+    The gradient agrees with the plain PyTorch path's."""
+    import emukg.scoring.fused as fused
+    from emukg import emu
+    from emukg.models import build_model
+    from emukg.scoring import CandidateScorer
+
+    seen, kept = [], []
+    real_bwd, real_masks = fused.kernels.cand_bwd, fused.kernels.keep_masks
+    monkeypatch.setattr(fused.kernels, "cand_bwd", lambda *a, **k: seen.append(k.get("keep")) or real_bwd(*a, **k))
+    monkeypatch.setattr(fused.kernels, "keep_masks", lambda *a: kept.append(a) or real_masks(*a))
+    torch.manual_seed(0)
+    model = build_model("TransE", 20, 3, 32, 6.0)
+    positives = torch.tensor([[0, 1, 2], [3, 0, 4]])
+    cand = torch.tensor([[2, 5, 6, 7], [4, 8, 9, 1]])
+    mutation = emu.Mutation.emu(0.4, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        CandidateScorer(model, positives, "tail", use_kernel=True)(cand, mutation)
+    assert kept == []  # no backward to come: no bits kept
+    CandidateScorer(model, positives, "tail", use_kernel=True)(cand, mutation).sum().backward()
+    assert len(kept) == 1 and len(seen) == 1 and seen[0] is not None
+    fast = model.entity_embedding.grad.clone()
+    model.zero_grad()
+    CandidateScorer(model, positives, "tail", use_kernel=False)(cand, mutation).sum().backward()
+    assert torch.allclose(fast, model.entity_embedding.grad, rtol=1e-5, atol=1e-6)

@@ -32,8 +32,11 @@ def fused_scores(q: torch.Tensor, E: torch.Tensor, candidates: torch.Tensor, kin
     mut, s0, s1, T, ratio, b0 = _mutation_args(mutation)
     cand = candidates.to(torch.int64).contiguous()
     handle, slot = (rows.handle, rows.slot(candidates)) if rows is not None else (None, None)
+    # the EMU mask's bits are kept for a backward only where there will be one (a Function's forward runs with grad
+    # mode off, so this is decided here)
+    keep = mut == kernels.Mut.EMU and torch.is_grad_enabled()
     return _FusedScores.apply(q.contiguous(), E_in.contiguous(), cand, ratio, metric, float(bias), mut, s0, s1, T, b0,
-                              handle, rows, slot if slot is None else slot.contiguous())
+                              handle, rows, slot if slot is None else slot.contiguous(), keep)
 
 
 class _FusedScores(torch.autograd.Function):
@@ -42,10 +45,8 @@ class _FusedScores(torch.autograd.Function):
     every component again (the same bits: tests/test_kernels.py)."""
 
     @staticmethod
-    def forward(ctx, q, E, cand, ratio, kind, bias, mut, s0, s1, T, b0, handle, rows, slot):
-        keep = None
-        if mut == kernels.Mut.EMU and torch.is_grad_enabled():
-            keep = torch.empty(*cand.shape, kernels.keep_masks(kind, E.shape[1]), dtype=torch.int16)
+    def forward(ctx, q, E, cand, ratio, kind, bias, mut, s0, s1, T, b0, handle, rows, slot, keep):
+        keep = torch.empty(*cand.shape, kernels.keep_masks(kind, E.shape[1]), dtype=torch.int16) if keep else None
         out = kernels.cand_fwd(q, E, cand, kind, bias, mut, s0, s1, T, ratio, b0=b0, keep_out=keep)
         ctx.keep = keep
         ctx.save_for_backward(q, E, cand, ratio, slot)
@@ -63,8 +64,8 @@ class _FusedScores(torch.autograd.Function):
                                   need_q=ctx.needs_input_grad[0], need_E=rows is not None or ctx.needs_input_grad[1],
                                   out_E=rows.G if rows is not None else None, slot=slot, b0=b0, keep=keep)
         if rows is not None:  # E's gradient was added to the step's table; the handle passes nothing
-            return (gq, None) + (None,) * 9 + (gout.new_zeros(0), None, None)
-        return (gq, gE) + (None,) * 12
+            return (gq, None) + (None,) * 9 + (gout.new_zeros(0), None, None, None)
+        return (gq, gE) + (None,) * 13
 
 
 def _mutation_args(mutation: Mutation | None):

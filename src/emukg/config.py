@@ -290,10 +290,10 @@ class Config:
         mib = 1 << 20
         step = self.train_memory_mb * mib if self.step_in_blocks else 4 * candidates * row
         sans = self.sans_memory_mb * mib if "sans" in (self.sampler, self.adversarial_sampler) else 0
-        # + dense Adagrad's √sum + ε table, which emukg.optim keeps between steps (torch.optim.Adagrad allocates it in
-        #   every step: the same peak)
-        roots = params if (self.optimizer != "adam" and not sparse) else 0
-        return {"tables": params, "optimiser": self.optimizer_state_copies * params + gradient + roots, "step": step,
+        # dense Adagrad also keeps its √sum + ε table between steps (emukg.optim): two tables, as Adam's moments (the
+        # reference schedule's peak is either phase's two, not their sum)
+        state = self.optimizer_state_copies + (1 if self.optimizer_state_copies == 1 and not sparse else 0)
+        return {"tables": params, "optimiser": state * params + gradient, "step": step,
                 "data": 5 * 3 * 8 * num_triples + sans, "evaluation": self.eval_memory_mb * mib}
 
     def check_memory(self, num_entities: int, num_relations: int, num_triples: int, available: int | None) -> None:

@@ -215,7 +215,8 @@ class RowSparseAdagrad(torch.optim.Optimizer):
     def _root(self, p: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """The dense step's buffer for √sum + ε, kept between steps: a fresh table each step is returned to the system
         when freed and faulted in again by the next (11.6 MB for ComplEx's FB15k-237 entities; docs/results.md §K2).
-        Not part of the state (nothing of it survives a step)."""
+        Not part of the state (nothing of it survives a step); made on first use, so an optimiser restored from its
+        pickled state (``Optimizer.__setstate__`` keeps only defaults, state and groups) makes it again."""
         roots = self.__dict__.setdefault("_roots", {})
         buf = roots.get(id(p))
         if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or buf.device != like.device:

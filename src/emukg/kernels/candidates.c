@@ -267,7 +267,6 @@ static void add_positive_shares(float *gE, const int64_t *slot, const int64_t *c
 /* The working memory of a backward pass: the hash table, per thread B x per_b partial-sum floats, C column ids and
  * row_floats floats of scratch rows.  One allocation each, 64-byte aligned. */
 struct partials {
-    int64_t *pos; /* the positives' entities, cand[b * C] */
     uint32_t *tab;
     float *part, *row;
     int64_t *own;
@@ -277,7 +276,6 @@ struct partials {
 static void *aligned_floats(size_t n) { return aligned_alloc(64, ((n * 4 + 63) / 64) * 64); }
 
 static void partials_free(struct partials *P) {
-    free(P->pos);
     free(P->tab);
     free(P->part);
     free(P->own);
@@ -289,11 +287,10 @@ static int partials_alloc(struct partials *P, int nthreads, int64_t B, int64_t C
     P->per_thread = (size_t)B * per_b;
     P->row_floats = row_floats;
     P->tab = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(D > 0 ? D : 1));
-    P->pos = (int64_t *)malloc(sizeof(int64_t) * (size_t)(B > 0 ? B : 1));
     P->part = (float *)aligned_floats(P->per_thread * (size_t)nthreads);
     P->own = (int64_t *)malloc(sizeof(int64_t) * (size_t)(C > 0 ? C : 1) * (size_t)nthreads);
     P->row = (float *)aligned_floats(row_floats * (size_t)nthreads);
-    if (!P->pos || !P->tab || !P->part || !P->own || !P->row) {
+    if (!P->tab || !P->part || !P->own || !P->row) {
         partials_free(P);
         return EMUKG_ENOMEM;
     }
@@ -534,10 +531,10 @@ static inline __attribute__((always_inline)) void bwd_owned(int kind, int mut, i
 }
 
 #if defined(__AVX512F__)
-/* The backward of bwd_owned for the L1 and DOT kinds, on a group of NCH <= 8 chunks of the rows (chunks G0 ..
- * G0 + NCH - 1; NCH fixed at compile time; emukg_cand_bwd uses it for rows of at most 8 chunks, G0 = 0): the query
- * chunks, their gradient and the positive's share live in
- * registers for the whole batch row (3 x NCH of the 32 vector registers AVX-512 has), so per candidate only its own
+/* The backward of bwd_owned for the L1 and DOT kinds on rows of NCH <= 8 chunks (NCH fixed at compile time; wider
+ * rows, as ComplEx's 200 floats, keep bwd_owned: walking the owned candidates once per group of 8 chunks measured
+ * slower than its memory sums, 13.0 against 11.0 ms, DOT, D = 200): the query chunks, their gradient and the
+ * positive's share live in registers for the whole batch row (3 x NCH of the 32 vector registers AVX-512 has), so per candidate only its own
  * row is read and its gradient row read and written; each register sum starts at zero and adds the owned
  * candidates in column order, as bwd_owned's partial-sum rows do, so the result is the same bits. */
 static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mut, int NCH, int t, int nt, int64_t B,
@@ -546,34 +543,31 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
                                                                 uint32_t s1, vu Tv, int64_t b0, const float *ratio,
                                                                 const uint16_t *keep_in, const float *gout, float *gE,
                                                                 const uint32_t *tab, float *mine, size_t padD,
-                                                                int64_t *own, float *gdummy, int64_t G0) {
+                                                                int64_t *own, float *gdummy) {
     const int64_t L = D;
     const int64_t tail_at = L - W;
-    const int64_t nch = (L + W - 1) / W;
     const vi all_lanes = (vi){0} - 1;
     /* the last chunk overlaps the previous one under a lane mask, unless the row is a whole number of chunks */
     const vi tail_lanes = L % W ? LANES >= (vi){0} + (int32_t)(W - L % W) : all_lanes;
-    const int has_last = G0 + NCH == nch; /* this group holds the row's last chunk */
-    const int64_t lo_byte = G0 * W * 4, hi_byte = (G0 + NCH == nch ? L : (G0 + NCH) * W) * 4;
     for (int64_t b = 0; b < B; b++) {
         OWNED_ROW(b);
         vf qr[8], gqr[8], gpr[8];
 #pragma GCC unroll 8
         for (int c = 0; c < NCH; c++) {
-            qr[c] = ldf(qb + (c == NCH - 1 && has_last ? tail_at : (G0 + c) * W));
+            qr[c] = ldf(qb + (c == NCH - 1 ? tail_at : c * W));
             gqr[c] = (vf){0};
             gpr[c] = (vf){0};
         }
         for (int64_t m = 0; m < n; m++) {
-            if (m + PF_DIST < n) prefetch_rows(E, gE, cb, slot, b, C, own[m + PF_DIST], D, lo_byte, hi_byte);
+            if (m + PF_DIST < n) prefetch_rows(E, gE, cb, slot, b, C, own[m + PF_DIST], D, 0, D * 4);
             const struct cand_bwd_ctx cd = cand_bwd_setup(mut, b, own[m], C, D, cb, E, gE, slot, gdummy, s0, s1, b0,
-                                                           ratio, gout, keep_in, nch);
+                                                           ratio, gout, keep_in, NCH);
             CAND_BWD_LOCALS(cd);
-            const uint16_t *kb = cd.kb ? cd.kb + G0 : NULL;
-    #pragma GCC unroll 8
-        for (int c = 0; c < NCH; c++) {
-                const int64_t i = c == NCH - 1 && has_last ? tail_at : (G0 + c) * W;
-                const vi lanes = c == NCH - 1 && has_last ? tail_lanes : all_lanes;
+            const uint16_t *kb = cd.kb;
+#pragma GCC unroll 8
+            for (int c = 0; c < NCH; c++) {
+                const int64_t i = c == NCH - 1 ? tail_at : c * W;
+                const vi lanes = c == NCH - 1 ? tail_lanes : all_lanes;
                 vi keep;
                 const vf xv = kb ? memo_mutated(x, xp, i, kb[c], &keep) : mutated(x, xp, i, mut, first, key, tab, Tv, a, &keep);
                 vf gxv, gqv;
@@ -604,7 +598,7 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
         /* the partial rows were zero: 0 + sum is the sum (the same bits as adding in memory, one by one) */
 #pragma GCC unroll 8
         for (int c = 0; c < NCH; c++) {
-            const int64_t i = c == NCH - 1 && has_last ? tail_at : (G0 + c) * W;
+            const int64_t i = c == NCH - 1 ? tail_at : c * W;
             stf(gqb + i, ldf(gqb + i) + gqr[c]);
             stf(gpb + i, ldf(gpb + i) + gpr[c]);
         }
@@ -637,12 +631,9 @@ int emukg_cand_bwd(int64_t B, int64_t C, int64_t D, int64_t NG, const float *q, 
         float *gdummy = P.row + (size_t)t * P.row_floats;
         memset(mine, 0, sizeof(float) * P.per_thread);
 #if defined(__AVX512F__)
-#define REG_CASE(K, M, N) case ((K) * 3 + (M)) * 8 + (N) - 1: bwd_owned_reg(K, M, N, t, nt, B, C, D, q, E, cand, slot, s0, s1, Tv, b0, ratio, keep_in, gout, gE, P.tab, mine, padD, own, gdummy, g0); break;
+#define REG_CASE(K, M, N) case ((K) * 3 + (M)) * 8 + (N) - 1: bwd_owned_reg(K, M, N, t, nt, B, C, D, q, E, cand, slot, s0, s1, Tv, b0, ratio, keep_in, gout, gE, P.tab, mine, padD, own, gdummy); break;
 #define REG_CASES(K, M) REG_CASE(K, M, 1) REG_CASE(K, M, 2) REG_CASE(K, M, 3) REG_CASE(K, M, 4) REG_CASE(K, M, 5) REG_CASE(K, M, 6) REG_CASE(K, M, 7) REG_CASE(K, M, 8)
         const int64_t nch = (D + W - 1) / W;
-        /* rows of more than 8 chunks (ComplEx's 200 floats) take bwd_owned: walking the owned candidates once per group
-         * of 8 chunks measured slower than the memory partial sums (13.0 against 11.0 ms, DOT, D = 200) */
-        const int64_t g0 = 0;
         if (kind != EMUKG_METRIC_COMPLEX_L1 && nch <= 8) {
             switch ((kind * 3 + mut) * 8 + nch - 1) {
                 REG_CASES(EMUKG_METRIC_L1, EMUKG_MUT_NONE) REG_CASES(EMUKG_METRIC_L1, EMUKG_MUT_EMU) REG_CASES(EMUKG_METRIC_L1, EMUKG_MUT_MIXUP)

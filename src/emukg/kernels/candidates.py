@@ -55,8 +55,8 @@ def _cand_args(fn, q, E, cand, metric, mut, s0, s1, T, ratio):
 def keep_masks(metric, D: int) -> int:
     """The 16-bit keep masks the forward stores per candidate for the backward (:func:`cand_fwd`'s ``keep_out``):
     one per 16-float chunk of a row, COMPLEX_L1 two (the real and the imaginary part of its D/2 coordinates)."""
-    L = D // 2 if Metric(int(metric)) == Metric.COMPLEX_L1 else D
-    return -(-L // MIN_ROW_FLOATS) * (2 if Metric(int(metric)) == Metric.COMPLEX_L1 else 1)
+    parts = 2 if Metric(int(metric)) == Metric.COMPLEX_L1 else 1
+    return -(-(D // parts) // MIN_ROW_FLOATS) * parts
 
 
 def _keep_arg(fn: str, keep, metric, mut, B: int, C: int, D: int):

@@ -240,14 +240,20 @@ static inline __attribute__((always_inline)) struct cand_bwd_ctx cand_bwd_setup(
     const float *xp = E + cb[0] * D;                                                                                  \
     float *gqb = mine + (size_t)(b) * padD, *gpb = mine + ((size_t)B + (size_t)(b)) * padD
 
-/* the fields of a cand_bwd_ctx as the local names the backward bodies use */
-#define CAND_BWD_LOCALS(ctx)                                                                                          \
-    const float *x = (ctx).x;                                                                                         \
-    float *gx = (ctx).gx;                                                                                             \
-    const int first = (ctx).first;                                                                                    \
-    const uint32_t key = (ctx).key;                                                                                   \
-    const float a = (ctx).a;                                                                                          \
-    const vf gv = (ctx).gv, av = (ctx).av, bv = (ctx).bv
+/* The owned candidate own[m] of a backward's batch row (after OWNED_ROW): the rows PF_DIST candidates ahead
+ * prefetched, then the fields of its cand_bwd_ctx as the local names the backward bodies use (nmask: the keep masks
+ * per candidate). */
+#define OWNED_CANDIDATE(m, nmask)                                                                                     \
+    if ((m) + PF_DIST < n) prefetch_rows(E, gE, cb, slot, b, C, own[(m) + PF_DIST], D, 0, D * 4);                     \
+    const struct cand_bwd_ctx cd = cand_bwd_setup(mut, b, own[m], C, D, cb, E, gE, slot, gdummy, s0, s1, b0, ratio,   \
+                                                  gout, keep_in, nmask);                                              \
+    const float *x = cd.x;                                                                                            \
+    float *gx = cd.gx;                                                                                                \
+    const int first = cd.first;                                                                                       \
+    const uint32_t key = cd.key;                                                                                      \
+    const float a = cd.a;                                                                                             \
+    const vf gv = cd.gv, av = cd.av, bv = cd.bv;                                                                      \
+    const uint16_t *kb = cd.kb
 
 /* After the partial sums are summed (into thread 0's rows): thread t adds the positives' shares to the gradient rows
  * it owns, b ascending.  Row b's share: P parts of L floats, part p at shares + b * stride + p * pstride; the row
@@ -484,11 +490,7 @@ static inline __attribute__((always_inline)) void bwd_owned(int kind, int mut, i
     for (int64_t b = 0; b < B; b++) {
         OWNED_ROW(b);
         for (int64_t m = 0; m < n; m++) {
-            if (m + PF_DIST < n) prefetch_rows(E, gE, cb, slot, b, C, own[m + PF_DIST], D, 0, D * 4);
-            const struct cand_bwd_ctx cd = cand_bwd_setup(mut, b, own[m], C, D, cb, E, gE, slot, gdummy, s0, s1, b0,
-                                                           ratio, gout, keep_in, nmask);
-            CAND_BWD_LOCALS(cd);
-            const uint16_t *kb = cd.kb;
+            OWNED_CANDIDATE(m, nmask);
             for (int64_t k = 0, ch = 0; k < L; k += W, ch++) {
                 int64_t i = k;
                 vi lanes = all_lanes;
@@ -559,11 +561,7 @@ static inline __attribute__((always_inline)) void bwd_owned_reg(int kind, int mu
             gpr[c] = (vf){0};
         }
         for (int64_t m = 0; m < n; m++) {
-            if (m + PF_DIST < n) prefetch_rows(E, gE, cb, slot, b, C, own[m + PF_DIST], D, 0, D * 4);
-            const struct cand_bwd_ctx cd = cand_bwd_setup(mut, b, own[m], C, D, cb, E, gE, slot, gdummy, s0, s1, b0,
-                                                           ratio, gout, keep_in, NCH);
-            CAND_BWD_LOCALS(cd);
-            const uint16_t *kb = cd.kb;
+            OWNED_CANDIDATE(m, NCH);
 #pragma GCC unroll 8
             for (int c = 0; c < NCH; c++) {
                 const int64_t i = c == NCH - 1 ? tail_at : c * W;

@@ -558,3 +558,26 @@ def test_a_training_backward_reads_the_mask_bits_its_forward_kept(monkeypatch):
     model.zero_grad()
     CandidateScorer(model, positives, "tail", use_kernel=False)(cand, mutation).sum().backward()
     assert torch.allclose(fast, model.entity_embedding.grad, rtol=1e-5, atol=1e-6)
+
+
+@needs["candidates"]
+@pytest.mark.parametrize("kind, D", [("l1", 100), ("dot", 200), ("c2", 64)])
+def test_every_thread_count_owns_each_candidate_once(kind, D):
+    """Threads own gradient rows by entity block: a power-of-two thread count finds its rows with a mask, any other
+    with a division (candidates.c, owned_cols).  Without mutation a candidate row's gradient is summed over its
+    candidates in (row, column) order by its one owner, so the entity gradient is the same bits for 1, 2, 3 and 4
+    threads (a candidate skipped or counted twice would show); the query gradient, summed per thread and then over
+    the threads, agrees to rounding."""
+    g = torch.Generator().manual_seed(11)
+    B, C, N = 9, 33, 300  # ids span 19 blocks of 16, so every thread owns some
+    code = kernels.metric_code(kind)
+    q, E = torch.randn(B, D, generator=g), torch.randn(N, D, generator=g)
+    cand = torch.randint(0, N, (B, C), generator=g)
+    gout = torch.randn(B, C, generator=g)
+    one = kernels.cand_bwd(q, E, cand, gout, code, threads=1)
+    for threads in (2, 3, 4):
+        gq, gE = kernels.cand_bwd(q, E, cand, gout, code, threads=threads)
+        assert torch.equal(gE, one[1]), threads
+        assert torch.allclose(gq, one[0], rtol=1e-5, atol=1e-5), threads
+    dense = torch.zeros(N, D).index_add_(0, cand.reshape(-1), torch.ones(B * C, 1).expand(-1, D))
+    assert torch.equal(one[1] != 0, (dense != 0) & (one[1] != 0))  # only candidate rows receive a gradient

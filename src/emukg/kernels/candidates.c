@@ -179,6 +179,15 @@ static inline int owner(int64_t c, int nt) { return (int)(((uint64_t)c / OWN_BLO
 /* the columns j of one batch row (ids cb[0..C)) whose candidate thread t owns, in order; returns their count */
 static inline int64_t owned_cols(const int64_t *cb, int64_t C, int t, int nt, int64_t *own) {
     int64_t n = 0;
+    if ((nt & (nt - 1)) == 0) { /* a power of two (1, 2, 4 threads...): the owner is a mask of the block, not a
+                                 * 64-bit division per candidate (which took a fifth of the L1 backward) */
+        const uint64_t m = (uint64_t)nt - 1;
+        for (int64_t j = 0; j < C; j++) {
+            own[n] = j;
+            n += (int64_t)((((uint64_t)cb[j] / OWN_BLOCK) & m) == (uint64_t)t);
+        }
+        return n;
+    }
     for (int64_t j = 0; j < C; j++) { /* branchless: the owner test is a coin flip per candidate */
         own[n] = j;
         n += owner(cb[j], nt) == t;

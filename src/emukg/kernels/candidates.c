@@ -112,7 +112,14 @@ static inline __attribute__((always_inline)) uint16_t pack_keep(vi keep) {
 }
 
 static inline __attribute__((always_inline)) vi unpack_keep(uint16_t m) {
+#if defined(__AVX512DQ__)
+    const __m512i v = _mm512_movm_epi32((__mmask16)m); /* one instruction: lane l = -1 where bit l is set */
+    vi r;
+    memcpy(&r, &v, sizeof r);
+    return r;
+#else
     return (vi){0} - (((vi){0} + (int32_t)m) >> LANES & 1);
+#endif
 }
 
 /* the EMU-mutated chunk x'[i:i+W] from its stored keep mask m */

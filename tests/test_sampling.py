@@ -231,3 +231,55 @@ def test_native_fill_equals_tensor_path(side):
     h = pos[:, 0].unsqueeze(1).expand_as(got) if side == "tail" else got
     t = got if side == "tail" else pos[:, 2].unsqueeze(1).expand_as(got)
     assert not bool(filt.contains(h, pos[:, 1].unsqueeze(1).expand_as(got), t).any())
+
+
+# --- torch.randint's draws in C (kernels.randint; issue 20) ----------------------------------------------------------
+from emukg import kernels  # noqa: E402
+
+needs_sample_step = pytest.mark.skipif(not kernels.available("sample_step"),
+                                       reason="native kernel sample_step unavailable")
+
+
+@needs_sample_step
+@pytest.mark.parametrize("high, shape", [(14541, (1000, 256)), (1, (10,)), (7, (623,)), (7, (624,)), (7, (625,)),
+                                         (40943, (3, 1249)), (kernels.RANDINT_MAX, (3000,)), (2_500_000, (50, 77))])
+def test_randint_is_torch_randint_bit_for_bit(high, shape):
+    """The C draws equal torch.randint's, and leave the generator in the same state, across twists of the MT19937
+    state (624 words), over several calls (each starting mid-state), for ranges from 1 to RANDINT_MAX."""
+    g, h = torch.Generator().manual_seed(high % 1000), torch.Generator().manual_seed(high % 1000)
+    for _ in range(4):
+        a, b = kernels.randint(high, shape, g), torch.randint(0, high, shape, generator=h)
+        assert a.dtype == b.dtype == torch.int64 and a.shape == b.shape
+        assert torch.equal(a, b)
+        assert torch.equal(g.get_state(), h.get_state())
+    assert torch.equal(torch.rand(5, generator=g), torch.rand(5, generator=h))  # other draws continue alike
+
+
+@needs_sample_step
+def test_randint_beyond_its_range_and_on_a_bad_state_is_torch_randint(monkeypatch):
+    """Ranges from 2**28 on (torch draws them otherwise) go to torch.randint; so does every call after a failed
+    first-call check."""
+    import emukg.kernels.sampling as sampling
+
+    g, h = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for high in (kernels.RANDINT_MAX + 1, 2 ** 31 + 11, 2 ** 32 - 1):
+        assert torch.equal(kernels.randint(high, (300,), g), torch.randint(0, high, (300,), generator=h))
+    monkeypatch.setattr(sampling, "_RANDINT_OK", [])
+    monkeypatch.setattr(sampling, "_mt_draw", lambda gen, high, n: torch.zeros(n, dtype=torch.int64))  # a wrong kernel
+    assert torch.equal(kernels.randint(100, (64,), g), torch.randint(0, 100, (64,), generator=h))
+    assert sampling._RANDINT_OK == [False]
+
+
+@needs_sample_step
+def test_uniform_sampler_draws_what_torch_randint_draws(kg):
+    """The uniform sampler and the filtered sampler's draw go through kernels.randint: the same ids as torch.randint
+    from the same generator (so every run's negatives are unchanged)."""
+    from emukg.negatives import UniformSampler
+
+    pos = kg.splits["train"][:9]
+    s = UniformSampler(kg, 6, "cpu", gen(3))
+    want = torch.randint(0, kg.num_entities, (9, 6), generator=gen(3))
+    assert torch.equal(s.sample(pos, "tail"), want)
+    rows = torch.arange(4)
+    assert torch.equal(uniform_draw(kg.num_entities, gen(4), "cpu")(rows, 5),
+                       torch.randint(0, kg.num_entities, (4, 5), generator=gen(4)))

@@ -5,7 +5,7 @@ The C files of this folder, all including ``emukg_kernels.h`` (the metric, mutat
 - ``candidates.c``: fused candidate scoring for training (all seven models: forward and backward, EMU and Mixup,
   the extended metrics), the EMU keep mask;
 - ``score_all.c``: evaluation ranking against every entity;
-- ``sample_step.c``: filtered negatives;
+- ``sample_step.c``: filtered negatives, and torch.randint's draws from a CPU generator (bit for bit, faster);
 - ``sparse_optim.c``: row-sparse Adagrad / lazy Adam and the compaction of a sparse step's rows.
 
 The Python modules, one concern each (this facade re-exports their public names):
@@ -19,7 +19,7 @@ The Python modules, one concern each (this facade re-exports their public names)
 - :mod:`.candidates`: the wrappers of ``candidates.c`` (:func:`cand_fwd`, :func:`cand_bwd`, :func:`cand_ext_fwd`,
   :func:`cand_ext_bwd`, :func:`emu_mask`, :func:`sincos`);
 - :mod:`.ranking`: the wrappers of ``score_all.c`` (:func:`rank_fused`, :func:`rank_dense`, :func:`score_all_lanes`);
-- :mod:`.sampling`: the wrapper of ``sample_step.c`` (:func:`filter_fill`);
+- :mod:`.sampling`: the wrappers of ``sample_step.c`` (:func:`filter_fill`, :func:`randint`);
 - :mod:`.rows`: the wrappers of ``sparse_optim.c`` (:func:`adagrad_rows`, :func:`adam_rows`, :func:`compact_rows`).
 
 **Loading.**  :func:`load` compiles a kernel once (``cc -O3 -march=native -fopenmp``) into the user cache
@@ -50,11 +50,11 @@ from .codes import (EVAL_METRICS, EXT_METRIC_CODES, EXT_METRICS, METRIC_CODES, S
                     ext_metric_code, metric_code)
 from .ranking import RANGE_BYTES, rank_dense, rank_fused, rank_fused_bytes, score_all_lanes
 from .rows import ROOT_CHUNK_BYTES, adagrad_rows, adam_rows, compact_rows
-from .sampling import filter_fill
+from .sampling import RANDINT_MAX, filter_fill, randint
 
 __all__ = ["Metric", "Mut", "METRIC_CODES", "EXT_METRIC_CODES", "EVAL_METRICS", "EXT_METRICS", "STATUS_OK",
            "STATUS_ENOMEM", "metric_code", "ext_metric_code", "HERE", "HEADER", "FLAGS", "KERNELS", "PROTOTYPES",
            "kernel_cache_dir", "so_path", "load", "available", "status", "describe", "ptr", "check_ids", "id_range",
            "MIN_ROW_FLOATS", "cand_fwd", "cand_bwd", "cand_ext_fwd", "cand_ext_bwd", "emu_mask", "keep_masks", "sincos",
            "RANGE_BYTES", "score_all_lanes", "rank_fused", "rank_fused_bytes", "rank_dense", "filter_fill",
-           "adagrad_rows", "adam_rows", "compact_rows", "ROOT_CHUNK_BYTES"]
+           "adagrad_rows", "adam_rows", "compact_rows", "ROOT_CHUNK_BYTES", "randint", "RANDINT_MAX"]

@@ -67,6 +67,8 @@ PROTOTYPES: dict[str, dict[str, tuple]] = {
     "sample_step": {
         # (R, K, n, N, rows, start, count, vals, cand, out, filled, found, nthreads) -> status
         "emukg_filter_fill": (_INT, [_I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT]),
+        # (n, generator state bytes, range, base, out) -> status
+        "emukg_mt_randint": (_INT, [_I64, _PTR, _I64, _I64, _PTR]),
     },
     "sparse_optim": {
         # (D, nA, idxA, gA, rootA, param, lr, eps, nB, idxB, gB, sum, outB, nthreads) -> status

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+import emukg.kernels as kernels
 import emukg.negatives.device as device_module
 import emukg.negatives.sans as sans
 from ..errors import ParamError
@@ -56,11 +57,19 @@ def register_sampler(name: str):
     return deco
 
 
+def uniform_ids(num_entities: int, shape: tuple[int, ...], generator: torch.Generator, device) -> torch.Tensor:
+    """``torch.randint(0, num_entities, shape)`` on ``device``; on the CPU through :func:`emukg.kernels.randint`
+    (the same bits and generator state, about 4× faster)."""
+    if generator.device.type == "cpu" and torch.device(device).type == "cpu":
+        return kernels.randint(num_entities, shape, generator)
+    return torch.randint(0, num_entities, shape, generator=generator, device=device)
+
+
 def uniform_draw(num_entities: int, generator: torch.Generator, device) -> DrawFn:
     """A draw function: ``k`` uniformly random entity ids for each of the given rows."""
 
     def draw(rows: torch.Tensor, k: int) -> torch.Tensor:
-        return torch.randint(0, num_entities, (rows.numel(), k), generator=generator, device=device)
+        return uniform_ids(num_entities, (rows.numel(), k), generator, device)
 
     return draw
 
@@ -211,8 +220,7 @@ class UniformSampler(NegativeSampler):
     def sample(self, positives: torch.Tensor, side: str) -> torch.Tensor:
         if side not in ("head", "tail"):
             raise ValueError(f"side must be 'head' or 'tail', not {side!r}")
-        return torch.randint(0, self.num_entities, (positives.shape[0], self.num_negatives),
-                             generator=self.generator, device=self.device)
+        return uniform_ids(self.num_entities, (positives.shape[0], self.num_negatives), self.generator, self.device)
 
 
 @register_sampler("filtered")

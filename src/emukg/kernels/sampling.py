@@ -78,7 +78,9 @@ def randint(high: int, shape: tuple[int, ...], generator: torch.Generator) -> to
     ``torch.randint`` for another device, ``high`` outside 1 .. 2³² − 1 (ATen then draws 64-bit words), no native
     kernel, or a generator state of another layout; the first call in a process checks the kernel against
     ``torch.randint`` on a copy of the generator and falls back for good if they differ.  ``high`` up to
-    :data:`RANDINT_MAX` (2²⁸ − 1): from 2²⁸ on torch 2.13 draws differently (measured), so those go to torch."""
+    :data:`RANDINT_MAX` (2²⁸ − 1): from 2²⁸ on torch 2.13 draws differently (measured), so those go to torch.
+    The state is read and written back around the draw, so two threads must not draw from one generator at once
+    (torch.randint locks the generator; this does not)."""
     n = 1
     for s in shape:
         n *= int(s)

@@ -74,13 +74,12 @@ def randint(high: int, shape: tuple[int, ...], generator: torch.Generator) -> to
     """``torch.randint(0, high, shape, generator=generator)`` for a CPU generator, bit for bit and with the generator
     left in the same state, drawn by ``sample_step.c``'s MT19937 (``emukg_mt_randint``): ATen's CPU kernel spends a
     64-bit division on each element; this tempers and reduces the words between two twists in one vectorised loop
-    (256,000 draws: 0.7 ms → under 0.1 ms on the development machine, docs/results.md §K3).  Falls back to
-    ``torch.randint`` for another device, ``high`` outside 1 .. 2³² − 1 (ATen then draws 64-bit words), no native
-    kernel, or a generator state of another layout; the first call in a process checks the kernel against
-    ``torch.randint`` on a copy of the generator and falls back for good if they differ.  ``high`` up to
-    :data:`RANDINT_MAX` (2²⁸ − 1): from 2²⁸ on torch 2.13 draws differently (measured), so those go to torch.
-    The state is read and written back around the draw, so two threads must not draw from one generator at once
-    (torch.randint locks the generator; this does not)."""
+    (256,000 draws: 0.65 → 0.16 ms on the development machine, docs/results.md §K3).  ``high`` from 1 to
+    :data:`RANDINT_MAX` (2²⁸ − 1; from 2²⁸ on torch 2.13 draws otherwise, measured); anything else — a larger
+    ``high``, another device, no native kernel, a generator state of another layout — is drawn by ``torch.randint``.
+    The first call in a process checks the kernel against ``torch.randint`` on a probe generator and, should they
+    differ, leaves every later call to torch.  The state is read and written back around the draw, so two threads
+    must not draw from one generator at once (torch.randint locks the generator; this does not)."""
     n = 1
     for s in shape:
         n *= int(s)
@@ -89,8 +88,7 @@ def randint(high: int, shape: tuple[int, ...], generator: torch.Generator) -> to
             or not available("sample_step")):
         return torch.randint(0, high, shape, generator=generator)
     if not _RANDINT_OK:
-        probe = torch.Generator().manual_seed(int(torch.randint(0, 1 << 62, (1,), generator=torch.Generator().manual_seed(n))))
-        twin = torch.Generator()
+        probe, twin = torch.Generator().manual_seed(20_201), torch.Generator()
         twin.set_state(probe.get_state())
         ok = True
         for top, count in ((14_541, 1_500), (RANDINT_MAX, 700), (1, 3)):
@@ -104,4 +102,3 @@ def randint(high: int, shape: tuple[int, ...], generator: torch.Generator) -> to
     if out is None:
         return torch.randint(0, high, shape, generator=generator)
     return out.view(shape)
-
